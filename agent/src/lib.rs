@@ -1,0 +1,1 @@
+//! agent (filled by a later issue).

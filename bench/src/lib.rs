@@ -1,0 +1,1 @@
+//! bench (filled by a later issue).

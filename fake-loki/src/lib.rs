@@ -1,0 +1,4 @@
+//! fake-loki: a multi-tenant Loki test double.
+
+pub mod logql;
+pub mod store;

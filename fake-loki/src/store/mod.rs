@@ -1,0 +1,5 @@
+//! Per-tenant stream storage.
+
+mod stream;
+
+pub use stream::{EntryRef, Metadata, Stream};
