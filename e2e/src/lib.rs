@@ -1,1 +1,25 @@
-//! e2e (filled by a later issue).
+//! e2e: did every log line arrive, exactly once, in the right tenant, and how late?
+//!
+//! The pieces, in pipeline order:
+//! - [`gen`]: the load generator (`e2e loadgen`). Writes kubelet-layout CRI log files for simulated
+//!   clusters, with rotation, copytruncate and pod churn, and a [`manifest`] of what it wrote.
+//! - [`marker`]: the `run=<id> src=<source> seq=<n>` marker every entry carries.
+//! - [`loki`]: a query-API client that paginates `query_range` as a real client must.
+//! - [`check`]: the completeness checker (`e2e check`): gaps, duplicates, order, lag, tenant leaks.
+//! - [`procs`]: locating, spawning and measuring the `agent` and `fake-loki` processes.
+//! - [`pipeline`]: the whole run (`e2e local` and the scenario tests): fake-loki + one agent per
+//!   cluster + generator + checker, with timed actions (faults, `kill -9`).
+
+pub mod check;
+pub mod content;
+pub mod cri;
+pub mod error;
+pub mod gen;
+pub mod loki;
+pub mod manifest;
+pub mod marker;
+pub mod pipeline;
+pub mod procs;
+pub mod report;
+
+pub use error::Error;
