@@ -1,1 +1,97 @@
-fn main() {}
+//! The fake-loki binary: parse flags, init tracing, serve until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use fake_loki::limits::LimitsConfig;
+use fake_loki::{Config, FakeLoki, FaultRule};
+
+/// A multi-tenant Loki test double: Loki's push, query and metadata API with Loki's
+/// limits and errors, plus fault injection and completeness stats.
+#[derive(Parser, Debug)]
+#[command(name = "fake-loki", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3100")]
+    listen: SocketAddr,
+    /// Require X-Scope-OrgID (Loki's auth_enabled). When false every request uses tenant `fake`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auth_enabled: bool,
+    /// YAML with Loki's `limits_config:` keys and per-tenant `overrides:`.
+    #[arg(long)]
+    limits: Option<PathBuf>,
+    /// Keep an append-only log per tenant here and replay it at start.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Allow `X-Scope-OrgID: a|b` on queries (Loki's multi_tenant_queries_enabled).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    multi_tenant_queries_enabled: bool,
+    /// A fault rule as JSON, e.g. '{"action":"status","status":503,"count":5}'. Repeatable.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Seed for probabilistic faults.
+    #[arg(long, default_value_t = 0)]
+    fault_seed: u64,
+    /// Largest accepted push body in bytes (compressed).
+    #[arg(long, default_value_t = 100 << 20)]
+    max_recv_msg_size: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut config = Config {
+        listen: cli.listen,
+        auth_enabled: cli.auth_enabled,
+        data_dir: cli.data_dir,
+        multi_tenant_queries_enabled: cli.multi_tenant_queries_enabled,
+        fault_seed: cli.fault_seed,
+        max_recv_msg_size: cli.max_recv_msg_size,
+        ..Config::default()
+    };
+    if let Some(path) = &cli.limits {
+        config.limits = LimitsConfig::from_file(path)?;
+    }
+    for f in &cli.faults {
+        let rule: FaultRule =
+            serde_json::from_str(f).with_context(|| format!("--fault {f:?} is not a fault rule"))?;
+        config.faults.push(rule);
+    }
+    let loki = FakeLoki::start(config).await.context("starting fake-loki")?;
+    tracing::info!(addr = %loki.addr(), "listening on {}", loki.addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    loki.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

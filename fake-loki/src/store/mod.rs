@@ -1,5 +1,96 @@
-//! Per-tenant stream storage.
+//! Per-tenant stream storage: streams by label string, with the per-tenant statistics
+//! the stats endpoint and completeness checks read.
 
 mod stream;
 
+use std::collections::HashMap;
+
+use loki_wire::LabelSet;
+
 pub use stream::{EntryRef, Metadata, Stream};
+
+/// One tenant's streams.
+#[derive(Debug, Default)]
+pub struct TenantData {
+    streams: Vec<Stream>,
+    index: HashMap<String, usize>,
+    /// Newest timestamp seen per stream (Loki's out-of-order window is relative to it).
+    max_ts: Vec<i64>,
+    pub entries: u64,
+    pub bytes: u64,
+    pub pushes: u64,
+    /// Wall-clock time of the last accepted push, ns since the epoch.
+    pub last_push_ns: Option<i64>,
+}
+
+impl TenantData {
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    /// The index of the stream with this canonical label string.
+    pub fn find(&self, labels_string: &str) -> Option<usize> {
+        self.index.get(labels_string).copied()
+    }
+
+    /// Creates a stream (the caller checked it does not exist) and returns its index.
+    pub fn create(&mut self, labels: LabelSet) -> usize {
+        let s = Stream::new(labels);
+        let i = self.streams.len();
+        self.index.insert(s.labels_string.clone(), i);
+        self.streams.push(s);
+        self.max_ts.push(i64::MIN);
+        i
+    }
+
+    /// The stream's newest timestamp so far.
+    pub fn max_ts(&self, i: usize) -> i64 {
+        self.max_ts[i]
+    }
+
+    /// Inserts an entry into stream `i`; returns whether it was new (not a duplicate).
+    pub fn insert(&mut self, i: usize, ts: i64, line: &str, metadata: &[(String, String)]) -> bool {
+        let stored = self.streams[i].insert(ts, line, metadata);
+        if ts > self.max_ts[i] {
+            self.max_ts[i] = ts;
+        }
+        if stored {
+            self.entries += 1;
+            self.bytes += line.len() as u64;
+        }
+        stored
+    }
+
+    /// Oldest and newest entry timestamps over all streams.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        self.streams
+            .iter()
+            .filter_map(Stream::time_bounds)
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+    }
+
+    /// Approximate heap bytes held by this tenant's entries.
+    pub fn heap_bytes(&self) -> usize {
+        self.streams.iter().map(Stream::heap_bytes).sum()
+    }
+}
+
+/// All tenants.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub tenants: HashMap<String, TenantData>,
+}
+
+impl Store {
+    pub fn tenant_mut(&mut self, tenant: &str) -> &mut TenantData {
+        if !self.tenants.contains_key(tenant) {
+            self.tenants.insert(tenant.to_string(), TenantData::default());
+        }
+        // Inserted just above when missing.
+        self.tenants.get_mut(tenant).expect("tenant present")
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Option<&TenantData> {
+        self.tenants.get(tenant)
+    }
+}

@@ -1,0 +1,219 @@
+//! HTTP routing and response helpers. Routing is a plain `match (method, path)`.
+
+mod meta;
+mod ops;
+pub mod params;
+mod push;
+mod query;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::logql::{self, Source, SourceStream};
+use crate::store::Store;
+use crate::tenant;
+use crate::State;
+
+pub type Body = Full<Bytes>;
+
+/// What the connection layer does with a handled request.
+pub enum Reply {
+    Respond(Response<Body>),
+    /// Drop the connection without answering (fault injection).
+    Reset,
+}
+
+/// Plain text, as Go's `http.Error` writes it.
+pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.into())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// A JSON body.
+pub fn json(status: u16, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    r
+}
+
+pub fn empty(status: u16) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+    r
+}
+
+fn not_found() -> Response<Body> {
+    text(404, "404 page not found\n")
+}
+
+fn method_not_allowed() -> Response<Body> {
+    text(405, "Method Not Allowed\n")
+}
+
+/// Reads a whole body, refusing more than `max` bytes (413) before or while reading.
+pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<(http::request::Parts, Bytes), Response<Body>> {
+    let (parts, body) = req.into_parts();
+    let too_large = |n: Option<u64>| {
+        text(
+            413,
+            match n {
+                Some(n) => format!("message size too large than max ({n} vs {max})\n"),
+                None => format!("message size too large than max (limit {max})\n"),
+            },
+        )
+    };
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large(Some(len)));
+        }
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(too_large(None))
+            } else {
+                Err(text(400, format!("reading the request body: {e}\n")))
+            }
+        }
+    }
+}
+
+/// The tenants of a read request (query, metadata), or Loki's error answer.
+pub fn read_tenants(state: &State, parts: &http::request::Parts) -> Result<Vec<String>, Response<Body>> {
+    if !state.config.auth_enabled {
+        return Ok(vec![state.config.no_auth_tenant.clone()]);
+    }
+    let h = parts
+        .headers
+        .get("x-scope-orgid")
+        .and_then(|v| v.to_str().ok());
+    let ids = tenant::resolve(h).map_err(|e| {
+        // The auth middleware's 401 ends in a newline (http.Error); validation errors too.
+        text(e.status, format!("{}\n", e.message))
+    })?;
+    if ids.len() > 1 && !state.config.multi_tenant_queries_enabled {
+        return Err(text(400, "multiple org IDs present"));
+    }
+    Ok(ids)
+}
+
+/// A view of some tenants' streams for the query engine. With more than one tenant
+/// every stream gains `__tenant_id__`, as Loki's multi-tenant querier does.
+pub struct TenantSource<'a> {
+    pub store: &'a Store,
+    pub tenants: &'a [String],
+}
+
+impl Source for TenantSource<'_> {
+    fn select(&self, matchers: &[logql::Matcher]) -> Vec<SourceStream<'_>> {
+        let multi = self.tenants.len() > 1;
+        let mut out = Vec::new();
+        for t in self.tenants {
+            let Some(data) = self.store.tenant(t) else {
+                continue;
+            };
+            for s in data.streams() {
+                let labels = if multi {
+                    let mut l = s.labels.clone();
+                    if let Some(v) = l.get("__tenant_id__").map(str::to_string) {
+                        l.set("original___tenant_id__", &v);
+                    }
+                    l.set("__tenant_id__", t);
+                    std::borrow::Cow::Owned(l)
+                } else {
+                    std::borrow::Cow::Borrowed(&s.labels)
+                };
+                if matchers.iter().all(|m| m.matches_labels(&labels)) {
+                    out.push(SourceStream { labels, stream: s });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Handles one request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let (route, reply) = route(&state, method, &path, req).await;
+    if let Reply::Respond(r) = &reply {
+        state.metrics.request(route, r.status().as_u16());
+    }
+    reply
+}
+
+async fn route(state: &Arc<State>, method: Method, path: &str, req: Request<Incoming>) -> (&'static str, Reply) {
+    let get_or_post = method == Method::GET || method == Method::POST;
+    let r = |resp| Reply::Respond(resp);
+    match path {
+        "/loki/api/v1/push" | "/api/prom/push" => {
+            if method != Method::POST {
+                return ("push", r(method_not_allowed()));
+            }
+            ("push", push::handle(state, req, path == "/api/prom/push").await)
+        }
+        "/loki/api/v1/query_range" if get_or_post => ("query_range", r(query::range(state, req).await)),
+        "/loki/api/v1/query" if get_or_post => ("query", r(query::instant(state, req).await)),
+        "/loki/api/v1/labels" | "/loki/api/v1/label" if get_or_post => ("labels", r(meta::labels(state, req, None).await)),
+        "/loki/api/v1/series" if get_or_post => ("series", r(meta::series(state, req).await)),
+        "/loki/api/v1/index/stats" if get_or_post => ("index_stats", r(meta::index_stats(state, req).await)),
+        "/ready" => ("ready", r(text(200, "ready\n"))),
+        "/metrics" => ("metrics", r(ops::metrics(state))),
+        "/loki/api/v1/status/buildinfo" => ("buildinfo", r(ops::buildinfo())),
+        "/fake-loki/api/v1/faults" => ("faults", r(ops::faults(state, method, req).await)),
+        "/fake-loki/api/v1/stats" => ("stats", r(ops::stats(state))),
+        p if p.starts_with("/loki/api/v1/label/") && p.ends_with("/values") && get_or_post => {
+            let name = &p["/loki/api/v1/label/".len()..p.len() - "/values".len()];
+            let name = percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .into_owned();
+            ("label_values", r(meta::labels(state, req, Some(name)).await))
+        }
+        "/loki/api/v1/query_range" | "/loki/api/v1/query" | "/loki/api/v1/labels" | "/loki/api/v1/series" => {
+            ("other", r(method_not_allowed()))
+        }
+        _ => ("other", r(not_found())),
+    }
+}
+
+/// Collects query-string and form-body parameters.
+pub async fn request_params(req: Request<Incoming>, max: usize) -> Result<(http::request::Parts, params::Params), Response<Body>> {
+    let (parts, body) = read_body(req, max).await?;
+    let mut p = params::Params::default();
+    if let Some(q) = parts.uri.query() {
+        p.add_urlencoded(q.as_bytes());
+    }
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        p.add_urlencoded(&body);
+    }
+    Ok((parts, p))
+}

@@ -1,0 +1,179 @@
+//! `POST /loki/api/v1/push` (and `/api/prom/push`): tenant, faults, body decoding
+//! (Content-Encoding, then JSON or snappy-block protobuf by Content-Type), ingestion.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Request};
+use hyper::body::Incoming;
+use loki_wire::encoding::{self, ContentEncoding};
+use loki_wire::{json, snappy, EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+use prost::Message;
+
+use super::{empty, read_body, text, Reply};
+use crate::faults::FaultAction;
+use crate::ingest::{self, IngestContext};
+use crate::{tenant, State};
+
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) -> Reply {
+    let t = if state.config.auth_enabled {
+        let h = req.headers().get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        match tenant::single(h) {
+            Ok(t) => t,
+            Err(e) => return Reply::Respond(text(e.status, format!("{}\n", e.message))),
+        }
+    } else {
+        state.config.no_auth_tenant.clone()
+    };
+
+    let mut discard = false;
+    if let Some(f) = state.faults.decide(&t) {
+        state.metrics.fault_applied(match f.action {
+            FaultAction::Status => "status",
+            FaultAction::Reset => "reset",
+            FaultAction::Latency => "latency",
+            FaultAction::Discard => "discard",
+        });
+        match f.action {
+            FaultAction::Reset => return Reply::Reset,
+            FaultAction::Status => {
+                // Drain the body so keep-alive connections stay usable.
+                let _ = read_body(req, state.config.max_recv_msg_size).await;
+                let mut r = text(f.status, format!("fake-loki: injected fault: status {}\n", f.status));
+                if let Some(s) = f.retry_after_seconds {
+                    if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                }
+                return Reply::Respond(r);
+            }
+            FaultAction::Latency => tokio::time::sleep(Duration::from_millis(f.latency_ms)).await,
+            FaultAction::Discard => discard = true,
+        }
+    }
+
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let content_encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (_, body) = match read_body(req, state.config.max_recv_msg_size).await {
+        Ok(b) => b,
+        Err(resp) => {
+            state.metrics.discarded(&t, "request_body_too_large", 0, 0);
+            return Reply::Respond(resp);
+        }
+    };
+    let decoded = match decode(state, &body, &content_type, &content_encoding, legacy) {
+        Ok(r) => r,
+        Err((status, msg)) => {
+            if status == 413 {
+                state.metrics.discarded(&t, "request_body_too_large", 0, body.len() as u64);
+            }
+            return Reply::Respond(text(status, format!("{msg}\n")));
+        }
+    };
+    if discard {
+        return Reply::Respond(empty(204));
+    }
+    Reply::Respond(ingest_request(state, &t, decoded))
+}
+
+/// Decodes a push body into a request, with Loki's status and message on failure.
+pub fn decode(
+    state: &State,
+    body: &[u8],
+    content_type: &str,
+    content_encoding: &str,
+    legacy: bool,
+) -> Result<PushRequest, (u16, String)> {
+    let enc = ContentEncoding::from_header(content_encoding).map_err(|e| (400, e.to_string()))?;
+    let raw = match enc {
+        ContentEncoding::Identity => Bytes::copy_from_slice(body),
+        other => Bytes::from(
+            encoding::decode(body, other, state.config.max_decompressed_size).map_err(|e| match e {
+                loki_wire::WireError::DecompressedTooLarge { .. } => (413, e.to_string()),
+                e => (400, e.to_string()),
+            })?,
+        ),
+    };
+    // Go's mime.ParseMediaType: parameters such as charset are ignored, case-insensitive.
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media == "application/json" {
+        let parsed = if legacy { json::parse_legacy(&raw) } else { json::parse_v1(&raw) };
+        return parsed.map_err(|e| (400, e.to_string()));
+    }
+    // Every other type (and, as Loki 3.7 does, a missing one) is snappy-block protobuf.
+    let plain = snappy::decompress(&raw, state.config.max_decompressed_size).map_err(|e| match e {
+        loki_wire::WireError::SnappyTooLarge { .. } => (413, e.to_string()),
+        e => (400, e.to_string()),
+    })?;
+    PushRequest::decode(Bytes::from(plain)).map_err(|e| (400, format!("proto: {e}")))
+}
+
+/// Ingests a decoded push for `tenant` and renders the answer.
+pub fn ingest_request(state: &State, tenant: &str, req: PushRequest) -> http::Response<super::Body> {
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let limits = state.config.limits.for_tenant(tenant);
+    let ctx = IngestContext {
+        tenant,
+        limits,
+        metrics: &state.metrics,
+        now_ns,
+        now: Instant::now(),
+        max_chunk_age_ns: state.config.max_chunk_age_ns,
+    };
+    let mut wal_error = None;
+    let outcome = {
+        let mut store = state.store.write();
+        let mut limiters = state.limiters.lock();
+        let mut data_dir = state.data_dir.as_ref().map(|d| d.lock());
+        ingest::ingest(&ctx, &mut store, &mut limiters, req, &mut |labels, entries| {
+            if let Some(dd) = data_dir.as_mut() {
+                let rec = PushRequest {
+                    streams: vec![StreamAdapter {
+                        labels: labels.to_string(),
+                        entries: entries
+                            .iter()
+                            .map(|(ts, line, md)| EntryAdapter {
+                                timestamp: Some(Timestamp::from_unix_nanos(*ts)),
+                                line: Bytes::copy_from_slice(line.as_bytes()),
+                                structured_metadata: md
+                                    .iter()
+                                    .map(|(k, v)| LabelPairAdapter {
+                                        name: k.clone(),
+                                        value: v.clone(),
+                                    })
+                                    .collect(),
+                                parsed: vec![],
+                            })
+                            .collect(),
+                        hash: 0,
+                    }],
+                    format: String::new(),
+                };
+                if let Err(e) = dd.append(tenant, &rec) {
+                    wal_error = Some(e.to_string());
+                }
+            }
+        })
+    };
+    if let Some(e) = wal_error {
+        // Stored in memory but not durable: say so rather than acknowledge it.
+        tracing::error!(error = %e, "data-dir append failed");
+        return text(500, format!("fake-loki: could not persist the push: {e}\n"));
+    }
+    if outcome.status == 204 {
+        empty(204)
+    } else {
+        text(outcome.status, outcome.body)
+    }
+}

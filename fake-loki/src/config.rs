@@ -1,0 +1,82 @@
+//! fake-loki's settings: one plain struct, defaults in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::faults::FaultRule;
+use crate::ingest::DEFAULT_MAX_CHUNK_AGE_NS;
+use crate::limits::LimitsConfig;
+
+/// Everything fake-loki needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Loki's `auth_enabled` (default true): without a tenant header requests get 401.
+    pub auth_enabled: bool,
+    /// The tenant used when auth is off (Loki's `no_auth_tenant`, default `fake`).
+    pub no_auth_tenant: String,
+    pub limits: LimitsConfig,
+    pub data_dir: Option<PathBuf>,
+    /// Loki's `querier.multi_tenant_queries_enabled` (default false).
+    pub multi_tenant_queries_enabled: bool,
+    /// Largest compressed push body (Loki's `distributor.max_recv_msg_size`, 100 MiB).
+    pub max_recv_msg_size: usize,
+    /// Largest decompressed push body (Loki's `max_decompressed_size`, 5000 MiB).
+    pub max_decompressed_size: usize,
+    /// The ingester's `max_chunk_age` (2h): entries more than half of it behind a
+    /// stream's newest entry are `too_far_behind`.
+    pub max_chunk_age_ns: i64,
+    /// Seed of the fault-injection probability draws.
+    pub fault_seed: u64,
+    /// Fault rules active from the start.
+    pub faults: Vec<FaultRule>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3100)),
+            auth_enabled: true,
+            no_auth_tenant: "fake".into(),
+            limits: LimitsConfig::default(),
+            data_dir: None,
+            multi_tenant_queries_enabled: false,
+            max_recv_msg_size: 100 << 20,
+            max_decompressed_size: 5000 << 20,
+            max_chunk_age_ns: DEFAULT_MAX_CHUNK_AGE_NS,
+            fault_seed: 0,
+            faults: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// For tests: an ephemeral port on 127.0.0.1, auth on, and the limits Loki's own
+    /// integration tests use: no service-name or level discovery, no old-sample
+    /// rejection, and ingestion rates high enough not to throttle a test.
+    pub fn for_tests() -> Self {
+        let mut c = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
+        let l = &mut c.limits.defaults;
+        l.discover_service_name.clear();
+        l.discover_log_levels = false;
+        l.reject_old_samples = false;
+        l.ingestion_rate_mb = 1024.0;
+        l.ingestion_burst_size_mb = 1024.0;
+        l.per_stream_rate_limit = 1 << 30;
+        l.per_stream_rate_limit_burst = 1 << 30;
+        l.max_global_streams_per_user = 0;
+        c
+    }
+
+    /// Like [`Config::for_tests`] but with every Loki 3.x default in force (discovery
+    /// of `service_name` and `detected_level`, 7d old-sample rejection, 4 MB/s rate).
+    pub fn for_tests_with_loki_defaults() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! fake-loki's `/metrics`, with Loki's metric names so dashboards and alerts written
+//! for Loki work unchanged. One function per observable event.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// The registry and the metric families.
+pub struct Metrics {
+    registry: Registry,
+    lines_received: Family<Labels, Counter>,
+    bytes_received: Family<Labels, Counter>,
+    structured_metadata_bytes_received: Family<Labels, Counter>,
+    discarded_samples: Family<Labels, Counter>,
+    discarded_bytes: Family<Labels, Counter>,
+    mutated_samples: Family<Labels, Counter>,
+    mutated_bytes: Family<Labels, Counter>,
+    memory_streams: Family<Labels, Gauge>,
+    streams_created: Family<Labels, Counter>,
+    requests: Family<Labels, Counter>,
+    faults_applied: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn tenant(t: &str) -> Labels {
+    vec![("tenant".into(), t.into())]
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            lines_received: Family::default(),
+            bytes_received: Family::default(),
+            structured_metadata_bytes_received: Family::default(),
+            discarded_samples: Family::default(),
+            discarded_bytes: Family::default(),
+            mutated_samples: Family::default(),
+            mutated_bytes: Family::default(),
+            memory_streams: Family::default(),
+            streams_created: Family::default(),
+            requests: Family::default(),
+            faults_applied: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "loki_distributor_lines_received",
+            "The total number of lines received per tenant.",
+            m.lines_received.clone(),
+        );
+        registry.register(
+            "loki_distributor_bytes_received",
+            "The total number of uncompressed bytes received per tenant (line and structured metadata).",
+            m.bytes_received.clone(),
+        );
+        registry.register(
+            "loki_distributor_structured_metadata_bytes_received",
+            "The total number of structured metadata bytes received per tenant.",
+            m.structured_metadata_bytes_received.clone(),
+        );
+        registry.register(
+            "loki_discarded_samples",
+            "The total number of samples that were discarded.",
+            m.discarded_samples.clone(),
+        );
+        registry.register(
+            "loki_discarded_bytes",
+            "The total number of bytes that were discarded.",
+            m.discarded_bytes.clone(),
+        );
+        registry.register(
+            "loki_mutated_samples",
+            "The total number of samples that have been mutated.",
+            m.mutated_samples.clone(),
+        );
+        registry.register(
+            "loki_mutated_bytes",
+            "The total number of bytes that have been mutated.",
+            m.mutated_bytes.clone(),
+        );
+        registry.register(
+            "loki_ingester_memory_streams",
+            "The total number of streams in memory per tenant.",
+            m.memory_streams.clone(),
+        );
+        registry.register(
+            "loki_ingester_streams_created",
+            "The total number of streams created per tenant.",
+            m.streams_created.clone(),
+        );
+        registry.register(
+            "loki_fake_requests",
+            "HTTP requests served by fake-loki, by route and status code.",
+            m.requests.clone(),
+        );
+        registry.register(
+            "loki_fake_faults_applied",
+            "Push requests answered by an injected fault, by action.",
+            m.faults_applied.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A push arrived with `lines` lines (counted before validation, as Loki does).
+    pub fn received(&self, t: &str, lines: u64, bytes: u64, sm_bytes: u64) {
+        self.lines_received.get_or_create(&tenant(t)).inc_by(lines);
+        self.bytes_received.get_or_create(&tenant(t)).inc_by(bytes);
+        self.structured_metadata_bytes_received
+            .get_or_create(&tenant(t))
+            .inc_by(sm_bytes);
+    }
+
+    /// Entries were refused for `reason`.
+    pub fn discarded(&self, t: &str, reason: &str, samples: u64, bytes: u64) {
+        let l = vec![("reason".into(), reason.into()), ("tenant".into(), t.into())];
+        if samples > 0 {
+            self.discarded_samples.get_or_create(&l).inc_by(samples);
+        }
+        self.discarded_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    /// Lines were truncated (`max_line_size_truncate`).
+    pub fn mutated(&self, t: &str, reason: &str, samples: u64, bytes: u64) {
+        let l = vec![("reason".into(), reason.into()), ("tenant".into(), t.into())];
+        self.mutated_samples.get_or_create(&l).inc_by(samples);
+        self.mutated_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    /// A new stream was created.
+    pub fn stream_created(&self, t: &str, total_streams: usize) {
+        self.streams_created.get_or_create(&tenant(t)).inc();
+        self.memory_streams
+            .get_or_create(&tenant(t))
+            .set(total_streams as i64);
+    }
+
+    /// An HTTP request finished.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&vec![
+                ("route".into(), route.into()),
+                ("status_code".into(), status.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A fault rule answered a push.
+    pub fn fault_applied(&self, action: &str) {
+        self.faults_applied
+            .get_or_create(&vec![("action".into(), action.into())])
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
