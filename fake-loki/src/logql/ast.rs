@@ -1,0 +1,212 @@
+//! LogQL syntax tree: what the parser produces and the evaluator runs.
+
+use regex::Regex;
+
+use super::matcher::Matcher;
+use super::pattern::Pattern;
+use super::template::Template;
+
+/// A log query: stream selector plus pipeline stages.
+#[derive(Debug, Clone)]
+pub struct LogExpr {
+    pub matchers: Vec<Matcher>,
+    pub stages: Vec<Stage>,
+}
+
+/// `|=`, `!=`, `|~`, `!~`, `|>`, `!>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOp {
+    Contains,
+    NotContains,
+    Match,
+    NotMatch,
+    Pattern,
+    NotPattern,
+}
+
+/// One alternative of a line filter.
+#[derive(Debug, Clone)]
+pub enum LineMatcher {
+    /// Substring test; the needle is kept owned so the finder can borrow it per call.
+    Substr(memchr::memmem::Finder<'static>),
+    Regex(Regex),
+    Pattern(Pattern),
+}
+
+impl LineMatcher {
+    pub fn is_match(&self, line: &str) -> bool {
+        match self {
+            LineMatcher::Substr(f) => f.needle().is_empty() || f.find(line.as_bytes()).is_some(),
+            LineMatcher::Regex(r) => r.is_match(line),
+            LineMatcher::Pattern(p) => p.matches(line),
+        }
+    }
+}
+
+/// A line filter with its `or` alternatives.
+#[derive(Debug, Clone)]
+pub struct LineFilter {
+    pub op: LineOp,
+    pub alts: Vec<LineMatcher>,
+}
+
+impl LineFilter {
+    /// Whether the line passes. A negated filter with `or` rejects a line matching any alternative.
+    pub fn keep(&self, line: &str) -> bool {
+        let any = self.alts.iter().any(|m| m.is_match(line));
+        match self.op {
+            LineOp::Contains | LineOp::Match | LineOp::Pattern => any,
+            LineOp::NotContains | LineOp::NotMatch | LineOp::NotPattern => !any,
+        }
+    }
+}
+
+/// Numeric comparison of a label filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Eq,
+    Neq,
+}
+
+impl CmpOp {
+    pub fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Gt => a > b,
+            CmpOp::Gte => a >= b,
+            CmpOp::Lt => a < b,
+            CmpOp::Lte => a <= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Neq => a != b,
+        }
+    }
+}
+
+/// What a numeric label filter parses the label value as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumKind {
+    Number,
+    Duration,
+    Bytes,
+}
+
+/// A label filter expression.
+#[derive(Debug, Clone)]
+pub enum LabelFilter {
+    Matcher(Matcher),
+    Num { name: String, op: CmpOp, kind: NumKind, value: f64 },
+    And(Box<LabelFilter>, Box<LabelFilter>),
+    Or(Box<LabelFilter>, Box<LabelFilter>),
+}
+
+/// One `label_format` item.
+#[derive(Debug, Clone)]
+pub enum LabelFmt {
+    Rename { dst: String, src: String },
+    Template { dst: String, tpl: Template },
+}
+
+/// A `drop`/`keep` item: a bare name or a matcher.
+#[derive(Debug, Clone)]
+pub enum NamedMatcher {
+    Name(String),
+    Matcher(Matcher),
+}
+
+/// A pipeline stage.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    LineFilter(LineFilter),
+    Json(Vec<(String, Vec<JsonPathPart>)>),
+    Logfmt { strict: bool, keep_empty: bool, params: Vec<(String, String)> },
+    Regexp(Regex),
+    Pattern(Pattern),
+    Unpack,
+    LabelFilter(LabelFilter),
+    LineFormat(Template),
+    LabelFormat(Vec<LabelFmt>),
+    Drop(Vec<NamedMatcher>),
+    Keep(Vec<NamedMatcher>),
+    Decolorize,
+}
+
+/// One step of a `json` parameter path (`a.b[0]`, `["a b"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonPathPart {
+    Key(String),
+    Index(usize),
+}
+
+/// Range aggregation functions supported without unwrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeOp {
+    Count,
+    Rate,
+    Bytes,
+    BytesRate,
+    Absent,
+}
+
+impl RangeOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            RangeOp::Count => "count_over_time",
+            RangeOp::Rate => "rate",
+            RangeOp::Bytes => "bytes_over_time",
+            RangeOp::BytesRate => "bytes_rate",
+            RangeOp::Absent => "absent_over_time",
+        }
+    }
+}
+
+/// Vector aggregation operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VecOp {
+    Sum,
+    Avg,
+    Count,
+    Min,
+    Max,
+    Topk,
+    Bottomk,
+    Stddev,
+    Stdvar,
+    Sort,
+    SortDesc,
+}
+
+/// `by (..)` or `without (..)`.
+#[derive(Debug, Clone)]
+pub struct Grouping {
+    pub without: bool,
+    pub labels: Vec<String>,
+}
+
+/// A metric (sample) expression.
+#[derive(Debug, Clone)]
+pub enum MetricExpr {
+    Range { op: RangeOp, log: LogExpr, range: i64, offset: i64 },
+    Vector { op: VecOp, param: Option<f64>, grouping: Option<Grouping>, inner: Box<MetricExpr> },
+    Literal(f64),
+}
+
+impl MetricExpr {
+    /// Every selector the expression reads, for validation.
+    pub fn selectors(&self) -> Vec<&[Matcher]> {
+        match self {
+            MetricExpr::Range { log, .. } => vec![&log.matchers],
+            MetricExpr::Vector { inner, .. } => inner.selectors(),
+            MetricExpr::Literal(_) => vec![],
+        }
+    }
+}
+
+/// A parsed query.
+#[derive(Debug, Clone)]
+pub enum Query {
+    Log(LogExpr),
+    Metric(MetricExpr),
+}

@@ -1,0 +1,656 @@
+//! LogQL parser: recursive descent over the lexer's tokens, producing Loki's error texts
+//! (`parse error at line L, col C: syntax error: unexpected X, expecting Y or Z`).
+
+use regex::Regex;
+
+use super::ast::*;
+use super::lexer::{lex, Tok, Token};
+use super::matcher::{MatchOp, Matcher};
+use super::pattern::Pattern;
+use super::template::Template;
+use super::Error;
+
+/// Loki's message when no matcher selects anything specific.
+pub const EMPTY_MATCHERS: &str = "queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will";
+
+/// A positionless parse error (`parse error : msg`).
+pub fn plain(msg: impl std::fmt::Display) -> Error {
+    Error {
+        message: format!("parse error : {msg}"),
+    }
+}
+
+struct Parser {
+    toks: Vec<Token>,
+    i: usize,
+}
+
+type R<T> = Result<T, Error>;
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        // The lexer always ends with an Eof token, and `bump` never moves past it.
+        &self.toks[self.i.min(self.toks.len() - 1)]
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.peek().clone();
+        if self.i < self.toks.len() - 1 {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn is(&self, tok: Tok) -> bool {
+        self.peek().tok == tok
+    }
+
+    fn is_kw(&self, kw: &str) -> bool {
+        self.peek().tok == Tok::Keyword && self.peek().text == kw
+    }
+
+    /// A syntax error at the current token, listing `expected` like goyacc (at most four).
+    fn unexpected(&self, expected: &[&str]) -> Error {
+        let t = self.peek();
+        if let Some(e) = &t.err {
+            return Error {
+                message: format!("parse error at line {}, col {}: {}", t.line, t.col, e),
+            };
+        }
+        let mut msg = format!("syntax error: unexpected {}", t.display());
+        if !expected.is_empty() && expected.len() <= 4 {
+            msg.push_str(", expecting ");
+            msg.push_str(&expected.join(" or "));
+        }
+        Error {
+            message: format!("parse error at line {}, col {}: {}", t.line, t.col, msg),
+        }
+    }
+
+    fn expect(&mut self, tok: Tok, expected: &[&str]) -> R<Token> {
+        if self.is(tok) && self.peek().err.is_none() {
+            Ok(self.bump())
+        } else {
+            Err(self.unexpected(expected))
+        }
+    }
+
+    fn check_lex_err(&self) -> R<()> {
+        if self.peek().err.is_some() {
+            return Err(self.unexpected(&[]));
+        }
+        Ok(())
+    }
+
+    // ---- selectors ----
+
+    fn selector(&mut self) -> R<Vec<Matcher>> {
+        self.expect(Tok::LBrace, &["{"])?;
+        let mut out = Vec::new();
+        if self.is(Tok::RBrace) {
+            self.bump();
+            return Ok(out);
+        }
+        loop {
+            out.push(self.matcher()?);
+            self.check_lex_err()?;
+            match self.peek().tok {
+                Tok::Comma => {
+                    self.bump();
+                    if self.is(Tok::RBrace) {
+                        self.bump();
+                        return Ok(out);
+                    }
+                }
+                Tok::RBrace => {
+                    self.bump();
+                    return Ok(out);
+                }
+                _ => return Err(self.unexpected(&["}", ","])),
+            }
+        }
+    }
+
+    fn matcher(&mut self) -> R<Matcher> {
+        let name = self.expect(Tok::Ident, &["IDENTIFIER", "}"])?.text;
+        let op = match self.peek().tok {
+            Tok::Eq => MatchOp::Eq,
+            Tok::Neq => MatchOp::Neq,
+            Tok::Re => MatchOp::Re,
+            Tok::Nre => MatchOp::Nre,
+            _ => return Err(self.unexpected(&["=", "=~", "!~", "!="])),
+        };
+        self.bump();
+        let value = self.expect(Tok::Str, &["STRING"])?.text;
+        Matcher::new(name, op, value).map_err(plain)
+    }
+
+    // ---- pipelines ----
+
+    fn line_filter(&mut self) -> R<LineFilter> {
+        let op = match self.bump().tok {
+            Tok::PipeExact => LineOp::Contains,
+            Tok::Neq => LineOp::NotContains,
+            Tok::PipeMatch => LineOp::Match,
+            Tok::Nre => LineOp::NotMatch,
+            Tok::PipePattern => LineOp::Pattern,
+            _ => LineOp::NotPattern,
+        };
+        let mut alts = Vec::new();
+        loop {
+            if self.is_kw("ip") {
+                return Err(plain("ip line filters are not supported by fake-loki"));
+            }
+            let s = self.expect(Tok::Str, &["STRING", "ip"])?.text;
+            alts.push(match op {
+                LineOp::Contains | LineOp::NotContains => {
+                    LineMatcher::Substr(memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+                }
+                LineOp::Match | LineOp::NotMatch => {
+                    LineMatcher::Regex(Regex::new(&s).map_err(|e| plain(regex_err(&e)))?)
+                }
+                LineOp::Pattern | LineOp::NotPattern => {
+                    LineMatcher::Pattern(Pattern::parse(&s, false).map_err(plain)?)
+                }
+            });
+            if self.is_kw("or") && matches!(self.toks.get(self.i + 1).map(|t| t.tok), Some(Tok::Str)) {
+                self.bump();
+                continue;
+            }
+            return Ok(alts_filter(op, alts));
+        }
+    }
+
+    fn stages(&mut self) -> R<Vec<Stage>> {
+        let mut stages = Vec::new();
+        loop {
+            self.check_lex_err()?;
+            match self.peek().tok {
+                Tok::PipeExact | Tok::Neq | Tok::PipeMatch | Tok::Nre | Tok::PipePattern | Tok::Npa => {
+                    stages.push(Stage::LineFilter(self.line_filter()?));
+                }
+                Tok::Pipe => {
+                    self.bump();
+                    stages.push(self.stage()?);
+                }
+                _ => return Ok(stages),
+            }
+        }
+    }
+
+    fn stage(&mut self) -> R<Stage> {
+        self.check_lex_err()?;
+        let t = self.peek().clone();
+        match t.tok {
+            Tok::Keyword => match t.text.as_str() {
+                "json" => {
+                    self.bump();
+                    let params = self.extraction_params()?;
+                    let mut out = Vec::new();
+                    for (name, path) in params {
+                        out.push((name, parse_json_path(&path).map_err(plain)?));
+                    }
+                    Ok(Stage::Json(out))
+                }
+                "logfmt" => {
+                    self.bump();
+                    let (mut strict, mut keep_empty) = (false, false);
+                    while self.is(Tok::Flag) {
+                        match self.bump().text.as_str() {
+                            "--strict" => strict = true,
+                            _ => keep_empty = true,
+                        }
+                    }
+                    let params = self.extraction_params()?;
+                    Ok(Stage::Logfmt { strict, keep_empty, params })
+                }
+                "regexp" => {
+                    self.bump();
+                    let s = self.expect(Tok::Str, &["STRING"])?.text;
+                    let re = Regex::new(&s).map_err(|e| plain(regex_err(&e)))?;
+                    if re.capture_names().flatten().next().is_none() {
+                        return Err(plain("at least one named capture must be supplied"));
+                    }
+                    for n in re.capture_names().flatten() {
+                        if !loki_wire::labels::is_valid_label_name(n) {
+                            return Err(plain(format!("invalid extracted label name '{n}'")));
+                        }
+                    }
+                    Ok(Stage::Regexp(re))
+                }
+                "pattern" => {
+                    self.bump();
+                    let s = self.expect(Tok::Str, &["STRING"])?.text;
+                    Ok(Stage::Pattern(Pattern::parse(&s, true).map_err(plain)?))
+                }
+                "unpack" => {
+                    self.bump();
+                    Ok(Stage::Unpack)
+                }
+                "decolorize" => {
+                    self.bump();
+                    Ok(Stage::Decolorize)
+                }
+                "line_format" => {
+                    self.bump();
+                    let s = self.expect(Tok::Str, &["STRING"])?.text;
+                    Ok(Stage::LineFormat(Template::parse(&s).map_err(plain)?))
+                }
+                "label_format" => {
+                    self.bump();
+                    let mut items = Vec::new();
+                    loop {
+                        let dst = self.expect(Tok::Ident, &["IDENTIFIER"])?.text;
+                        self.expect(Tok::Eq, &["="])?;
+                        let v = self.peek().clone();
+                        match v.tok {
+                            Tok::Ident => {
+                                self.bump();
+                                items.push(LabelFmt::Rename { dst, src: v.text });
+                            }
+                            Tok::Str => {
+                                self.bump();
+                                let tpl = Template::parse(&v.text).map_err(plain)?;
+                                items.push(LabelFmt::Template { dst, tpl });
+                            }
+                            _ => return Err(self.unexpected(&["IDENTIFIER", "STRING"])),
+                        }
+                        if self.is(Tok::Comma) {
+                            self.bump();
+                            continue;
+                        }
+                        break;
+                    }
+                    Ok(Stage::LabelFormat(items))
+                }
+                "drop" | "keep" => {
+                    self.bump();
+                    let mut items = Vec::new();
+                    loop {
+                        let name = self.expect(Tok::Ident, &["IDENTIFIER"])?.text;
+                        if matches!(self.peek().tok, Tok::Eq | Tok::Neq | Tok::Re | Tok::Nre) {
+                            let op = match self.bump().tok {
+                                Tok::Eq => MatchOp::Eq,
+                                Tok::Neq => MatchOp::Neq,
+                                Tok::Re => MatchOp::Re,
+                                _ => MatchOp::Nre,
+                            };
+                            let v = self.expect(Tok::Str, &["STRING"])?.text;
+                            items.push(NamedMatcher::Matcher(Matcher::new(name, op, v).map_err(plain)?));
+                        } else {
+                            items.push(NamedMatcher::Name(name));
+                        }
+                        if self.is(Tok::Comma) {
+                            self.bump();
+                            continue;
+                        }
+                        break;
+                    }
+                    Ok(if t.text == "drop" { Stage::Drop(items) } else { Stage::Keep(items) })
+                }
+                "unwrap" => Err(plain("unwrap is not supported by fake-loki")),
+                _ => Err(self.unexpected(&[])),
+            },
+            Tok::Ident | Tok::LParen => Ok(Stage::LabelFilter(self.label_filter_or()?)),
+            _ => Err(self.unexpected(&[])),
+        }
+    }
+
+    /// `name="path", name2, ...` after json/logfmt (none is fine).
+    fn extraction_params(&mut self) -> R<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        while self.is(Tok::Ident) {
+            let name = self.bump().text;
+            let path = if self.is(Tok::Eq) {
+                self.bump();
+                self.expect(Tok::Str, &["STRING"])?.text
+            } else {
+                name.clone()
+            };
+            out.push((name, path));
+            if self.is(Tok::Comma) {
+                self.bump();
+                if !self.is(Tok::Ident) {
+                    return Err(self.unexpected(&["IDENTIFIER"]));
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn label_filter_or(&mut self) -> R<LabelFilter> {
+        let mut left = self.label_filter_and()?;
+        while self.is_kw("or") {
+            self.bump();
+            let right = self.label_filter_and()?;
+            left = LabelFilter::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn label_filter_and(&mut self) -> R<LabelFilter> {
+        let mut left = self.label_filter_primary()?;
+        loop {
+            if self.is_kw("and") || self.is(Tok::Comma) {
+                self.bump();
+            } else if !(self.is(Tok::Ident) || self.is(Tok::LParen)) {
+                return Ok(left);
+            }
+            let right = self.label_filter_primary()?;
+            left = LabelFilter::And(Box::new(left), Box::new(right));
+        }
+    }
+
+    fn label_filter_primary(&mut self) -> R<LabelFilter> {
+        self.check_lex_err()?;
+        if self.is(Tok::LParen) {
+            self.bump();
+            let f = self.label_filter_or()?;
+            self.expect(Tok::RParen, &[")"])?;
+            return Ok(f);
+        }
+        let name = self.expect(Tok::Ident, &["IDENTIFIER", "("])?.text;
+        let op_tok = self.peek().tok;
+        let cmp = match op_tok {
+            Tok::Gt => Some(CmpOp::Gt),
+            Tok::Gte => Some(CmpOp::Gte),
+            Tok::Lt => Some(CmpOp::Lt),
+            Tok::Lte => Some(CmpOp::Lte),
+            Tok::CmpEq | Tok::Eq => Some(CmpOp::Eq),
+            Tok::Neq => Some(CmpOp::Neq),
+            _ => None,
+        };
+        let string_op = match op_tok {
+            Tok::Eq => Some(MatchOp::Eq),
+            Tok::Neq => Some(MatchOp::Neq),
+            Tok::Re => Some(MatchOp::Re),
+            Tok::Nre => Some(MatchOp::Nre),
+            _ => None,
+        };
+        if cmp.is_none() && string_op.is_none() {
+            return Err(self.unexpected(&[]));
+        }
+        self.bump();
+        self.check_lex_err()?;
+        let v = self.peek().clone();
+        match (v.tok, string_op, cmp) {
+            (Tok::Str, Some(op), _) => {
+                self.bump();
+                Ok(LabelFilter::Matcher(Matcher::new(name, op, v.text).map_err(plain)?))
+            }
+            (Tok::Number, _, Some(op)) => {
+                self.bump();
+                let value: f64 = v.text.parse().map_err(|_| plain(format!("invalid number {}", v.text)))?;
+                Ok(LabelFilter::Num { name, op, kind: NumKind::Number, value })
+            }
+            (Tok::Duration, _, Some(op)) => {
+                self.bump();
+                Ok(LabelFilter::Num { name, op, kind: NumKind::Duration, value: v.num as f64 })
+            }
+            (Tok::Bytes, _, Some(op)) => {
+                self.bump();
+                Ok(LabelFilter::Num { name, op, kind: NumKind::Bytes, value: v.num as f64 })
+            }
+            (Tok::Keyword, _, _) if v.text == "ip" => Err(plain("ip label filters are not supported by fake-loki")),
+            _ => Err(self.unexpected(&[])),
+        }
+    }
+
+    // ---- log and metric expressions ----
+
+    fn log_expr(&mut self) -> R<LogExpr> {
+        let matchers = self.selector()?;
+        let stages = self.stages()?;
+        Ok(LogExpr { matchers, stages })
+    }
+
+    /// The argument of a range function: selector, pipeline and `[range]` in Loki's orders.
+    fn log_range(&mut self) -> R<(LogExpr, i64, i64)> {
+        let paren = self.is(Tok::LParen);
+        if paren {
+            self.bump();
+        }
+        let mut log = self.log_expr()?;
+        if paren {
+            self.expect(Tok::RParen, &[")"])?;
+        }
+        let range = self.expect(Tok::Range, &["RANGE"])?.num;
+        let mut offset = 0;
+        if self.is_kw("offset") {
+            self.bump();
+            offset = self.expect(Tok::Duration, &["DURATION"])?.num;
+        }
+        if !paren {
+            let more = self.stages()?;
+            log.stages.extend(more);
+        }
+        Ok((log, range, offset))
+    }
+
+    fn grouping(&mut self) -> R<Grouping> {
+        let without = self.bump().text == "without";
+        self.expect(Tok::LParen, &["("])?;
+        let mut labels = Vec::new();
+        if !self.is(Tok::RParen) {
+            loop {
+                labels.push(self.expect(Tok::Ident, &["IDENTIFIER"])?.text);
+                if self.is(Tok::Comma) {
+                    self.bump();
+                    continue;
+                }
+                break;
+            }
+        }
+        self.expect(Tok::RParen, &[",", ")"])?;
+        Ok(Grouping { without, labels })
+    }
+
+    fn metric(&mut self) -> R<MetricExpr> {
+        self.check_lex_err()?;
+        let t = self.peek().clone();
+        match t.tok {
+            Tok::Number => {
+                self.bump();
+                let v: f64 = t.text.parse().map_err(|_| plain(format!("invalid number {}", t.text)))?;
+                Ok(MetricExpr::Literal(v))
+            }
+            Tok::LParen => {
+                self.bump();
+                let m = self.metric()?;
+                self.expect(Tok::RParen, &[")"])?;
+                Ok(m)
+            }
+            Tok::Func => {
+                let range_op = match t.text.as_str() {
+                    "count_over_time" => Some(RangeOp::Count),
+                    "rate" => Some(RangeOp::Rate),
+                    "bytes_over_time" => Some(RangeOp::Bytes),
+                    "bytes_rate" => Some(RangeOp::BytesRate),
+                    "absent_over_time" => Some(RangeOp::Absent),
+                    _ => None,
+                };
+                if let Some(op) = range_op {
+                    self.bump();
+                    self.expect(Tok::LParen, &["("])?;
+                    let (log, range, offset) = self.log_range()?;
+                    self.expect(Tok::RParen, &[")"])?;
+                    if self.is_kw("by") || self.is_kw("without") {
+                        self.grouping()?;
+                        if op != RangeOp::Absent {
+                            return Err(plain(format!("grouping not allowed for {} aggregation", op.name())));
+                        }
+                    }
+                    return Ok(MetricExpr::Range { op, log, range, offset });
+                }
+                let vec_op = match t.text.as_str() {
+                    "sum" => VecOp::Sum,
+                    "avg" => VecOp::Avg,
+                    "count" => VecOp::Count,
+                    "min" => VecOp::Min,
+                    "max" => VecOp::Max,
+                    "topk" => VecOp::Topk,
+                    "bottomk" => VecOp::Bottomk,
+                    "stddev" => VecOp::Stddev,
+                    "stdvar" => VecOp::Stdvar,
+                    "sort" => VecOp::Sort,
+                    "sort_desc" => VecOp::SortDesc,
+                    "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time" | "stdvar_over_time"
+                    | "stddev_over_time" | "quantile_over_time" | "first_over_time" | "last_over_time"
+                    | "rate_counter" => {
+                        return Err(plain(format!("invalid aggregation {} without unwrap", t.text)));
+                    }
+                    _ => return Err(plain(format!("{} is not supported by fake-loki", t.text))),
+                };
+                self.bump();
+                let mut grouping = None;
+                if self.is_kw("by") || self.is_kw("without") {
+                    grouping = Some(self.grouping()?);
+                }
+                self.expect(Tok::LParen, &["("])?;
+                let mut param = None;
+                if matches!(vec_op, VecOp::Topk | VecOp::Bottomk) {
+                    let n = self.expect(Tok::Number, &["NUMBER"])?;
+                    param = Some(n.text.parse::<f64>().map_err(|_| plain(format!("invalid parameter {}", n.text)))?);
+                    self.expect(Tok::Comma, &[","])?;
+                }
+                let inner = self.metric()?;
+                self.expect(Tok::RParen, &[")"])?;
+                if grouping.is_none() && (self.is_kw("by") || self.is_kw("without")) {
+                    grouping = Some(self.grouping()?);
+                }
+                if let Some(p) = param {
+                    if p.fract() != 0.0 || p <= 0.0 {
+                        return Err(plain(format!(
+                            "invalid parameter (must be greater than 0) {}({}",
+                            t.text, p
+                        )));
+                    }
+                }
+                if matches!(vec_op, VecOp::Sort | VecOp::SortDesc) && grouping.as_ref().is_some_and(|g| !g.labels.is_empty()) {
+                    return Err(plain("sort and sort_desc doesn't allow grouping by "));
+                }
+                Ok(MetricExpr::Vector { op: vec_op, param, grouping, inner: Box::new(inner) })
+            }
+            _ => Err(self.unexpected(&[])),
+        }
+    }
+
+    fn query(&mut self) -> R<Query> {
+        self.check_lex_err()?;
+        let q = match self.peek().tok {
+            Tok::LBrace => Query::Log(self.log_expr()?),
+            Tok::LParen => {
+                // `(selector | pipeline)` or a parenthesised metric.
+                let save = self.i;
+                self.bump();
+                if self.is(Tok::LBrace) {
+                    let l = self.log_expr()?;
+                    self.expect(Tok::RParen, &[")"])?;
+                    Query::Log(l)
+                } else {
+                    self.i = save;
+                    Query::Metric(self.metric()?)
+                }
+            }
+            _ => Query::Metric(self.metric()?),
+        };
+        if !self.is(Tok::Eof) || self.peek().err.is_some() {
+            return Err(self.unexpected(&[]));
+        }
+        Ok(q)
+    }
+}
+
+fn alts_filter(op: LineOp, alts: Vec<LineMatcher>) -> LineFilter {
+    LineFilter { op, alts }
+}
+
+/// Go-style regexp error text.
+pub fn regex_err(e: &regex::Error) -> String {
+    format!("error parsing regexp: {e}")
+}
+
+/// Parses a `json` parameter path: `a.b`, `a[0]`, `["a b"]`, `a.b[1].c`.
+pub fn parse_json_path(p: &str) -> Result<Vec<JsonPathPart>, String> {
+    let mut out = Vec::new();
+    let mut rest = p;
+    let mut key = String::new();
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '.' => {
+                if !key.is_empty() {
+                    out.push(JsonPathPart::Key(std::mem::take(&mut key)));
+                }
+                rest = &rest[1..];
+            }
+            '[' => {
+                if !key.is_empty() {
+                    out.push(JsonPathPart::Key(std::mem::take(&mut key)));
+                }
+                let end = rest.find(']').ok_or_else(|| format!("unexpected end of expression: {p}"))?;
+                let inner = rest[1..end].trim();
+                if inner.starts_with(['"', '\'']) {
+                    let (s, _) = loki_wire::labels::unquote_prefix(inner).map_err(|e| e.to_string())?;
+                    out.push(JsonPathPart::Key(s));
+                } else {
+                    let i: usize = inner.parse().map_err(|_| format!("invalid array index {inner}"))?;
+                    out.push(JsonPathPart::Index(i));
+                }
+                rest = &rest[end + 1..];
+            }
+            _ => {
+                key.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if !key.is_empty() {
+        out.push(JsonPathPart::Key(key));
+    }
+    if out.is_empty() {
+        return Err(format!("invalid JSON path {p}"));
+    }
+    Ok(out)
+}
+
+fn check_matchers(ms: &[Matcher]) -> R<()> {
+    if ms.iter().any(|m| !m.matches_empty()) {
+        Ok(())
+    } else {
+        Err(plain(EMPTY_MATCHERS))
+    }
+}
+
+fn parse_raw(q: &str) -> R<Query> {
+    if q.len() > 128 * 1024 {
+        return Err(plain(format!("input size too long ({} > {})", q.len(), 128 * 1024)));
+    }
+    let mut p = Parser { toks: lex(q), i: 0 };
+    p.query()
+}
+
+/// Parses and validates a query.
+pub fn parse_query(q: &str) -> R<Query> {
+    let query = parse_raw(q)?;
+    match &query {
+        Query::Log(l) => check_matchers(&l.matchers)?,
+        Query::Metric(m) => {
+            for s in m.selectors() {
+                check_matchers(s)?;
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// Parses a bare selector (no empty-matcher rule).
+pub fn parse_selector(q: &str) -> R<Vec<Matcher>> {
+    match parse_raw(q)? {
+        Query::Log(l) if l.stages.is_empty() => Ok(l.matchers),
+        _ => Err(Error {
+            message: "only label matchers are supported".into(),
+        }),
+    }
+}

@@ -1,0 +1,813 @@
+//! Pipeline execution for one entry: line filters, parsers, label filters, formatters,
+//! with Loki's label categories (stream > structured metadata > parsed) and `__error__`.
+
+use std::borrow::Cow;
+
+use loki_wire::LabelSet;
+
+use super::ast::*;
+
+/// Where a label came from; the derive order is the folding precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cat {
+    Stream,
+    Meta,
+    Parsed,
+}
+
+pub const ERROR_LABEL: &str = "__error__";
+pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
+
+/// The labels of one entry while the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct Lbs {
+    items: Vec<(String, String, Cat)>,
+    stream_names: Vec<String>,
+    pub err: Option<String>,
+    pub details: Option<String>,
+}
+
+impl Lbs {
+    pub fn new(stream: &LabelSet, meta: &[(String, String)]) -> Lbs {
+        let mut items: Vec<(String, String, Cat)> =
+            stream.iter().map(|(k, v)| (k.to_string(), v.to_string(), Cat::Stream)).collect();
+        for (k, v) in meta {
+            items.push((k.clone(), v.clone(), Cat::Meta));
+        }
+        Lbs {
+            stream_names: stream.iter().map(|(k, _)| k.to_string()).collect(),
+            items,
+            err: None,
+            details: None,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            ERROR_LABEL => return self.err.as_deref(),
+            ERROR_DETAILS_LABEL => return self.details.as_deref(),
+            _ => {}
+        }
+        self.items
+            .iter()
+            .filter(|(k, _, _)| k == name)
+            .min_by_key(|(_, _, c)| *c)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    /// Whether the original stream labels have `name` (the `_extracted` rule).
+    fn base_has(&self, name: &str) -> bool {
+        self.stream_names.iter().any(|k| k == name)
+    }
+
+    pub fn has_err(&self) -> bool {
+        self.err.is_some()
+    }
+
+    pub fn set_err(&mut self, err: &str, details: Option<String>) {
+        if self.err.is_none() {
+            self.err = Some(err.to_string());
+            self.details = details;
+        }
+    }
+
+    /// Adds a label extracted by a parser, renaming it when it collides with a stream label.
+    pub fn set_parsed(&mut self, name: &str, value: &str) {
+        let name = if self.base_has(name) {
+            Cow::Owned(format!("{name}_extracted"))
+        } else {
+            Cow::Borrowed(name)
+        };
+        if let Some(it) = self.items.iter_mut().find(|(k, _, c)| *k == *name && *c == Cat::Parsed) {
+            it.1 = value.to_string();
+        } else {
+            self.items.push((name.into_owned(), value.to_string(), Cat::Parsed));
+        }
+    }
+
+    /// Sets a label wherever it lives (label_format), or adds it as parsed.
+    pub fn set_any(&mut self, name: &str, value: &str) {
+        match name {
+            ERROR_LABEL => {
+                self.err = (!value.is_empty()).then(|| value.to_string());
+                return;
+            }
+            ERROR_DETAILS_LABEL => {
+                self.details = (!value.is_empty()).then(|| value.to_string());
+                return;
+            }
+            _ => {}
+        }
+        let best = self
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _, _))| k == name)
+            .min_by_key(|(_, (_, _, c))| *c)
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => self.items[i].1 = value.to_string(),
+            None => self.items.push((name.to_string(), value.to_string(), Cat::Parsed)),
+        }
+    }
+
+    pub fn delete(&mut self, name: &str) {
+        match name {
+            ERROR_LABEL => self.err = None,
+            ERROR_DETAILS_LABEL => self.details = None,
+            _ => self.items.retain(|(k, _, _)| k != name),
+        }
+    }
+
+    /// Every visible (name, value), folded by precedence; includes the error labels.
+    pub fn visible(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String, Cat)> = Vec::with_capacity(self.items.len() + 2);
+        for (k, v, c) in &self.items {
+            match out.iter_mut().find(|(ok, _, _)| ok == k) {
+                Some(e) if *c < e.2 => {
+                    e.1 = v.clone();
+                    e.2 = *c;
+                }
+                Some(_) => {}
+                None => out.push((k.clone(), v.clone(), *c)),
+            }
+        }
+        let mut out: Vec<(String, String)> = out.into_iter().map(|(k, v, _)| (k, v)).collect();
+        if let Some(e) = &self.err {
+            out.push((ERROR_LABEL.into(), e.clone()));
+        }
+        if let Some(d) = &self.details {
+            out.push((ERROR_DETAILS_LABEL.into(), d.clone()));
+        }
+        out
+    }
+
+    /// The folded label set (what the default encoding prints).
+    pub fn folded(&self) -> LabelSet {
+        LabelSet::from_pairs(self.visible())
+    }
+
+    /// Split by category for the categorize-labels encoding: (stream, metadata, parsed).
+    pub fn categorized(&self) -> (LabelSet, Vec<(String, String)>, Vec<(String, String)>) {
+        let pick = |cat: Cat| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = self
+                .items
+                .iter()
+                .filter(|(_, val, c)| *c == cat && !val.is_empty())
+                .map(|(k, v, _)| (k.clone(), v.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        let stream = LabelSet::from_pairs(pick(Cat::Stream));
+        let meta = pick(Cat::Meta);
+        let mut parsed = pick(Cat::Parsed);
+        if let Some(e) = &self.err {
+            parsed.push((ERROR_LABEL.into(), e.clone()));
+        }
+        if let Some(d) = &self.details {
+            parsed.push((ERROR_DETAILS_LABEL.into(), d.clone()));
+        }
+        parsed.sort();
+        (stream, meta, parsed)
+    }
+}
+
+/// A compiled pipeline: leading line filters run without allocating.
+#[derive(Debug, Clone)]
+pub struct Pipeline<'e> {
+    pub prefix: Vec<&'e LineFilter>,
+    pub rest: &'e [Stage],
+}
+
+impl<'e> Pipeline<'e> {
+    pub fn new(stages: &'e [Stage]) -> Pipeline<'e> {
+        let mut prefix = Vec::new();
+        let mut n = 0;
+        for s in stages {
+            match s {
+                Stage::LineFilter(f) => prefix.push(f),
+                _ => break,
+            }
+            n += 1;
+        }
+        Pipeline {
+            prefix,
+            rest: &stages[n..],
+        }
+    }
+
+    /// Whether only line filters are involved (labels never change).
+    pub fn is_filter_only(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The cheap first part: leading line filters.
+    #[inline]
+    pub fn prefilter(&self, line: &str) -> bool {
+        self.prefix.iter().all(|f| f.keep(line))
+    }
+
+    /// Runs the remaining stages. Returns the final line when the entry is kept.
+    pub fn run_rest(&self, ts: i64, line: &str, lbs: &mut Lbs) -> Option<String> {
+        let mut line = line.to_string();
+        for st in self.rest {
+            if !run_stage(st, ts, &mut line, lbs) {
+                return None;
+            }
+        }
+        Some(line)
+    }
+}
+
+fn run_stage(st: &Stage, ts: i64, line: &mut String, lbs: &mut Lbs) -> bool {
+    match st {
+        Stage::LineFilter(f) => f.keep(line),
+        Stage::Json(params) => {
+            json_stage(line, params, lbs);
+            true
+        }
+        Stage::Logfmt { strict, keep_empty, params } => {
+            logfmt_stage(line, *strict, *keep_empty, params, lbs);
+            true
+        }
+        Stage::Regexp(re) => {
+            if let Some(caps) = re.captures(line) {
+                for name in re.capture_names().flatten() {
+                    let v = caps.name(name).map_or("", |m| m.as_str());
+                    let key = sanitize_key(name);
+                    lbs.set_parsed(&key, v);
+                }
+            }
+            true
+        }
+        Stage::Pattern(p) => {
+            if let Some(caps) = p.captures(line) {
+                for (name, v) in caps {
+                    lbs.set_parsed(name, v);
+                }
+            }
+            true
+        }
+        Stage::Unpack => {
+            unpack_stage(line, lbs);
+            true
+        }
+        Stage::LabelFilter(f) => label_filter(f, lbs),
+        Stage::LineFormat(t) => {
+            let rendered = {
+                let get = |n: &str| lbs.get(n).map(str::to_string);
+                t.render(line, ts, &get)
+            };
+            match rendered {
+                Ok(s) => *line = s,
+                Err(e) => lbs.set_err("TemplateFormatErr", Some(e)),
+            }
+            true
+        }
+        Stage::LabelFormat(items) => {
+            for it in items {
+                match it {
+                    LabelFmt::Rename { dst, src } => {
+                        let v = lbs.get(src).unwrap_or("").to_string();
+                        lbs.delete(src);
+                        lbs.set_any(dst, &v);
+                    }
+                    LabelFmt::Template { dst, tpl } => {
+                        let rendered = {
+                            let get = |n: &str| lbs.get(n).map(str::to_string);
+                            tpl.render(line, ts, &get)
+                        };
+                        match rendered {
+                            Ok(s) => lbs.set_any(dst, &s),
+                            Err(e) => lbs.set_err("TemplateFormatErr", Some(e)),
+                        }
+                    }
+                }
+            }
+            true
+        }
+        Stage::Drop(items) => {
+            for it in items {
+                match it {
+                    NamedMatcher::Name(n) => lbs.delete(n),
+                    NamedMatcher::Matcher(m) => {
+                        if lbs.get(&m.name).is_some_and(|v| m.matches(v)) {
+                            lbs.delete(&m.name);
+                        }
+                    }
+                }
+            }
+            true
+        }
+        Stage::Keep(items) => {
+            let names: Vec<String> = lbs.visible().into_iter().map(|(k, _)| k).collect();
+            for n in names {
+                let keep = items.iter().any(|it| match it {
+                    NamedMatcher::Name(k) => *k == n,
+                    NamedMatcher::Matcher(m) => m.name == n && lbs.get(&n).is_some_and(|v| m.matches(v)),
+                });
+                if !keep {
+                    lbs.delete(&n);
+                }
+            }
+            true
+        }
+        Stage::Decolorize => {
+            *line = decolorize(line);
+            true
+        }
+    }
+}
+
+fn decolorize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Skip parameters up to the final byte of the CSI sequence.
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Loki's `sanitizeLabelKey`: invalid characters become `_`, a leading digit gets `_`.
+pub fn sanitize_key(k: &str) -> String {
+    let k = k.trim();
+    let mut out = String::with_capacity(k.len() + 1);
+    if k.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    for c in k.chars() {
+        out.push(if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' });
+    }
+    out
+}
+
+fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
+    match f {
+        LabelFilter::Matcher(m) => m.matches(lbs.get(&m.name).unwrap_or("")),
+        LabelFilter::Num { name, op, kind, value } => {
+            if lbs.has_err() {
+                // Only string matchers can drop lines that already carry an error.
+                return true;
+            }
+            let Some(v) = lbs.get(name) else {
+                return false;
+            };
+            let parsed: Result<f64, String> = match kind {
+                NumKind::Number => v
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("strconv.ParseFloat: parsing {}: invalid syntax", loki_wire::labels::go_quote(v))),
+                NumKind::Duration => super::lexer::parse_go_duration(v)
+                    .map(|d| d as f64)
+                    .ok_or_else(|| format!("time: invalid duration {}", loki_wire::labels::go_quote(v))),
+                NumKind::Bytes => super::lexer::parse_bytes(v)
+                    .map(|b| b as f64)
+                    .ok_or_else(|| format!("strconv.ParseFloat: parsing {}: invalid syntax", loki_wire::labels::go_quote(v))),
+            };
+            match parsed {
+                Ok(x) => op.apply(x, *value),
+                Err(e) => {
+                    lbs.set_err("LabelFilterErr", Some(e));
+                    true
+                }
+            }
+        }
+        LabelFilter::And(a, b) => {
+            let l = label_filter(a, lbs);
+            let r = label_filter(b, lbs);
+            l && r
+        }
+        LabelFilter::Or(a, b) => label_filter(a, lbs) || label_filter(b, lbs),
+    }
+}
+
+// ---- JSON ----
+
+/// A raw JSON value as Loki's parser sees it.
+#[derive(Debug, Clone)]
+enum JVal<'a> {
+    Str(String),
+    /// Numbers and booleans keep their source text.
+    Raw(&'a str),
+    Null,
+    Obj(Vec<(String, JVal<'a>)>, &'a str),
+    Arr(Vec<JVal<'a>>, &'a str),
+}
+
+struct JParser<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> JParser<'a> {
+    fn ws(&mut self) {
+        let b = self.s.as_bytes();
+        while self.i < b.len() && matches!(b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at offset {}", self.i))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<JVal<'a>, String> {
+        if depth > 128 {
+            return self.err("nesting too deep");
+        }
+        self.ws();
+        let b = self.s.as_bytes();
+        let Some(&c) = b.get(self.i) else {
+            return self.err("unexpected end of input");
+        };
+        match c {
+            b'{' => {
+                let start = self.i;
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if b.get(self.i) == Some(&b'}') {
+                    self.i += 1;
+                    return Ok(JVal::Obj(items, &self.s[start..self.i]));
+                }
+                loop {
+                    self.ws();
+                    if b.get(self.i) != Some(&b'"') {
+                        return self.err("expected object key");
+                    }
+                    let k = self.string()?;
+                    self.ws();
+                    if b.get(self.i) != Some(&b':') {
+                        return self.err("expected ':'");
+                    }
+                    self.i += 1;
+                    let v = self.value(depth + 1)?;
+                    items.push((k, v));
+                    self.ws();
+                    match b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(JVal::Obj(items, &self.s[start..self.i]));
+                        }
+                        _ => return self.err("Value looks like object, but can't find closing '}' symbol"),
+                    }
+                }
+            }
+            b'[' => {
+                let start = self.i;
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if b.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    return Ok(JVal::Arr(items, &self.s[start..self.i]));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    self.ws();
+                    match b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(JVal::Arr(items, &self.s[start..self.i]));
+                        }
+                        _ => return self.err("expected ',' or ']'"),
+                    }
+                }
+            }
+            b'"' => Ok(JVal::Str(self.string()?)),
+            _ => {
+                let start = self.i;
+                while self.i < b.len() && !matches!(b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    self.i += 1;
+                }
+                let raw = &self.s[start..self.i];
+                match raw {
+                    "null" => Ok(JVal::Null),
+                    "true" | "false" => Ok(JVal::Raw(raw)),
+                    _ if !raw.is_empty() && raw.parse::<f64>().is_ok() => Ok(JVal::Raw(raw)),
+                    _ => self.err("invalid value"),
+                }
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let b = self.s.as_bytes();
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            let start = self.i;
+            while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' {
+                self.i += 1;
+            }
+            out.push_str(&self.s[start..self.i]);
+            match b.get(self.i) {
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    let e = b.get(self.i + 1).copied();
+                    self.i += 2;
+                    match e {
+                        Some(b'"') => out.push('"'),
+                        Some(b'\\') => out.push('\\'),
+                        Some(b'/') => out.push('/'),
+                        Some(b'b') => out.push('\u{8}'),
+                        Some(b'f') => out.push('\u{c}'),
+                        Some(b'n') => out.push('\n'),
+                        Some(b'r') => out.push('\r'),
+                        Some(b't') => out.push('\t'),
+                        Some(b'u') => {
+                            let mut cp = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with("\\u") {
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3ff);
+                            }
+                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
+                        }
+                        _ => return self.err("invalid escape"),
+                    }
+                }
+                _ => return self.err("unterminated string"),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let h = self.s.get(self.i..self.i + 4).ok_or("invalid unicode escape")?;
+        let v = u32::from_str_radix(h, 16).map_err(|_| "invalid unicode escape".to_string())?;
+        self.i += 4;
+        Ok(v)
+    }
+}
+
+fn parse_json(line: &str) -> Result<JVal<'_>, String> {
+    let mut p = JParser { s: line, i: 0 };
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != line.len() {
+        return p.err("unexpected trailing data");
+    }
+    Ok(v)
+}
+
+fn json_text(v: &JVal<'_>) -> Option<String> {
+    match v {
+        JVal::Str(s) => Some(s.clone()),
+        JVal::Raw(r) => Some(r.to_string()),
+        JVal::Null => None,
+        JVal::Obj(_, raw) | JVal::Arr(_, raw) => Some(raw.to_string()),
+    }
+}
+
+fn flatten(prefix: &str, items: &[(String, JVal<'_>)], lbs: &mut Lbs) {
+    for (k, v) in items {
+        let key = if prefix.is_empty() {
+            sanitize_key(k)
+        } else {
+            format!("{prefix}_{}", sanitize_key(k))
+        };
+        if key.is_empty() {
+            continue;
+        }
+        match v {
+            JVal::Obj(inner, _) => flatten(&key, inner, lbs),
+            JVal::Arr(..) | JVal::Null => {}
+            JVal::Str(s) => lbs.set_parsed(&key, s),
+            JVal::Raw(r) => lbs.set_parsed(&key, r),
+        }
+    }
+}
+
+fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs) {
+    let v = match parse_json(line) {
+        Ok(v @ JVal::Obj(..)) => v,
+        Ok(_) => {
+            if params.is_empty() {
+                lbs.set_err("JSONParserErr", Some("Value looks like object, but can't find closing '}' symbol".into()));
+            }
+            return;
+        }
+        Err(e) => {
+            lbs.set_err("JSONParserErr", Some(e));
+            return;
+        }
+    };
+    if params.is_empty() {
+        if let JVal::Obj(items, _) = &v {
+            flatten("", items, lbs);
+        }
+        return;
+    }
+    for (name, path) in params {
+        let mut cur = Some(&v);
+        for part in path {
+            cur = match (cur, part) {
+                (Some(JVal::Obj(items, _)), JsonPathPart::Key(k)) => items.iter().rev().find(|(ik, _)| ik == k).map(|(_, v)| v),
+                (Some(JVal::Arr(items, _)), JsonPathPart::Index(i)) => items.get(*i),
+                _ => None,
+            };
+        }
+        let val = cur.and_then(json_text).unwrap_or_default();
+        lbs.set_parsed(name, &val);
+    }
+}
+
+fn unpack_stage(line: &mut String, lbs: &mut Lbs) {
+    let entry = match parse_json(line) {
+        Ok(JVal::Obj(items, _)) => {
+            let mut entry = None;
+            for (k, v) in &items {
+                if let JVal::Str(s) = v {
+                    if k == "_entry" {
+                        entry = Some(s.clone());
+                    } else {
+                        lbs.set_parsed(k, s);
+                    }
+                }
+            }
+            entry
+        }
+        Ok(_) => None,
+        Err(e) => {
+            lbs.set_err("JSONParserErr", Some(e));
+            None
+        }
+    };
+    if let Some(e) = entry {
+        *line = e;
+    }
+}
+
+// ---- logfmt ----
+
+/// One logfmt pair, or a syntax error at a byte position.
+fn logfmt_pairs(line: &str, strict: bool) -> Result<Vec<(String, String)>, String> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        // Skip separators.
+        while i < b.len() && b[i] <= b' ' {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let ks = i;
+        while i < b.len() && b[i] > b' ' && b[i] != b'=' && b[i] != b'"' {
+            i += 1;
+        }
+        if i == ks {
+            // A key cannot start with '=' or '"'.
+            if strict {
+                return Err(format!("logfmt syntax error at pos {} : unexpected '{}'", i + 1, b[i] as char));
+            }
+            i = skip_token(b, i);
+            continue;
+        }
+        let key = &line[ks..i];
+        if i >= b.len() || b[i] <= b' ' {
+            out.push((key.to_string(), String::new()));
+            continue;
+        }
+        if b[i] == b'"' {
+            if strict {
+                return Err(format!("logfmt syntax error at pos {} : unexpected '\"'", i + 1));
+            }
+            i = skip_token(b, i);
+            continue;
+        }
+        // b[i] == '='
+        i += 1;
+        if i >= b.len() || b[i] <= b' ' {
+            out.push((key.to_string(), String::new()));
+            continue;
+        }
+        if b[i] == b'"' {
+            match loki_wire::labels::unquote_prefix(&line[i..]) {
+                Ok((v, n)) => {
+                    out.push((key.to_string(), v));
+                    i += n;
+                }
+                Err(_) => {
+                    // Find the closing quote ourselves to tell "unterminated" from a bad escape.
+                    if strict {
+                        return Err(format!("logfmt syntax error at pos {} : unterminated quoted value", b.len() + 1));
+                    }
+                    i = skip_token(b, i + 1);
+                }
+            }
+            continue;
+        }
+        let vs = i;
+        let mut bad = false;
+        while i < b.len() && b[i] > b' ' {
+            if b[i] == b'=' || b[i] == b'"' {
+                bad = true;
+            }
+            i += 1;
+        }
+        if bad {
+            if strict {
+                return Err(format!("logfmt syntax error at pos {} : unexpected '='", vs + 1));
+            }
+            continue;
+        }
+        out.push((key.to_string(), line[vs..i].to_string()));
+    }
+    Ok(out)
+}
+
+fn skip_token(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i] > b' ' {
+        i += 1;
+    }
+    i
+}
+
+fn logfmt_stage(line: &str, strict: bool, keep_empty: bool, params: &[(String, String)], lbs: &mut Lbs) {
+    let pairs = match logfmt_pairs(line, strict) {
+        Ok(p) => p,
+        Err(e) => {
+            lbs.set_err("LogfmtParserErr", Some(e));
+            return;
+        }
+    };
+    if params.is_empty() {
+        for (k, v) in pairs {
+            let key = sanitize_key(&k);
+            if key.is_empty() || (v.is_empty() && !keep_empty) {
+                continue;
+            }
+            lbs.set_parsed(&key, &v);
+        }
+    } else {
+        for (name, key) in params {
+            if let Some((_, v)) = pairs.iter().rev().find(|(k, _)| k == key) {
+                lbs.set_parsed(name, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lbs() -> Lbs {
+        Lbs::new(&LabelSet::from_pairs([("app", "a"), ("level", "x")]), &[])
+    }
+
+    #[test]
+    fn json_flattens_and_renames() {
+        let mut l = lbs();
+        json_stage(r#"{"a":{"b":1.50,"c d":"x"},"arr":[1],"n":null,"level":"info"}"#, &[], &mut l);
+        let f = l.folded().to_string();
+        assert_eq!(f, r#"{a_b="1.50", a_c_d="x", app="a", level="x", level_extracted="info"}"#);
+        let mut l = lbs();
+        json_stage("not json", &[], &mut l);
+        assert_eq!(l.err.as_deref(), Some("JSONParserErr"));
+    }
+
+    #[test]
+    fn json_params() {
+        let mut l = lbs();
+        let p = vec![("x".to_string(), super::super::parser::parse_json_path("a.b[1]").unwrap())];
+        json_stage(r#"{"a":{"b":[1,"two"]}}"#, &p, &mut l);
+        assert_eq!(l.get("x"), Some("two"));
+    }
+
+    #[test]
+    fn logfmt_parses() {
+        let mut l = lbs();
+        logfmt_stage(r#"level=info msg="GET /items/0" status=500 flag dur="#, false, false, &[], &mut l);
+        assert_eq!(l.get("msg"), Some("GET /items/0"));
+        assert_eq!(l.get("status"), Some("500"));
+        assert_eq!(l.get("level_extracted"), Some("info"));
+        assert_eq!(l.get("flag"), None);
+        let mut l = lbs();
+        logfmt_stage(r#"a="unterminated"#, true, false, &[], &mut l);
+        assert_eq!(l.err.as_deref(), Some("LogfmtParserErr"));
+    }
+
+    #[test]
+    fn decolorizes() {
+        assert_eq!(decolorize("\u{1b}[31mred\u{1b}[0m"), "red");
+    }
+}

@@ -1,0 +1,1 @@
+//! Engine tests: parser tables, evaluation over in-memory streams, the Loki 3.7.6 golden answers.
