@@ -1,1 +1,229 @@
-//! agent (filled by a later issue).
+//! agent: a node-level Kubernetes log agent that tails kubelet pod log files and ships them to
+//! Loki without losing a line.
+//!
+//! The data flows top to bottom through small modules:
+//! [`discovery`] (which files) → [`tail`] (read complete lines, survive rotation) →
+//! [`parse`] (CRI, docker, plain) → [`batch`] (per tenant, by bytes and age) →
+//! [`push`] (protobuf + snappy, retry/drop) → [`tail::positions`] (acknowledged offsets).
+//! Stages are joined by bounded channels, so a slow Loki stops the reading and the log files
+//! themselves are the buffer.
+//!
+//! Shutdown order: stop reading → flush batches → last pushes under `drain_timeout` → save
+//! positions → return.
+
+pub mod batch;
+pub mod chunk;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod metrics;
+pub mod parse;
+pub mod push;
+pub mod server;
+pub mod tail;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use notify::Watcher;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use config::Settings;
+pub use error::AgentError;
+
+use discovery::{Discovery, PodLogs};
+use metrics::Metrics;
+use push::client::LokiClient;
+use push::SenderCtx;
+use tail::positions::Positions;
+use tail::{SinkFactory, Tailer};
+
+/// Batches queued between a tenant's batcher and its sender (one is being built meanwhile).
+const BATCH_QUEUE: usize = 2;
+
+/// Runs the agent on the kubelet layout under `settings.pods_root` until `shutdown` resolves.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let discovery = PodLogs::new(settings.pods_root.clone(), settings.pod_uid_label);
+    run_with(settings, Box::new(discovery), None, shutdown).await
+}
+
+/// Runs the agent with any file discovery. When `bound` is given, the HTTP listener's actual
+/// address is sent there once bound (tests listen on port 0).
+pub async fn run_with(
+    settings: Settings,
+    discovery: Box<dyn Discovery>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    if settings.batch_bytes == 0 || settings.read_bytes == 0 || settings.max_line_bytes == 0 {
+        return Err(AgentError::Settings(
+            "batch_bytes, read_bytes and max_line_bytes must be > 0".into(),
+        ));
+    }
+    let settings = Arc::new(settings);
+    let positions = Arc::new(Positions::load(&settings.positions_path)?);
+    let client = LokiClient::new(&settings)?;
+    let metrics = Arc::new(Metrics::new(&client.host()));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let server = match settings.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Listen { addr, source })?;
+            if let (Some(tx), Ok(a)) = (bound, listener.local_addr()) {
+                let _ = tx.send(a);
+            }
+            let state = Arc::new(server::ServerState {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            });
+            Some(tokio::spawn(server::serve(listener, state)))
+        }
+        None => None,
+    };
+
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let rescan = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let _watcher = start_watcher(&discovery.watch_root(), wake_tx.clone(), rescan.clone());
+
+    let pipelines: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+    let factory: SinkFactory = {
+        let handle = tokio::runtime::Handle::current();
+        let ctx = SenderCtx {
+            client,
+            settings: settings.clone(),
+            positions: positions.clone(),
+            metrics: metrics.clone(),
+        };
+        let pipelines = pipelines.clone();
+        let wake_tx = wake_tx.clone();
+        Box::new(move |tenant: &Arc<str>| {
+            let (ctx_tx, ctx_rx) = mpsc::channel(ctx.settings.queue_chunks.max(1));
+            let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
+            let s = &ctx.settings;
+            let b = handle.spawn(batch::run_batcher(
+                ctx_rx,
+                batch_tx,
+                s.batch_bytes,
+                s.batch_wait,
+                wake_tx.clone(),
+            ));
+            let p = handle.spawn(push::run_sender(ctx.clone(), tenant.clone(), batch_rx));
+            pipelines.lock().extend([b, p]);
+            ctx_tx
+        })
+    };
+
+    let tailer = Tailer::new(
+        settings.clone(),
+        discovery,
+        positions.clone(),
+        metrics.clone(),
+        factory,
+    );
+    let tailer_thread = {
+        let stop = stop.clone();
+        let rescan = rescan.clone();
+        std::thread::Builder::new()
+            .name("tailer".into())
+            .spawn(move || tailer.run(wake_rx, rescan, stop))
+            .map_err(|e| AgentError::io("spawn tailer thread", "", e))?
+    };
+
+    let saver = {
+        let positions = positions.clone();
+        let metrics = metrics.clone();
+        let every = settings.positions_sync_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                save_positions(&positions, &metrics);
+            }
+        })
+    };
+
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(pods_root = %settings.pods_root.display(), loki = %settings.push_url(), "agent started");
+    shutdown.await;
+    tracing::info!("shutting down: stop reading, flush, push, save positions");
+    ready.store(false, Ordering::Relaxed);
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = wake_tx.try_send(());
+    // The tailer owns the chunk senders: when it ends, the batchers flush and the senders drain.
+    let _ = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
+    let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *pipelines.lock());
+    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+    let drained = tokio::time::timeout(settings.drain_timeout, async {
+        for h in handles {
+            let _ = h.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?settings.drain_timeout, "drain timeout: unacknowledged data will be re-read after restart");
+        for a in aborts {
+            a.abort();
+        }
+    }
+    saver.abort();
+    if let Some(s) = server {
+        s.abort();
+    }
+    positions.save()?;
+    tracing::info!("positions saved; bye");
+    Ok(())
+}
+
+fn save_positions(positions: &Positions, metrics: &Metrics) {
+    if let Err(e) = positions.save() {
+        metrics.positions_saves_failed.inc();
+        tracing::error!(error = %e, "saving positions failed");
+    }
+    metrics.set_lags(&positions.lags());
+}
+
+/// Watches the pods root with inotify; any event wakes the tailer, a create/remove/rename
+/// also asks for a rescan. Without a watcher the tailer still polls and rescans.
+fn start_watcher(
+    root: &std::path::Path,
+    wake: std::sync::mpsc::SyncSender<()>,
+    rescan: Arc<AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            use notify::EventKind;
+            if matches!(
+                ev.kind,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(notify::event::ModifyKind::Name(_))
+            ) {
+                rescan.store(true, Ordering::Relaxed);
+            }
+        } else {
+            // Overflow or error: a rescan finds whatever was missed.
+            rescan.store(true, Ordering::Relaxed);
+        }
+        let _ = wake.try_send(());
+    };
+    let mut w = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "inotify unavailable; polling only");
+            return None;
+        }
+    };
+    if let Err(e) = w.watch(root, notify::RecursiveMode::Recursive) {
+        tracing::warn!(root = %root.display(), error = %e, "cannot watch pods root; polling only");
+        return None;
+    }
+    Some(w)
+}

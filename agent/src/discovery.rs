@@ -1,0 +1,174 @@
+//! Finding log files: a trait, so the tailer never knows about Kubernetes, and the kubelet
+//! pod-log layout `<root>/<ns>_<pod>_<uid>/<container>/<n>.log` as its first implementation.
+
+use std::path::{Path, PathBuf};
+
+/// What kind of file a path is, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    /// The file the runtime writes (`0.log`).
+    Live,
+    /// Renamed by the kubelet (`0.log.20261122-101500`): read only to finish what was started.
+    Rotated,
+    /// Gzipped rotated file (`0.log.20261122-101500.gz`): read only to finish what was started.
+    RotatedGz,
+}
+
+/// One discovered file and the labels of the streams it feeds (without `stream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// Label pairs (e.g. `namespace`, `pod`, `container`).
+    pub labels: Vec<(String, String)>,
+    /// Namespace, for the tenant map (empty when unknown).
+    pub namespace: String,
+}
+
+/// A source of files to tail.
+pub trait Discovery: Send {
+    /// Lists every candidate file now (live, rotated and gzipped).
+    fn scan(&mut self) -> Vec<Target>;
+    /// Directory to watch recursively for changes.
+    fn watch_root(&self) -> PathBuf;
+}
+
+/// The kubelet layout under `/var/log/pods`.
+#[derive(Debug, Clone)]
+pub struct PodLogs {
+    root: PathBuf,
+    pod_uid_label: bool,
+}
+
+impl PodLogs {
+    pub fn new(root: impl Into<PathBuf>, pod_uid_label: bool) -> Self {
+        PodLogs {
+            root: root.into(),
+            pod_uid_label,
+        }
+    }
+}
+
+/// Splits a pod directory name `<ns>_<pod>_<uid>`; namespace and pod names cannot contain `_`.
+pub fn parse_pod_dir(name: &str) -> Option<(&str, &str, &str)> {
+    let mut it = name.splitn(3, '_');
+    let (ns, pod, uid) = (it.next()?, it.next()?, it.next()?);
+    (!ns.is_empty() && !pod.is_empty() && !uid.is_empty()).then_some((ns, pod, uid))
+}
+
+/// Classifies a file name in a container directory.
+pub fn classify(name: &str) -> Option<FileKind> {
+    let (stem, rest) = name.split_once(".log")?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if rest.is_empty() {
+        Some(FileKind::Live)
+    } else if let Some(r) = rest.strip_prefix('.') {
+        if r.ends_with(".tmp") || r.is_empty() {
+            None
+        } else if r.ends_with(".gz") {
+            Some(FileKind::RotatedGz)
+        } else {
+            Some(FileKind::Rotated)
+        }
+    } else {
+        None
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .collect()
+}
+
+impl Discovery for PodLogs {
+    fn scan(&mut self) -> Vec<Target> {
+        let mut out = Vec::new();
+        for (pod_dir, pod_path) in read_dir_names(&self.root) {
+            let Some((ns, pod, uid)) = parse_pod_dir(&pod_dir) else {
+                continue;
+            };
+            for (container, c_path) in read_dir_names(&pod_path) {
+                if !c_path.is_dir() {
+                    continue;
+                }
+                for (file, f_path) in read_dir_names(&c_path) {
+                    let Some(kind) = classify(&file) else {
+                        continue;
+                    };
+                    let mut labels = vec![
+                        ("namespace".to_string(), ns.to_string()),
+                        ("pod".to_string(), pod.to_string()),
+                        ("container".to_string(), container.clone()),
+                    ];
+                    if self.pod_uid_label {
+                        labels.push(("pod_uid".to_string(), uid.to_string()));
+                    }
+                    out.push(Target {
+                        path: f_path,
+                        kind,
+                        labels,
+                        namespace: ns.to_string(),
+                    });
+                }
+            }
+        }
+        // Live files first: a rotated file must be recognised as "already open" before the
+        // gz pass looks for unfinished content.
+        out.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.path.cmp(&b.path)));
+        out
+    }
+
+    fn watch_root(&self) -> PathBuf {
+        self.root.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_kubelet_file_names() {
+        assert_eq!(classify("0.log"), Some(FileKind::Live));
+        assert_eq!(classify("12.log"), Some(FileKind::Live));
+        assert_eq!(classify("0.log.20261122-101500"), Some(FileKind::Rotated));
+        assert_eq!(
+            classify("0.log.20261122-101500.gz"),
+            Some(FileKind::RotatedGz)
+        );
+        assert_eq!(classify("0.log.20261122-101500.tmp"), None);
+        assert_eq!(classify("x.log"), None);
+        assert_eq!(classify("0.logx"), None);
+    }
+
+    #[test]
+    fn parses_pod_directory_names() {
+        assert_eq!(
+            parse_pod_dir("default_web-0_1234-abcd"),
+            Some(("default", "web-0", "1234-abcd"))
+        );
+        assert_eq!(parse_pod_dir("nounderscore"), None);
+    }
+
+    #[test]
+    fn scan_labels_files_from_their_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = dir.path().join("ns1_pod-a_uid1").join("app");
+        std::fs::create_dir_all(&c).expect("mkdir");
+        std::fs::write(c.join("0.log"), b"").expect("write");
+        std::fs::write(c.join("0.log.20260101-000000.gz"), b"").expect("write");
+        let mut d = PodLogs::new(dir.path(), false);
+        let t = d.scan();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].kind, FileKind::Live);
+        assert_eq!(t[0].namespace, "ns1");
+        assert!(t[0].labels.contains(&("pod".into(), "pod-a".into())));
+        assert!(t[0].labels.contains(&("container".into(), "app".into())));
+    }
+}

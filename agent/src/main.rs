@@ -1,0 +1,209 @@
+//! The `agent` binary: parse flags into [`agent::Settings`], set up logging and signals, run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use agent::config::{parse_bytes, parse_duration, Auth, LineFormat, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agent",
+    version,
+    about = "Tails Kubernetes pod logs and ships them to Loki without losing a line"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Tail the pods root and push to Loki until SIGTERM/SIGINT.
+    Run(RunArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("invalid duration {s:?} (e.g. 250ms, 1s, 5m)"))
+}
+
+fn bytes_size(s: &str) -> Result<usize, String> {
+    parse_bytes(s).ok_or_else(|| format!("invalid size {s:?} (e.g. 1048576, 512KiB, 1MiB)"))
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Loki push URL (a bare base URL gets /loki/api/v1/push).
+    #[arg(long, env = "LOKI_URL")]
+    loki_url: String,
+    /// Tenant (X-Scope-OrgID); empty sends none.
+    #[arg(long, default_value = "")]
+    tenant: String,
+    /// Per-namespace tenant override, namespace=tenant (repeatable).
+    #[arg(long = "namespace-tenant", value_parser = key_value)]
+    namespace_tenants: Vec<(String, String)>,
+    /// Root of the kubelet pod logs.
+    #[arg(long, default_value = "/var/log/pods")]
+    pods_root: PathBuf,
+    /// Positions file.
+    #[arg(long, default_value = "/var/lib/agent/positions.yaml")]
+    positions: PathBuf,
+    /// Label added to every stream, k=v (repeatable).
+    #[arg(long = "external-label", value_parser = key_value)]
+    external_labels: Vec<(String, String)>,
+    /// Batch size in line bytes.
+    #[arg(long, value_parser = bytes_size, default_value = "1MiB")]
+    batch_size: usize,
+    /// Maximum batch age.
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    batch_wait: Duration,
+    /// Address of /metrics, /-/ready, /-/healthy.
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    listen: SocketAddr,
+    /// Read files without a stored position (found at startup) from their end.
+    #[arg(long)]
+    tail_from_end: bool,
+    /// Longer lines are truncated and counted.
+    #[arg(long, value_parser = bytes_size, default_value = "256KiB")]
+    max_line_bytes: usize,
+    /// Line format: auto, cri, docker or plain.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Add the pod uid as label `pod_uid`.
+    #[arg(long)]
+    pod_uid_label: bool,
+    /// First retry delay.
+    #[arg(long, value_parser = duration, default_value = "500ms")]
+    min_backoff: Duration,
+    /// Retry delay cap.
+    #[arg(long, value_parser = duration, default_value = "5m")]
+    max_backoff: Duration,
+    /// Attempts per batch before dropping it (0 = forever).
+    #[arg(long, default_value_t = 10)]
+    max_retries: u32,
+    /// Drop 429 answers instead of retrying them.
+    #[arg(long)]
+    no_retry_on_429: bool,
+    /// Per-request timeout.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    request_timeout: Duration,
+    /// Basic auth user (password from --password or LOKI_PASSWORD).
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long, env = "LOKI_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Bearer token (or LOKI_BEARER_TOKEN).
+    #[arg(long, env = "LOKI_BEARER_TOKEN", hide_env_values = true)]
+    bearer_token: Option<String>,
+    /// Extra request header, Name=value (repeatable).
+    #[arg(long = "header", value_parser = key_value)]
+    headers: Vec<(String, String)>,
+    /// Positions save interval.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    positions_sync_interval: Duration,
+    /// Tailer poll interval when no inotify event arrives.
+    #[arg(long, value_parser = duration, default_value = "250ms")]
+    poll_interval: Duration,
+    /// Full directory rescan interval.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    rescan_interval: Duration,
+    /// Time to keep pushing after SIGTERM.
+    #[arg(long, value_parser = duration, default_value = "15s")]
+    drain_timeout: Duration,
+}
+
+impl RunArgs {
+    fn into_settings(self) -> anyhow::Result<Settings> {
+        let format = match self.format.as_str() {
+            "auto" => LineFormat::Auto,
+            "cri" => LineFormat::Cri,
+            "docker" => LineFormat::Docker,
+            "plain" => LineFormat::Plain,
+            f => bail!("unknown --format {f:?} (auto, cri, docker, plain)"),
+        };
+        let auth = match (self.username, self.password, self.bearer_token) {
+            (Some(_), _, Some(_)) => bail!("use either basic auth or a bearer token, not both"),
+            (Some(username), password, None) => Auth::Basic {
+                username,
+                password: password.unwrap_or_default(),
+            },
+            (None, _, Some(token)) => Auth::Bearer { token },
+            (None, _, None) => Auth::None,
+        };
+        Ok(Settings {
+            loki_url: self.loki_url,
+            tenant: self.tenant,
+            namespace_tenants: self.namespace_tenants.into_iter().collect(),
+            pods_root: self.pods_root,
+            positions_path: self.positions,
+            external_labels: self.external_labels.into_iter().collect::<BTreeMap<_, _>>(),
+            pod_uid_label: self.pod_uid_label,
+            format,
+            tail_from_end: self.tail_from_end,
+            max_line_bytes: self.max_line_bytes,
+            batch_bytes: self.batch_size,
+            batch_wait: self.batch_wait,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            max_retries: self.max_retries,
+            retry_on_429: !self.no_retry_on_429,
+            request_timeout: self.request_timeout,
+            auth,
+            headers: self.headers.into_iter().collect(),
+            positions_sync_interval: self.positions_sync_interval,
+            poll_interval: self.poll_interval,
+            rescan_interval: self.rescan_interval,
+            drain_timeout: self.drain_timeout,
+            listen: Some(self.listen),
+            ..Settings::default()
+        })
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Cmd::Run(args) = cli.cmd;
+    let settings = args.into_settings()?;
+    // Two worker threads: the tailer has its own thread; the runtime only batches and pushes.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    rt.block_on(agent::run(settings, shutdown_signal()))?;
+    Ok(())
+}

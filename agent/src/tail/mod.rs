@@ -1,0 +1,629 @@
+//! The tailer: one thread that owns every open file, reads new complete lines with large
+//! positional reads, parses them and hands chunks to the tenant pipelines.
+//!
+//! Rotation rules (see the crate docs): files are tracked by device+inode (plus a content
+//! fingerprint against inode reuse), a renamed or deleted file is kept open and read to its
+//! end, a shrunken file is read again from 0, a last line without `\n` waits for its newline,
+//! and rotated/gzipped siblings are read only when the positions store says they are
+//! unfinished. A tenant whose queue is full parks one chunk and its files are skipped until it
+//! drains, so a stuck tenant never stops the others and memory stays bounded.
+
+pub mod fingerprint;
+pub mod positions;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use loki_wire::LabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::mpsc;
+
+use crate::chunk::{Chunk, FileMeta};
+use crate::config::Settings;
+use crate::discovery::{Discovery, FileKind, Target};
+use crate::metrics::Metrics;
+use crate::parse::{LineParser, Out};
+use fingerprint::{read_gz_head, read_head, Fingerprint};
+use positions::{FileRecord, Positions};
+
+/// Creates (and starts) the pipeline of a tenant, returning its chunk queue.
+pub type SinkFactory = Box<dyn FnMut(&Arc<str>) -> mpsc::Sender<Chunk> + Send>;
+
+/// Chunks read from one file per pass before moving on (fairness between files).
+const CHUNKS_PER_PASS: usize = 4;
+/// Room for the CRI/docker prefix on top of `max_line_bytes` in a raw line.
+const RAW_LINE_OVERHEAD: usize = 4096;
+
+enum Source {
+    Plain(File),
+    Gz {
+        dec: Box<flate2::read::MultiGzDecoder<io::BufReader<File>>>,
+        carry: Vec<u8>,
+    },
+}
+
+struct Tailed {
+    meta: Arc<FileMeta>,
+    key: (u64, u64),
+    source: Source,
+    path: PathBuf,
+    /// Offset of the first byte not yet consumed as part of a complete line.
+    read_offset: u64,
+    /// Inside an over-long line whose head was emitted: discard up to the next `\n`.
+    skipping: bool,
+    parser: LineParser,
+    fp: Fingerprint,
+    size: u64,
+    /// When the path stopped pointing at this file (rename or delete).
+    rotated_at: Option<Instant>,
+    finished: bool,
+    lines_total: Counter,
+    read_gauge: Gauge,
+    size_gauge: Gauge,
+}
+
+enum Step {
+    Chunk(Chunk),
+    Eof,
+}
+
+/// The tailer's state; run it on its own thread with [`Tailer::run`].
+pub struct Tailer {
+    settings: Arc<Settings>,
+    discovery: Box<dyn Discovery>,
+    positions: Arc<Positions>,
+    metrics: Arc<Metrics>,
+    factory: SinkFactory,
+    sinks: HashMap<Arc<str>, mpsc::Sender<Chunk>>,
+    blocked: HashMap<Arc<str>, Chunk>,
+    files: HashMap<u64, Tailed>,
+    by_inode: HashMap<(u64, u64), u64>,
+    gz_checked: HashSet<(u64, u64)>,
+    next_id: u64,
+    initial_scan: bool,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reads until `buf` is full or EOF.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl Tailer {
+    pub fn new(
+        settings: Arc<Settings>,
+        discovery: Box<dyn Discovery>,
+        positions: Arc<Positions>,
+        metrics: Arc<Metrics>,
+        factory: SinkFactory,
+    ) -> Self {
+        Tailer {
+            settings,
+            discovery,
+            positions,
+            metrics,
+            factory,
+            sinks: HashMap::new(),
+            blocked: HashMap::new(),
+            files: HashMap::new(),
+            by_inode: HashMap::new(),
+            gz_checked: HashSet::new(),
+            next_id: 1,
+            initial_scan: true,
+        }
+    }
+
+    /// Tails until `stop` is set. `wake` is signalled by the file watcher and by tenant
+    /// pipelines that made room; `rescan` asks for an immediate directory scan.
+    pub fn run(
+        mut self,
+        wake: std_mpsc::Receiver<()>,
+        rescan: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
+    ) {
+        self.scan();
+        self.initial_scan = false;
+        for r in self.positions.prune_unclaimed() {
+            tracing::info!(path = %r.path, offset = r.offset, "forgetting position of a file that no longer exists");
+        }
+        let mut last_scan = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if rescan.swap(false, Ordering::Relaxed)
+                || last_scan.elapsed() >= self.settings.rescan_interval
+            {
+                self.scan();
+                last_scan = Instant::now();
+            }
+            if !self.pass() {
+                let _ = wake.recv_timeout(self.settings.poll_interval);
+            }
+        }
+        // Parked chunks are dropped unacknowledged: they are read again after a restart.
+        tracing::info!(files = self.files.len(), "tailer stopped");
+    }
+
+    /// Lists files and opens the ones that must be read.
+    fn scan(&mut self) {
+        let targets = self.discovery.scan();
+        let mut live_keys = HashSet::new();
+        for t in targets {
+            if let Err(e) = self.consider(&t, &mut live_keys) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %t.path.display(), error = %e, "cannot open log file");
+                }
+            }
+        }
+        let now = Instant::now();
+        for t in self.files.values_mut() {
+            if t.rotated_at.is_none()
+                && !live_keys.contains(&t.key)
+                && matches!(t.source, Source::Plain(_))
+            {
+                tracing::debug!(path = %t.path.display(), "file rotated or deleted; reading it to the end");
+                t.rotated_at = Some(now);
+            }
+        }
+        self.metrics.files_active.set(self.files.len() as i64);
+    }
+
+    fn consider(&mut self, t: &Target, live_keys: &mut HashSet<(u64, u64)>) -> io::Result<()> {
+        let md = std::fs::metadata(&t.path)?;
+        if !md.is_file() {
+            return Ok(());
+        }
+        let key = (md.dev(), md.ino());
+        if t.kind == FileKind::Live {
+            live_keys.insert(key);
+        }
+        if let Some(id) = self.by_inode.get(&key) {
+            if let Some(f) = self.files.get_mut(id) {
+                if f.path != t.path {
+                    f.path = t.path.clone();
+                    self.positions
+                        .observe(*id, Some(&t.path.to_string_lossy()), f.size, None);
+                }
+            }
+            return Ok(());
+        }
+        match t.kind {
+            FileKind::Live | FileKind::Rotated => {
+                let file = File::open(&t.path)?;
+                let head = read_head(&file)?;
+                let size = file.metadata()?.len();
+                let start = match self.positions.claim_by_inode(key.0, key.1, &head) {
+                    // A stored offset beyond the end means the file was truncated meanwhile.
+                    Some(rec) if rec.offset <= size => rec.offset,
+                    Some(_) => 0,
+                    None if t.kind == FileKind::Rotated => return Ok(()),
+                    None if self.initial_scan && self.settings.tail_from_end => {
+                        after_last_newline(&file, size)?
+                    }
+                    None => 0,
+                };
+                let rotated = t.kind == FileKind::Rotated;
+                self.open(t, key, Source::Plain(file), &head, start, size, rotated);
+            }
+            FileKind::RotatedGz => {
+                if !self.gz_checked.insert(key) {
+                    return Ok(());
+                }
+                let head = read_gz_head(&t.path)?;
+                let Some(rec) = self.positions.claim_by_content(&head) else {
+                    return Ok(());
+                };
+                let file = File::open(&t.path)?;
+                let mut dec = Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
+                let skipped = io::copy(&mut (&mut *dec).take(rec.offset), &mut io::sink())?;
+                tracing::info!(path = %t.path.display(), offset = skipped, "finishing an unfinished file from its gzipped copy");
+                self.open(
+                    t,
+                    key,
+                    Source::Gz {
+                        dec,
+                        carry: Vec::new(),
+                    },
+                    &head,
+                    skipped,
+                    md.len(),
+                    true,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        t: &Target,
+        key: (u64, u64),
+        source: Source,
+        head: &[u8],
+        start: u64,
+        size: u64,
+        rotated: bool,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let path_str = t.path.to_string_lossy().into_owned();
+        let tenant: Arc<str> = Arc::from(self.settings.tenant_for(&t.namespace));
+        let mut base = LabelSet::from_pairs(t.labels.iter().cloned());
+        for (k, v) in &self.settings.external_labels {
+            base.set(k, v);
+        }
+        let with_stream = |s: &str| {
+            let mut l = base.clone();
+            l.set("stream", s);
+            Arc::<str>::from(l.to_string())
+        };
+        let labels = [
+            with_stream("stdout"),
+            with_stream("stderr"),
+            Arc::from(base.to_string()),
+        ];
+        let meta = Arc::new(FileMeta {
+            id,
+            path: path_str.clone(),
+            tenant,
+            labels,
+        });
+        let fp = Fingerprint::of(head);
+        self.positions.register(
+            id,
+            FileRecord {
+                path: path_str.clone(),
+                dev: key.0,
+                inode: key.1,
+                fingerprint: fp,
+                offset: start,
+            },
+            size,
+        );
+        let pl = vec![("path", path_str)];
+        tracing::info!(path = %t.path.display(), offset = start, "tailing");
+        self.by_inode.insert(key, id);
+        self.files.insert(
+            id,
+            Tailed {
+                meta,
+                key,
+                source,
+                path: t.path.clone(),
+                read_offset: start,
+                skipping: false,
+                parser: LineParser::new(self.settings.format, self.settings.max_line_bytes),
+                fp,
+                size,
+                rotated_at: rotated.then(Instant::now),
+                finished: false,
+                lines_total: self.metrics.read_lines.get_or_create(&pl).clone(),
+                read_gauge: self.metrics.read_bytes.get_or_create(&pl).clone(),
+                size_gauge: self.metrics.file_bytes.get_or_create(&pl).clone(),
+            },
+        );
+    }
+
+    /// Retries parked chunks, then reads every file whose tenant has room. Returns whether
+    /// anything was read or delivered.
+    fn pass(&mut self) -> bool {
+        let mut progressed = false;
+        let parked: Vec<Arc<str>> = self.blocked.keys().cloned().collect();
+        for tenant in parked {
+            if let Some(chunk) = self.blocked.remove(&tenant) {
+                progressed |= self.deliver(chunk);
+            }
+        }
+        let ids: Vec<u64> = self.files.keys().copied().collect();
+        for id in ids {
+            let Some(mut t) = self.files.remove(&id) else {
+                continue;
+            };
+            for _ in 0..CHUNKS_PER_PASS {
+                if self.blocked.contains_key(&t.meta.tenant) {
+                    break;
+                }
+                match self.read(&mut t) {
+                    Ok(Step::Chunk(c)) => {
+                        progressed = true;
+                        self.deliver(c);
+                    }
+                    Ok(Step::Eof) => {
+                        if let Some(c) = self.maybe_finish(&mut t) {
+                            progressed = true;
+                            self.deliver(c);
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %t.path.display(), error = %e, "read failed");
+                        break;
+                    }
+                }
+            }
+            if t.finished {
+                self.by_inode.remove(&t.key);
+                self.metrics
+                    .read_lines
+                    .remove(&vec![("path", t.meta.path.clone())]);
+                self.metrics
+                    .read_bytes
+                    .remove(&vec![("path", t.meta.path.clone())]);
+                self.metrics
+                    .file_bytes
+                    .remove(&vec![("path", t.meta.path.clone())]);
+                tracing::info!(path = %t.path.display(), offset = t.read_offset, "finished rotated file");
+            } else {
+                self.files.insert(id, t);
+            }
+        }
+        self.metrics.files_active.set(self.files.len() as i64);
+        progressed
+    }
+
+    /// Hands a chunk to its tenant; parks it when the queue is full. Returns false when parked.
+    fn deliver(&mut self, chunk: Chunk) -> bool {
+        let tenant = chunk.file.tenant.clone();
+        let factory = &mut self.factory;
+        let tx = self
+            .sinks
+            .entry(tenant.clone())
+            .or_insert_with(|| factory(&tenant));
+        match tx.try_send(chunk) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(c)) => {
+                self.blocked.insert(tenant, c);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// At EOF: a rotated file past its grace period is finished (its unterminated last line
+    /// and pending partials are flushed, since nobody will ever complete them).
+    fn maybe_finish(&mut self, t: &mut Tailed) -> Option<Chunk> {
+        let gz = matches!(t.source, Source::Gz { .. });
+        let due = gz
+            || t.rotated_at
+                .is_some_and(|at| at.elapsed() >= self.settings.rotated_grace);
+        if !due || t.finished {
+            return None;
+        }
+        let mut out = Out::default();
+        let mut data = match &mut t.source {
+            Source::Plain(file) => {
+                let rest = t.size.saturating_sub(t.read_offset) as usize;
+                let mut buf = vec![0u8; rest.min(self.settings.max_line_bytes + RAW_LINE_OVERHEAD)];
+                let n = read_full_at(file, &mut buf, t.read_offset).unwrap_or(0);
+                buf.truncate(n);
+                buf
+            }
+            Source::Gz { carry, .. } => std::mem::take(carry),
+        };
+        let len = data.len();
+        if len > 0 && !t.skipping {
+            t.parser
+                .line(&data, 0, len, t.read_offset, now_ns(), &mut out);
+        }
+        t.parser.flush_partials(&mut out);
+        out.finish(&mut data, len);
+        let end = if gz {
+            t.read_offset + len as u64
+        } else {
+            t.size.max(t.read_offset + len as u64)
+        };
+        t.read_offset = end;
+        t.finished = true;
+        self.positions.finish(t.meta.id, end);
+        Some(self.make_chunk(t, data, out, end))
+    }
+
+    fn make_chunk(&self, t: &mut Tailed, data: Vec<u8>, out: Out, commit_offset: u64) -> Chunk {
+        let stats = std::mem::take(&mut t.parser.stats);
+        t.lines_total.inc_by(stats.entries);
+        self.metrics.truncated_lines.inc_by(stats.truncated);
+        self.metrics.invalid_utf8_lines.inc_by(stats.invalid_utf8);
+        self.metrics.parse_errors.inc_by(stats.parse_errors);
+        t.read_gauge
+            .set(i64::try_from(t.read_offset).unwrap_or(i64::MAX));
+        Chunk {
+            file: t.meta.clone(),
+            data,
+            entries: out.entries,
+            commit_offset,
+            line_bytes: out.line_bytes,
+        }
+    }
+
+    fn read(&mut self, t: &mut Tailed) -> io::Result<Step> {
+        if matches!(t.source, Source::Gz { .. }) {
+            return self.read_gz(t);
+        }
+        let Source::Plain(file) = &t.source else {
+            return Ok(Step::Eof);
+        };
+        let md = file.metadata()?;
+        let size = md.len();
+        if md.nlink() == 0 && t.rotated_at.is_none() {
+            t.rotated_at = Some(Instant::now());
+        }
+        if size != t.size {
+            t.size = size;
+            t.size_gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
+        }
+        if size < t.read_offset {
+            tracing::info!(path = %t.path.display(), offset = t.read_offset, size, "file truncated; reading from the start");
+            t.read_offset = 0;
+            t.skipping = false;
+            t.parser.reset();
+            return Ok(Step::Chunk(self.make_chunk(
+                t,
+                Vec::new(),
+                Out::default(),
+                0,
+            )));
+        }
+        if !t.fp.is_complete() && size > u64::from(t.fp.bytes) {
+            if let Ok(head) = read_head(file) {
+                t.fp = Fingerprint::of(&head);
+                self.positions.observe(t.meta.id, None, size, Some(t.fp));
+            }
+        }
+        if size == t.read_offset {
+            return Ok(Step::Eof);
+        }
+        let avail = size - t.read_offset;
+        let line_cap = self.settings.max_line_bytes + RAW_LINE_OVERHEAD;
+        let mut want = avail.min(self.settings.read_bytes as u64) as usize;
+        let now = now_ns();
+        loop {
+            let mut buf = vec![0u8; want];
+            let n = read_full_at(file, &mut buf, t.read_offset)?;
+            buf.truncate(n);
+            if n == 0 {
+                return Ok(Step::Eof);
+            }
+            let mut pos = 0;
+            if t.skipping {
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => {
+                        pos = i + 1;
+                        t.skipping = false;
+                    }
+                    None => {
+                        t.read_offset += n as u64;
+                        let commit = t.parser.pending_start().unwrap_or(t.read_offset);
+                        return Ok(Step::Chunk(self.make_chunk(
+                            t,
+                            Vec::new(),
+                            Out::default(),
+                            commit,
+                        )));
+                    }
+                }
+            }
+            let mut out = Out::default();
+            let consumed = match memchr::memrchr(b'\n', &buf[pos..]) {
+                Some(i) => {
+                    let end = pos + i + 1;
+                    let mut s = pos;
+                    for nl in memchr::memchr_iter(b'\n', &buf[pos..end]) {
+                        let e = pos + nl;
+                        t.parser
+                            .line(&buf, s, e, t.read_offset + s as u64, now, &mut out);
+                        s = e + 1;
+                    }
+                    end
+                }
+                None if n - pos >= line_cap => {
+                    // An over-long line: emit its head (the parser truncates and counts it),
+                    // then discard the rest up to its newline.
+                    t.parser
+                        .line(&buf, pos, n, t.read_offset + pos as u64, now, &mut out);
+                    t.skipping = true;
+                    n
+                }
+                None if (n as u64) < avail && want < line_cap + pos => {
+                    want = (want.saturating_mul(2))
+                        .min(line_cap + pos)
+                        .min(avail as usize);
+                    continue;
+                }
+                None if pos > 0 => pos,
+                // Only an unterminated last line: wait for its newline.
+                None => return Ok(Step::Eof),
+            };
+            out.finish(&mut buf, consumed);
+            t.read_offset += consumed as u64;
+            let commit = t.parser.pending_start().unwrap_or(t.read_offset);
+            return Ok(Step::Chunk(self.make_chunk(t, buf, out, commit)));
+        }
+    }
+
+    fn read_gz(&mut self, t: &mut Tailed) -> io::Result<Step> {
+        let Source::Gz { dec, carry } = &mut t.source else {
+            return Ok(Step::Eof);
+        };
+        let mut buf = std::mem::take(carry);
+        let have = buf.len();
+        buf.resize(have + self.settings.read_bytes, 0);
+        let n = read_full(dec, &mut buf[have..])?;
+        buf.truncate(have + n);
+        if n == 0 {
+            *carry = buf;
+            return Ok(Step::Eof);
+        }
+        let now = now_ns();
+        let mut out = Out::default();
+        let line_cap = self.settings.max_line_bytes + RAW_LINE_OVERHEAD;
+        let consumed = match memchr::memrchr(b'\n', &buf) {
+            Some(i) => {
+                let mut s = 0;
+                for nl in memchr::memchr_iter(b'\n', &buf[..=i]) {
+                    t.parser
+                        .line(&buf, s, nl, t.read_offset + s as u64, now, &mut out);
+                    s = nl + 1;
+                }
+                i + 1
+            }
+            None if buf.len() >= line_cap => {
+                let len = buf.len();
+                t.parser.line(&buf, 0, len, t.read_offset, now, &mut out);
+                len
+            }
+            None => 0,
+        };
+        *carry = buf[consumed..].to_vec();
+        out.finish(&mut buf, consumed);
+        t.read_offset += consumed as u64;
+        t.size = t.size.max(t.read_offset + carry.len() as u64);
+        let commit = t.parser.pending_start().unwrap_or(t.read_offset);
+        Ok(Step::Chunk(self.make_chunk(t, buf, out, commit)))
+    }
+}
+
+/// The offset just after the last newline (where `tail_from_end` starts).
+fn after_last_newline(file: &File, size: u64) -> io::Result<u64> {
+    let window = size.min(64 * 1024);
+    let mut buf = vec![0u8; window as usize];
+    let n = read_full_at(file, &mut buf, size - window)?;
+    Ok(match memchr::memrchr(b'\n', &buf[..n]) {
+        Some(i) => size - window + i as u64 + 1,
+        None => size,
+    })
+}
