@@ -283,11 +283,9 @@ mod tests {
     use super::*;
 
     /// Feeds `text` line by line and returns (line, ts, stream) of the emitted entries.
-    fn run(
-        format: LineFormat,
-        max: usize,
-        text: &[u8],
-    ) -> (Vec<(Vec<u8>, i64, Stream)>, ParseStats, Option<u64>) {
+    type Parsed = (Vec<(Vec<u8>, i64, Stream)>, ParseStats, Option<u64>);
+
+    fn run(format: LineFormat, max: usize, text: &[u8]) -> Parsed {
         let mut p = LineParser::new(format, max);
         let mut out = Out::default();
         let mut data = text.to_vec();
