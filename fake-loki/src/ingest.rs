@@ -175,12 +175,7 @@ pub fn ingest(
     let mut valid_streams: Vec<ValidStream> = Vec::new();
     let mut valid_bytes: f64 = 0.0;
     for (s, mut labels) in req.streams.into_iter().zip(parsed) {
-        if let Err((reason, msg)) = validate_labels(limits, &labels, &s.labels) {
-            let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
-            ctx.metrics.discarded(t, reason, s.entries.len() as u64, bytes);
-            errors.add(msg);
-            continue;
-        }
+        // Discovery runs first, so `{}` becomes `{service_name="unknown_service"}`.
         if !limits.discover_service_name.is_empty() && labels.get("service_name").is_none() {
             let v = limits
                 .discover_service_name
@@ -189,6 +184,12 @@ pub fn ingest(
                 .unwrap_or("unknown_service")
                 .to_string();
             labels.set("service_name", &v);
+        }
+        if let Err((reason, msg)) = validate_labels(limits, &labels, &s.labels) {
+            let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
+            ctx.metrics.discarded(t, reason, s.entries.len() as u64, bytes);
+            errors.add(msg);
+            continue;
         }
         let labels_string = labels.to_string();
         let mut entries = Vec::with_capacity(s.entries.len());
