@@ -361,6 +361,35 @@ pub fn eval_steps(e: &MetricExpr, src: &dyn Source, steps: &[i64], stats: &mut E
             }
             Ok(out)
         }
+        MetricExpr::Vector {
+            op: VecOp::Sum,
+            param,
+            grouping,
+            inner,
+        } if matches!(**inner, MetricExpr::Range { op: RangeOp::Rate | RangeOp::BytesRate, .. }) => {
+            // Loki's shard mapper turns `sum(rate(x))` into `sum(count_over_time(x)) / range`:
+            // dividing after summing gives Loki's exact floats (12/60, not 11/60 + 1/60).
+            let MetricExpr::Range { op, log, range, offset } = &**inner else {
+                return Ok(Vec::new());
+            };
+            let counting = MetricExpr::Range {
+                op: if *op == RangeOp::Rate { RangeOp::Count } else { RangeOp::Bytes },
+                log: log.clone(),
+                range: *range,
+                offset: *offset,
+            };
+            let secs = *range as f64 / 1e9;
+            let inner = eval_steps(&counting, src, steps, stats)?;
+            Ok(inner
+                .into_iter()
+                .map(|v| {
+                    aggregate(VecOp::Sum, *param, grouping.as_ref(), v)
+                        .into_iter()
+                        .map(|(l, x)| (l, x / secs))
+                        .collect()
+                })
+                .collect())
+        }
         MetricExpr::Vector { op, param, grouping, inner } => {
             let inner = eval_steps(inner, src, steps, stats)?;
             Ok(inner
@@ -430,7 +459,7 @@ fn aggregate(op: VecOp, param: Option<f64>, g: Option<&Grouping>, v: StepVec) ->
         .into_iter()
         .map(|(k, xs)| {
             let n = xs.len() as f64;
-            let sum: f64 = xs.iter().sum();
+            let sum = kahan_sum(&xs);
             let val = match op {
                 VecOp::Sum => sum,
                 VecOp::Count => n,
@@ -451,6 +480,27 @@ fn aggregate(op: VecOp, param: Option<f64>, g: Option<&Grouping>, v: StepVec) ->
             (k, val)
         })
         .collect()
+}
+
+/// Neumaier-compensated sum, as Prometheus' `kahanSumInc` computes aggregations.
+fn kahan_sum(xs: &[f64]) -> f64 {
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for &x in xs {
+        let t = sum + x;
+        if t.is_infinite() {
+            c = 0.0;
+        } else if sum.abs() >= x.abs() {
+            c += (sum - t) + x;
+        } else {
+            c += (x - t) + sum;
+        }
+        sum = t;
+    }
+    if c.is_finite() {
+        sum + c
+    } else {
+        sum
+    }
 }
 
 /// Loki's series limit error.
