@@ -28,7 +28,7 @@ pub enum LineOp {
 #[derive(Debug, Clone)]
 pub enum LineMatcher {
     /// Substring test; the needle is kept owned so the finder can borrow it per call.
-    Substr(memchr::memmem::Finder<'static>),
+    Substr(Box<memchr::memmem::Finder<'static>>),
     Regex(Regex),
     Pattern(Pattern),
 }
@@ -97,7 +97,12 @@ pub enum NumKind {
 #[derive(Debug, Clone)]
 pub enum LabelFilter {
     Matcher(Matcher),
-    Num { name: String, op: CmpOp, kind: NumKind, value: f64 },
+    Num {
+        name: String,
+        op: CmpOp,
+        kind: NumKind,
+        value: f64,
+    },
     And(Box<LabelFilter>, Box<LabelFilter>),
     Or(Box<LabelFilter>, Box<LabelFilter>),
 }
@@ -121,7 +126,11 @@ pub enum NamedMatcher {
 pub enum Stage {
     LineFilter(LineFilter),
     Json(Vec<(String, Vec<JsonPathPart>)>),
-    Logfmt { strict: bool, keep_empty: bool, params: Vec<(String, String)> },
+    Logfmt {
+        strict: bool,
+        keep_empty: bool,
+        params: Vec<(String, String)>,
+    },
     Regexp(Regex),
     Pattern(Pattern),
     Unpack,
@@ -188,8 +197,18 @@ pub struct Grouping {
 /// A metric (sample) expression.
 #[derive(Debug, Clone)]
 pub enum MetricExpr {
-    Range { op: RangeOp, log: LogExpr, range: i64, offset: i64 },
-    Vector { op: VecOp, param: Option<f64>, grouping: Option<Grouping>, inner: Box<MetricExpr> },
+    Range {
+        op: RangeOp,
+        log: LogExpr,
+        range: i64,
+        offset: i64,
+    },
+    Vector {
+        op: VecOp,
+        param: Option<f64>,
+        grouping: Option<Grouping>,
+        inner: Box<MetricExpr>,
+    },
     Literal(f64),
 }
 

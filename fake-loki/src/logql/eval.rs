@@ -40,7 +40,11 @@ fn fold_meta(stream: &LabelSet, meta: &[(String, String)]) -> LabelSet {
 }
 
 fn sorted_meta(meta: &[(String, String)]) -> Vec<(String, String)> {
-    let mut m: Vec<(String, String)> = meta.iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    let mut m: Vec<(String, String)> = meta
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
     m.sort();
     m
 }
@@ -63,8 +67,11 @@ struct Cursor<'a> {
 fn count_entry(stats: &mut ExecStats, e: &EntryRef<'_>) {
     stats.lines_processed += 1;
     stats.bytes_processed += e.line.len() as u64;
-    stats.structured_metadata_bytes_processed +=
-        e.metadata.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+    stats.structured_metadata_bytes_processed += e
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum::<u64>();
 }
 
 fn next_head<'a>(c: &mut Cursor<'a>, p: &Pipeline<'_>, stats: &mut ExecStats) -> Option<Head<'a>> {
@@ -107,7 +114,7 @@ pub fn exec_log(
     let mut stats = ExecStats::default();
     let mut streams: Vec<SourceStream<'_>> = src.select(&log.matchers);
     // Ties between streams go to the smaller label string, as Loki's heap iterator does.
-    streams.sort_by(|a, b| a.labels.to_string().cmp(&b.labels.to_string()));
+    streams.sort_by_cached_key(|s| s.labels.to_string());
     let pipeline = Pipeline::new(&log.stages);
     let mut cursors: Vec<Cursor<'_>> = streams
         .iter()
@@ -252,7 +259,13 @@ fn collect_samples(
                 match cache.get(&k) {
                     Some(&id) => series[id].1.push((e.ts, v)),
                     None => {
-                        let id = add(&mut series, &mut index, fold_meta(labels, e.metadata), e.ts, v);
+                        let id = add(
+                            &mut series,
+                            &mut index,
+                            fold_meta(labels, e.metadata),
+                            e.ts,
+                            v,
+                        );
                         cache.insert(k, id);
                     }
                 }
@@ -312,15 +325,31 @@ fn absent_labels(log: &LogExpr) -> LabelSet {
 }
 
 /// Evaluates `e` at every step time in `steps`.
-pub fn eval_steps(e: &MetricExpr, src: &dyn Source, steps: &[i64], stats: &mut ExecStats) -> Result<Vec<StepVec>, Error> {
+pub fn eval_steps(
+    e: &MetricExpr,
+    src: &dyn Source,
+    steps: &[i64],
+    stats: &mut ExecStats,
+) -> Result<Vec<StepVec>, Error> {
     match e {
-        MetricExpr::Literal(v) => Ok(steps.iter().map(|_| vec![(LabelSet::default(), *v)]).collect()),
-        MetricExpr::Range { op, log, range, offset } => {
+        MetricExpr::Literal(v) => Ok(steps
+            .iter()
+            .map(|_| vec![(LabelSet::default(), *v)])
+            .collect()),
+        MetricExpr::Range {
+            op,
+            log,
+            range,
+            offset,
+        } => {
             let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
                 return Ok(Vec::new());
             };
             // Windows are (t-offset-range, t-offset]; the store reads [lo, hi).
-            let lo = first.saturating_sub(*offset).saturating_sub(*range).saturating_add(1);
+            let lo = first
+                .saturating_sub(*offset)
+                .saturating_sub(*range)
+                .saturating_add(1);
             let hi = last.saturating_sub(*offset).saturating_add(1);
             let series = collect_samples(*op, log, src, lo, hi, stats);
             let secs = *range as f64 / 1e9;
@@ -366,14 +395,31 @@ pub fn eval_steps(e: &MetricExpr, src: &dyn Source, steps: &[i64], stats: &mut E
             param,
             grouping,
             inner,
-        } if matches!(**inner, MetricExpr::Range { op: RangeOp::Rate | RangeOp::BytesRate, .. }) => {
+        } if matches!(
+            **inner,
+            MetricExpr::Range {
+                op: RangeOp::Rate | RangeOp::BytesRate,
+                ..
+            }
+        ) =>
+        {
             // Loki's shard mapper turns `sum(rate(x))` into `sum(count_over_time(x)) / range`:
             // dividing after summing gives Loki's exact floats (12/60, not 11/60 + 1/60).
-            let MetricExpr::Range { op, log, range, offset } = &**inner else {
+            let MetricExpr::Range {
+                op,
+                log,
+                range,
+                offset,
+            } = &**inner
+            else {
                 return Ok(Vec::new());
             };
             let counting = MetricExpr::Range {
-                op: if *op == RangeOp::Rate { RangeOp::Count } else { RangeOp::Bytes },
+                op: if *op == RangeOp::Rate {
+                    RangeOp::Count
+                } else {
+                    RangeOp::Bytes
+                },
                 log: log.clone(),
                 range: *range,
                 offset: *offset,
@@ -390,7 +436,12 @@ pub fn eval_steps(e: &MetricExpr, src: &dyn Source, steps: &[i64], stats: &mut E
                 })
                 .collect())
         }
-        MetricExpr::Vector { op, param, grouping, inner } => {
+        MetricExpr::Vector {
+            op,
+            param,
+            grouping,
+            inner,
+        } => {
             let inner = eval_steps(inner, src, steps, stats)?;
             Ok(inner
                 .into_iter()
@@ -408,7 +459,11 @@ fn group_key(labels: &LabelSet, g: Option<&Grouping>) -> LabelSet {
                 .iter()
                 .filter(|(k, _)| !g.labels.iter().any(|n| n == k) && *k != "__name__"),
         ),
-        Some(g) => LabelSet::from_pairs(labels.iter().filter(|(k, _)| g.labels.iter().any(|n| n == k))),
+        Some(g) => LabelSet::from_pairs(
+            labels
+                .iter()
+                .filter(|(k, _)| g.labels.iter().any(|n| n == k)),
+        ),
     }
 }
 

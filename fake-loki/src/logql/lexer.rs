@@ -237,7 +237,9 @@ impl Lexer<'_> {
                 }
                 continue;
             }
-            if c.is_ascii_digit() || (c == '.' && self.src[self.pos + 1..].starts_with(|d: char| d.is_ascii_digit())) {
+            if c.is_ascii_digit()
+                || (c == '.' && self.src[self.pos + 1..].starts_with(|d: char| d.is_ascii_digit()))
+            {
                 self.number(start);
                 continue;
             }
@@ -253,7 +255,14 @@ impl Lexer<'_> {
                         match parse_prom_duration(body) {
                             Some(d) => self.push(Tok::Range, start, body.to_string(), d, true),
                             None => {
-                                self.push_err(start, format!("not a valid duration string: {}", loki_wire::labels::go_quote(body)), true);
+                                self.push_err(
+                                    start,
+                                    format!(
+                                        "not a valid duration string: {}",
+                                        loki_wire::labels::go_quote(body)
+                                    ),
+                                    true,
+                                );
                                 return;
                             }
                         }
@@ -270,7 +279,11 @@ impl Lexer<'_> {
                 // Parser flags (--strict) and negative durations.
                 let rest = &self.src[self.pos + 1..];
                 if rest.starts_with('-') {
-                    let len = rest.chars().take_while(|c| c.is_alphabetic() || *c == '-').map(char::len_utf8).sum::<usize>();
+                    let len = rest
+                        .chars()
+                        .take_while(|c| c.is_alphabetic() || *c == '-')
+                        .map(char::len_utf8)
+                        .sum::<usize>();
                     let flag = &self.src[self.pos..self.pos + 1 + len];
                     if flag == "--strict" || flag == "--keep-empty" {
                         self.pos += 1 + len;
@@ -355,7 +368,10 @@ impl Lexer<'_> {
         let rest = &self.src[self.pos..];
         let mut len = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if rest[len..].starts_with('.') {
-            len += 1 + rest[len + 1..].chars().take_while(|c| c.is_ascii_digit()).count();
+            len += 1 + rest[len + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
         }
         let num_end_exp = {
             let r = &rest[len..];
@@ -381,19 +397,33 @@ impl Lexer<'_> {
             if dl > 0 {
                 if let Some(d) = parse_duration(&rest[..num_end_exp + dl]) {
                     self.pos += num_end_exp + dl;
-                    self.push(Tok::Duration, start, rest[..num_end_exp + dl].to_string(), d, true);
+                    self.push(
+                        Tok::Duration,
+                        start,
+                        rest[..num_end_exp + dl].to_string(),
+                        d,
+                        true,
+                    );
                     return;
                 }
             }
             let bl = after
                 .chars()
-                .take_while(|c| !c.is_whitespace() && (c.is_numeric() || is_bytes_rune(*c) || *c == '.'))
+                .take_while(|c| {
+                    !c.is_whitespace() && (c.is_numeric() || is_bytes_rune(*c) || *c == '.')
+                })
                 .map(char::len_utf8)
                 .sum::<usize>();
             if bl > 0 {
                 if let Some(b) = parse_bytes(&rest[..num_end_exp + bl]) {
                     self.pos += num_end_exp + bl;
-                    self.push(Tok::Bytes, start, rest[..num_end_exp + bl].to_string(), b, true);
+                    self.push(
+                        Tok::Bytes,
+                        start,
+                        rest[..num_end_exp + bl].to_string(),
+                        b,
+                        true,
+                    );
                     return;
                 }
             }
@@ -503,7 +533,10 @@ pub fn parse_go_duration(s: &str) -> Option<i64> {
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let nl = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+        let nl = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .count();
         if nl == 0 {
             return None;
         }
@@ -536,7 +569,10 @@ pub fn parse_go_duration(s: &str) -> Option<i64> {
 /// `humanize.ParseBytes`: a number and an SI (kB, MB) or IEC (KiB) unit; B alone is bytes.
 pub fn parse_bytes(s: &str) -> Option<i64> {
     let s = s.trim();
-    let nl = s.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+    let nl = s
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .count();
     let n: f64 = s[..nl].parse().ok()?;
     let unit = s[nl..].trim().to_lowercase();
     let mult: f64 = match unit.as_str() {
@@ -561,6 +597,7 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -579,7 +616,18 @@ mod tests {
     fn tokens_and_positions() {
         let t = lex(r#"{app="api" |= "x""#);
         let kinds: Vec<Tok> = t.iter().map(|t| t.tok).collect();
-        assert_eq!(kinds, vec![Tok::LBrace, Tok::Ident, Tok::Eq, Tok::Str, Tok::PipeExact, Tok::Str, Tok::Eof]);
+        assert_eq!(
+            kinds,
+            vec![
+                Tok::LBrace,
+                Tok::Ident,
+                Tok::Eq,
+                Tok::Str,
+                Tok::PipeExact,
+                Tok::Str,
+                Tok::Eof
+            ]
+        );
         assert_eq!((t[4].line, t[4].col), (0, 12));
         assert_eq!((t[1].line, t[1].col), (1, 2));
         let t = lex("sum by (app) (count_over_time({a=\"b\"}[5m]))");

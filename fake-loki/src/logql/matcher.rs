@@ -23,7 +23,11 @@ pub struct Matcher {
 
 impl Matcher {
     /// Builds a matcher; regex compile errors come back as Loki-style text.
-    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, String> {
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, String> {
         let value = value.into();
         let re = match op {
             MatchOp::Re | MatchOp::Nre => Some(
@@ -69,11 +73,18 @@ impl std::fmt::Display for Matcher {
             MatchOp::Re => "=~",
             MatchOp::Nre => "!~",
         };
-        write!(f, "{}{}{}", self.name, op, loki_wire::labels::go_quote(&self.value))
+        write!(
+            f,
+            "{}{}{}",
+            self.name,
+            op,
+            loki_wire::labels::go_quote(&self.value)
+        )
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -88,9 +99,15 @@ mod tests {
 
     #[test]
     fn empty_compatibility() {
-        assert!(Matcher::new("a", MatchOp::Re, ".*").unwrap().matches_empty());
-        assert!(!Matcher::new("a", MatchOp::Re, ".+").unwrap().matches_empty());
-        assert!(Matcher::new("a", MatchOp::Neq, "x").unwrap().matches_empty());
+        assert!(Matcher::new("a", MatchOp::Re, ".*")
+            .unwrap()
+            .matches_empty());
+        assert!(!Matcher::new("a", MatchOp::Re, ".+")
+            .unwrap()
+            .matches_empty());
+        assert!(Matcher::new("a", MatchOp::Neq, "x")
+            .unwrap()
+            .matches_empty());
         assert!(!Matcher::new("a", MatchOp::Eq, "x").unwrap().matches_empty());
     }
 }

@@ -10,6 +10,7 @@ mod pipeline;
 mod template;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests;
 
 use std::borrow::Cow;
@@ -183,14 +184,23 @@ fn streams_json(entries: &[LogEntry], categorize: bool) -> Value {
     let mut groups: BTreeMap<String, (&LabelSet, Vec<Value>)> = BTreeMap::new();
     for e in entries {
         let labels = if categorize { &e.stream } else { &e.folded };
-        let mut value = vec![Value::String(e.ts.to_string()), Value::String(e.line.clone())];
+        let mut value = vec![
+            Value::String(e.ts.to_string()),
+            Value::String(e.line.clone()),
+        ];
         if categorize && (!e.meta.is_empty() || !e.parsed.is_empty()) {
             let mut extra = serde_json::Map::new();
             if !e.meta.is_empty() {
-                extra.insert("structuredMetadata".into(), labels_json(e.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+                extra.insert(
+                    "structuredMetadata".into(),
+                    labels_json(e.meta.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                );
             }
             if !e.parsed.is_empty() {
-                extra.insert("parsed".into(), labels_json(e.parsed.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+                extra.insert(
+                    "parsed".into(),
+                    labels_json(e.parsed.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                );
             }
             value.push(Value::Object(extra));
         }
@@ -318,7 +328,8 @@ fn check_series(n: usize) -> Result<(), Error> {
 pub fn exec_range(e: &Expr, src: &dyn Source, q: &RangeQuery) -> Result<QueryResult, Error> {
     match &e.q {
         ast::Query::Log(l) => {
-            let (entries, stats) = eval::exec_log(l, src, q.start, q.end, q.limit, q.direction, q.interval);
+            let (entries, stats) =
+                eval::exec_log(l, src, q.start, q.end, q.limit, q.direction, q.interval);
             Ok(QueryResult::Streams(entries, stats))
         }
         ast::Query::Metric(m) => {

@@ -143,9 +143,9 @@ impl Parser {
             }
             let s = self.expect(Tok::Str, &["STRING", "ip"])?.text;
             alts.push(match op {
-                LineOp::Contains | LineOp::NotContains => {
-                    LineMatcher::Substr(memchr::memmem::Finder::new(s.as_bytes()).into_owned())
-                }
+                LineOp::Contains | LineOp::NotContains => LineMatcher::Substr(Box::new(
+                    memchr::memmem::Finder::new(s.as_bytes()).into_owned(),
+                )),
                 LineOp::Match | LineOp::NotMatch => {
                     LineMatcher::Regex(Regex::new(&s).map_err(|e| plain(regex_err(&e)))?)
                 }
@@ -153,7 +153,9 @@ impl Parser {
                     LineMatcher::Pattern(Pattern::parse(&s, false).map_err(plain)?)
                 }
             });
-            if self.is_kw("or") && matches!(self.toks.get(self.i + 1).map(|t| t.tok), Some(Tok::Str)) {
+            if self.is_kw("or")
+                && matches!(self.toks.get(self.i + 1).map(|t| t.tok), Some(Tok::Str))
+            {
                 self.bump();
                 continue;
             }
@@ -166,7 +168,12 @@ impl Parser {
         loop {
             self.check_lex_err()?;
             match self.peek().tok {
-                Tok::PipeExact | Tok::Neq | Tok::PipeMatch | Tok::Nre | Tok::PipePattern | Tok::Npa => {
+                Tok::PipeExact
+                | Tok::Neq
+                | Tok::PipeMatch
+                | Tok::Nre
+                | Tok::PipePattern
+                | Tok::Npa => {
                     stages.push(Stage::LineFilter(self.line_filter()?));
                 }
                 Tok::Pipe => {
@@ -202,7 +209,11 @@ impl Parser {
                         }
                     }
                     let params = self.extraction_params()?;
-                    Ok(Stage::Logfmt { strict, keep_empty, params })
+                    Ok(Stage::Logfmt {
+                        strict,
+                        keep_empty,
+                        params,
+                    })
                 }
                 "regexp" => {
                     self.bump();
@@ -276,7 +287,9 @@ impl Parser {
                                 _ => MatchOp::Nre,
                             };
                             let v = self.expect(Tok::Str, &["STRING"])?.text;
-                            items.push(NamedMatcher::Matcher(Matcher::new(name, op, v).map_err(plain)?));
+                            items.push(NamedMatcher::Matcher(
+                                Matcher::new(name, op, v).map_err(plain)?,
+                            ));
                         } else {
                             items.push(NamedMatcher::Name(name));
                         }
@@ -286,7 +299,11 @@ impl Parser {
                         }
                         break;
                     }
-                    Ok(if t.text == "drop" { Stage::Drop(items) } else { Stage::Keep(items) })
+                    Ok(if t.text == "drop" {
+                        Stage::Drop(items)
+                    } else {
+                        Stage::Keep(items)
+                    })
                 }
                 "unwrap" => Err(plain("unwrap is not supported by fake-loki")),
                 _ => Err(self.unexpected(&[])),
@@ -378,22 +395,44 @@ impl Parser {
         match (v.tok, string_op, cmp) {
             (Tok::Str, Some(op), _) => {
                 self.bump();
-                Ok(LabelFilter::Matcher(Matcher::new(name, op, v.text).map_err(plain)?))
+                Ok(LabelFilter::Matcher(
+                    Matcher::new(name, op, v.text).map_err(plain)?,
+                ))
             }
             (Tok::Number, _, Some(op)) => {
                 self.bump();
-                let value: f64 = v.text.parse().map_err(|_| plain(format!("invalid number {}", v.text)))?;
-                Ok(LabelFilter::Num { name, op, kind: NumKind::Number, value })
+                let value: f64 = v
+                    .text
+                    .parse()
+                    .map_err(|_| plain(format!("invalid number {}", v.text)))?;
+                Ok(LabelFilter::Num {
+                    name,
+                    op,
+                    kind: NumKind::Number,
+                    value,
+                })
             }
             (Tok::Duration, _, Some(op)) => {
                 self.bump();
-                Ok(LabelFilter::Num { name, op, kind: NumKind::Duration, value: v.num as f64 })
+                Ok(LabelFilter::Num {
+                    name,
+                    op,
+                    kind: NumKind::Duration,
+                    value: v.num as f64,
+                })
             }
             (Tok::Bytes, _, Some(op)) => {
                 self.bump();
-                Ok(LabelFilter::Num { name, op, kind: NumKind::Bytes, value: v.num as f64 })
+                Ok(LabelFilter::Num {
+                    name,
+                    op,
+                    kind: NumKind::Bytes,
+                    value: v.num as f64,
+                })
             }
-            (Tok::Keyword, _, _) if v.text == "ip" => Err(plain("ip label filters are not supported by fake-loki")),
+            (Tok::Keyword, _, _) if v.text == "ip" => {
+                Err(plain("ip label filters are not supported by fake-loki"))
+            }
             _ => Err(self.unexpected(&[])),
         }
     }
@@ -453,7 +492,10 @@ impl Parser {
         match t.tok {
             Tok::Number => {
                 self.bump();
-                let v: f64 = t.text.parse().map_err(|_| plain(format!("invalid number {}", t.text)))?;
+                let v: f64 = t
+                    .text
+                    .parse()
+                    .map_err(|_| plain(format!("invalid number {}", t.text)))?;
                 Ok(MetricExpr::Literal(v))
             }
             Tok::LParen => {
@@ -479,10 +521,18 @@ impl Parser {
                     if self.is_kw("by") || self.is_kw("without") {
                         self.grouping()?;
                         if op != RangeOp::Absent {
-                            return Err(plain(format!("grouping not allowed for {} aggregation", op.name())));
+                            return Err(plain(format!(
+                                "grouping not allowed for {} aggregation",
+                                op.name()
+                            )));
                         }
                     }
-                    return Ok(MetricExpr::Range { op, log, range, offset });
+                    return Ok(MetricExpr::Range {
+                        op,
+                        log,
+                        range,
+                        offset,
+                    });
                 }
                 let vec_op = match t.text.as_str() {
                     "sum" => VecOp::Sum,
@@ -496,10 +546,13 @@ impl Parser {
                     "stdvar" => VecOp::Stdvar,
                     "sort" => VecOp::Sort,
                     "sort_desc" => VecOp::SortDesc,
-                    "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time" | "stdvar_over_time"
-                    | "stddev_over_time" | "quantile_over_time" | "first_over_time" | "last_over_time"
-                    | "rate_counter" => {
-                        return Err(plain(format!("invalid aggregation {} without unwrap", t.text)));
+                    "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time"
+                    | "stdvar_over_time" | "stddev_over_time" | "quantile_over_time"
+                    | "first_over_time" | "last_over_time" | "rate_counter" => {
+                        return Err(plain(format!(
+                            "invalid aggregation {} without unwrap",
+                            t.text
+                        )));
                     }
                     _ => return Err(plain(format!("{} is not supported by fake-loki", t.text))),
                 };
@@ -512,7 +565,11 @@ impl Parser {
                 let mut param = None;
                 if matches!(vec_op, VecOp::Topk | VecOp::Bottomk) {
                     let n = self.expect(Tok::Number, &["NUMBER"])?;
-                    param = Some(n.text.parse::<f64>().map_err(|_| plain(format!("invalid parameter {}", n.text)))?);
+                    param = Some(
+                        n.text
+                            .parse::<f64>()
+                            .map_err(|_| plain(format!("invalid parameter {}", n.text)))?,
+                    );
                     self.expect(Tok::Comma, &[","])?;
                 }
                 let inner = self.metric()?;
@@ -528,10 +585,17 @@ impl Parser {
                         )));
                     }
                 }
-                if matches!(vec_op, VecOp::Sort | VecOp::SortDesc) && grouping.as_ref().is_some_and(|g| !g.labels.is_empty()) {
+                if matches!(vec_op, VecOp::Sort | VecOp::SortDesc)
+                    && grouping.as_ref().is_some_and(|g| !g.labels.is_empty())
+                {
                     return Err(plain("sort and sort_desc doesn't allow grouping by "));
                 }
-                Ok(MetricExpr::Vector { op: vec_op, param, grouping, inner: Box::new(inner) })
+                Ok(MetricExpr::Vector {
+                    op: vec_op,
+                    param,
+                    grouping,
+                    inner: Box::new(inner),
+                })
             }
             _ => Err(self.unexpected(&[])),
         }
@@ -589,13 +653,18 @@ pub fn parse_json_path(p: &str) -> Result<Vec<JsonPathPart>, String> {
                 if !key.is_empty() {
                     out.push(JsonPathPart::Key(std::mem::take(&mut key)));
                 }
-                let end = rest.find(']').ok_or_else(|| format!("unexpected end of expression: {p}"))?;
+                let end = rest
+                    .find(']')
+                    .ok_or_else(|| format!("unexpected end of expression: {p}"))?;
                 let inner = rest[1..end].trim();
                 if inner.starts_with(['"', '\'']) {
-                    let (s, _) = loki_wire::labels::unquote_prefix(inner).map_err(|e| e.to_string())?;
+                    let (s, _) =
+                        loki_wire::labels::unquote_prefix(inner).map_err(|e| e.to_string())?;
                     out.push(JsonPathPart::Key(s));
                 } else {
-                    let i: usize = inner.parse().map_err(|_| format!("invalid array index {inner}"))?;
+                    let i: usize = inner
+                        .parse()
+                        .map_err(|_| format!("invalid array index {inner}"))?;
                     out.push(JsonPathPart::Index(i));
                 }
                 rest = &rest[end + 1..];
@@ -625,7 +694,11 @@ fn check_matchers(ms: &[Matcher]) -> R<()> {
 
 fn parse_raw(q: &str) -> R<Query> {
     if q.len() > 128 * 1024 {
-        return Err(plain(format!("input size too long ({} > {})", q.len(), 128 * 1024)));
+        return Err(plain(format!(
+            "input size too long ({} > {})",
+            q.len(),
+            128 * 1024
+        )));
     }
     let mut p = Parser { toks: lex(q), i: 0 };
     p.query()

@@ -48,7 +48,10 @@ impl Pattern {
         if !lit.is_empty() {
             nodes.push(Node::Literal(lit));
         }
-        let named = nodes.iter().filter(|n| matches!(n, Node::Capture(Some(_)))).count();
+        let named = nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Capture(Some(_))))
+            .count();
         if need_capture && named == 0 {
             return Err("at least one capture is required: invalid expression".into());
         }
@@ -56,7 +59,9 @@ impl Pattern {
         for n in &nodes {
             if let Node::Capture(Some(name)) = n {
                 if !seen.insert(name.clone()) {
-                    return Err(format!("duplicate capture name ({name}): invalid expression"));
+                    return Err(format!(
+                        "duplicate capture name ({name}): invalid expression"
+                    ));
                 }
             }
         }
@@ -123,6 +128,7 @@ impl Pattern {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -130,7 +136,10 @@ mod tests {
     fn captures_and_matching() {
         let p = Pattern::parse("<ip> - <_> \"<method> <path>\"", true).unwrap();
         let c = p.captures("1.2.3.4 - x \"GET /a\"").unwrap();
-        assert_eq!(c, vec![("ip", "1.2.3.4"), ("method", "GET"), ("path", "/a")]);
+        assert_eq!(
+            c,
+            vec![("ip", "1.2.3.4"), ("method", "GET"), ("path", "/a")]
+        );
         let f = Pattern::parse("<_> error <_>", false).unwrap();
         assert!(f.matches("a error b"));
         assert!(!f.matches("a warn b"));

@@ -15,6 +15,9 @@ pub enum Cat {
     Parsed,
 }
 
+/// Label pairs in name order.
+pub type Pairs = Vec<(String, String)>;
+
 pub const ERROR_LABEL: &str = "__error__";
 pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
 
@@ -29,8 +32,10 @@ pub struct Lbs {
 
 impl Lbs {
     pub fn new(stream: &LabelSet, meta: &[(String, String)]) -> Lbs {
-        let mut items: Vec<(String, String, Cat)> =
-            stream.iter().map(|(k, v)| (k.to_string(), v.to_string(), Cat::Stream)).collect();
+        let mut items: Vec<(String, String, Cat)> = stream
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string(), Cat::Stream))
+            .collect();
         for (k, v) in meta {
             items.push((k.clone(), v.clone(), Cat::Meta));
         }
@@ -78,10 +83,15 @@ impl Lbs {
         } else {
             Cow::Borrowed(name)
         };
-        if let Some(it) = self.items.iter_mut().find(|(k, _, c)| *k == *name && *c == Cat::Parsed) {
+        if let Some(it) = self
+            .items
+            .iter_mut()
+            .find(|(k, _, c)| *k == *name && *c == Cat::Parsed)
+        {
             it.1 = value.to_string();
         } else {
-            self.items.push((name.into_owned(), value.to_string(), Cat::Parsed));
+            self.items
+                .push((name.into_owned(), value.to_string(), Cat::Parsed));
         }
     }
 
@@ -107,7 +117,9 @@ impl Lbs {
             .map(|(i, _)| i);
         match best {
             Some(i) => self.items[i].1 = value.to_string(),
-            None => self.items.push((name.to_string(), value.to_string(), Cat::Parsed)),
+            None => self
+                .items
+                .push((name.to_string(), value.to_string(), Cat::Parsed)),
         }
     }
 
@@ -148,7 +160,7 @@ impl Lbs {
     }
 
     /// Split by category for the categorize-labels encoding: (stream, metadata, parsed).
-    pub fn categorized(&self) -> (LabelSet, Vec<(String, String)>, Vec<(String, String)>) {
+    pub fn categorized(&self) -> (LabelSet, Pairs, Pairs) {
         let pick = |cat: Cat| -> Vec<(String, String)> {
             let mut v: Vec<(String, String)> = self
                 .items
@@ -227,7 +239,11 @@ fn run_stage(st: &Stage, ts: i64, line: &mut String, lbs: &mut Lbs) -> bool {
             json_stage(line, params, lbs);
             true
         }
-        Stage::Logfmt { strict, keep_empty, params } => {
+        Stage::Logfmt {
+            strict,
+            keep_empty,
+            params,
+        } => {
             logfmt_stage(line, *strict, *keep_empty, params, lbs);
             true
         }
@@ -305,7 +321,9 @@ fn run_stage(st: &Stage, ts: i64, line: &mut String, lbs: &mut Lbs) -> bool {
             for n in names {
                 let keep = items.iter().any(|it| match it {
                     NamedMatcher::Name(k) => *k == n,
-                    NamedMatcher::Matcher(m) => m.name == n && lbs.get(&n).is_some_and(|v| m.matches(v)),
+                    NamedMatcher::Matcher(m) => {
+                        m.name == n && lbs.get(&n).is_some_and(|v| m.matches(v))
+                    }
                 });
                 if !keep {
                     lbs.delete(&n);
@@ -347,7 +365,11 @@ pub fn sanitize_key(k: &str) -> String {
         out.push('_');
     }
     for c in k.chars() {
-        out.push(if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' });
+        out.push(if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        });
     }
     out
 }
@@ -355,7 +377,12 @@ pub fn sanitize_key(k: &str) -> String {
 fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
     match f {
         LabelFilter::Matcher(m) => m.matches(lbs.get(&m.name).unwrap_or("")),
-        LabelFilter::Num { name, op, kind, value } => {
+        LabelFilter::Num {
+            name,
+            op,
+            kind,
+            value,
+        } => {
             if lbs.has_err() {
                 // Only string matchers can drop lines that already carry an error.
                 return true;
@@ -364,16 +391,25 @@ fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
                 return false;
             };
             let parsed: Result<f64, String> = match kind {
-                NumKind::Number => v
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|_| format!("strconv.ParseFloat: parsing {}: invalid syntax", loki_wire::labels::go_quote(v))),
+                NumKind::Number => v.trim().parse::<f64>().map_err(|_| {
+                    format!(
+                        "strconv.ParseFloat: parsing {}: invalid syntax",
+                        loki_wire::labels::go_quote(v)
+                    )
+                }),
                 NumKind::Duration => super::lexer::parse_go_duration(v)
                     .map(|d| d as f64)
-                    .ok_or_else(|| format!("time: invalid duration {}", loki_wire::labels::go_quote(v))),
+                    .ok_or_else(|| {
+                        format!("time: invalid duration {}", loki_wire::labels::go_quote(v))
+                    }),
                 NumKind::Bytes => super::lexer::parse_bytes(v)
                     .map(|b| b as f64)
-                    .ok_or_else(|| format!("strconv.ParseFloat: parsing {}: invalid syntax", loki_wire::labels::go_quote(v))),
+                    .ok_or_else(|| {
+                        format!(
+                            "strconv.ParseFloat: parsing {}: invalid syntax",
+                            loki_wire::labels::go_quote(v)
+                        )
+                    }),
             };
             match parsed {
                 Ok(x) => op.apply(x, *value),
@@ -461,7 +497,10 @@ impl<'a> JParser<'a> {
                             self.i += 1;
                             return Ok(JVal::Obj(items, &self.s[start..self.i]));
                         }
-                        _ => return self.err("Value looks like object, but can't find closing '}' symbol"),
+                        _ => {
+                            return self
+                                .err("Value looks like object, but can't find closing '}' symbol")
+                        }
                     }
                 }
             }
@@ -490,7 +529,9 @@ impl<'a> JParser<'a> {
             b'"' => Ok(JVal::Str(self.string()?)),
             _ => {
                 let start = self.i;
-                while self.i < b.len() && !matches!(b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                while self.i < b.len()
+                    && !matches!(b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
                     self.i += 1;
                 }
                 let raw = &self.s[start..self.i];
@@ -533,10 +574,13 @@ impl<'a> JParser<'a> {
                         Some(b't') => out.push('\t'),
                         Some(b'u') => {
                             let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with("\\u") {
+                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with("\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
-                                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3ff);
+                                cp = 0x10000
+                                    + ((cp - 0xD800) << 10)
+                                    + (lo.wrapping_sub(0xDC00) & 0x3ff);
                             }
                             out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
                         }
@@ -549,7 +593,10 @@ impl<'a> JParser<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let h = self.s.get(self.i..self.i + 4).ok_or("invalid unicode escape")?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or("invalid unicode escape")?;
         let v = u32::from_str_radix(h, 16).map_err(|_| "invalid unicode escape".to_string())?;
         self.i += 4;
         Ok(v)
@@ -599,7 +646,10 @@ fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs)
         Ok(v @ JVal::Obj(..)) => v,
         Ok(_) => {
             if params.is_empty() {
-                lbs.set_err("JSONParserErr", Some("Value looks like object, but can't find closing '}' symbol".into()));
+                lbs.set_err(
+                    "JSONParserErr",
+                    Some("Value looks like object, but can't find closing '}' symbol".into()),
+                );
             }
             return;
         }
@@ -618,7 +668,9 @@ fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs)
         let mut cur = Some(&v);
         for part in path {
             cur = match (cur, part) {
-                (Some(JVal::Obj(items, _)), JsonPathPart::Key(k)) => items.iter().rev().find(|(ik, _)| ik == k).map(|(_, v)| v),
+                (Some(JVal::Obj(items, _)), JsonPathPart::Key(k)) => {
+                    items.iter().rev().find(|(ik, _)| ik == k).map(|(_, v)| v)
+                }
                 (Some(JVal::Arr(items, _)), JsonPathPart::Index(i)) => items.get(*i),
                 _ => None,
             };
@@ -676,7 +728,11 @@ fn logfmt_pairs(line: &str, strict: bool) -> Result<Vec<(String, String)>, Strin
         if i == ks {
             // A key cannot start with '=' or '"'.
             if strict {
-                return Err(format!("logfmt syntax error at pos {} : unexpected '{}'", i + 1, b[i] as char));
+                return Err(format!(
+                    "logfmt syntax error at pos {} : unexpected '{}'",
+                    i + 1,
+                    b[i] as char
+                ));
             }
             i = skip_token(b, i);
             continue;
@@ -688,7 +744,10 @@ fn logfmt_pairs(line: &str, strict: bool) -> Result<Vec<(String, String)>, Strin
         }
         if b[i] == b'"' {
             if strict {
-                return Err(format!("logfmt syntax error at pos {} : unexpected '\"'", i + 1));
+                return Err(format!(
+                    "logfmt syntax error at pos {} : unexpected '\"'",
+                    i + 1
+                ));
             }
             i = skip_token(b, i);
             continue;
@@ -708,7 +767,10 @@ fn logfmt_pairs(line: &str, strict: bool) -> Result<Vec<(String, String)>, Strin
                 Err(_) => {
                     // Find the closing quote ourselves to tell "unterminated" from a bad escape.
                     if strict {
-                        return Err(format!("logfmt syntax error at pos {} : unterminated quoted value", b.len() + 1));
+                        return Err(format!(
+                            "logfmt syntax error at pos {} : unterminated quoted value",
+                            b.len() + 1
+                        ));
                     }
                     i = skip_token(b, i + 1);
                 }
@@ -725,7 +787,10 @@ fn logfmt_pairs(line: &str, strict: bool) -> Result<Vec<(String, String)>, Strin
         }
         if bad {
             if strict {
-                return Err(format!("logfmt syntax error at pos {} : unexpected '='", vs + 1));
+                return Err(format!(
+                    "logfmt syntax error at pos {} : unexpected '='",
+                    vs + 1
+                ));
             }
             continue;
         }
@@ -741,7 +806,13 @@ fn skip_token(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-fn logfmt_stage(line: &str, strict: bool, keep_empty: bool, params: &[(String, String)], lbs: &mut Lbs) {
+fn logfmt_stage(
+    line: &str,
+    strict: bool,
+    keep_empty: bool,
+    params: &[(String, String)],
+    lbs: &mut Lbs,
+) {
     let pairs = match logfmt_pairs(line, strict) {
         Ok(p) => p,
         Err(e) => {
@@ -767,6 +838,7 @@ fn logfmt_stage(line: &str, strict: bool, keep_empty: bool, params: &[(String, S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -777,9 +849,16 @@ mod tests {
     #[test]
     fn json_flattens_and_renames() {
         let mut l = lbs();
-        json_stage(r#"{"a":{"b":1.50,"c d":"x"},"arr":[1],"n":null,"level":"info"}"#, &[], &mut l);
+        json_stage(
+            r#"{"a":{"b":1.50,"c d":"x"},"arr":[1],"n":null,"level":"info"}"#,
+            &[],
+            &mut l,
+        );
         let f = l.folded().to_string();
-        assert_eq!(f, r#"{a_b="1.50", a_c_d="x", app="a", level="x", level_extracted="info"}"#);
+        assert_eq!(
+            f,
+            r#"{a_b="1.50", a_c_d="x", app="a", level="x", level_extracted="info"}"#
+        );
         let mut l = lbs();
         json_stage("not json", &[], &mut l);
         assert_eq!(l.err.as_deref(), Some("JSONParserErr"));
@@ -788,7 +867,10 @@ mod tests {
     #[test]
     fn json_params() {
         let mut l = lbs();
-        let p = vec![("x".to_string(), super::super::parser::parse_json_path("a.b[1]").unwrap())];
+        let p = vec![(
+            "x".to_string(),
+            super::super::parser::parse_json_path("a.b[1]").unwrap(),
+        )];
         json_stage(r#"{"a":{"b":[1,"two"]}}"#, &p, &mut l);
         assert_eq!(l.get("x"), Some("two"));
     }
@@ -796,7 +878,13 @@ mod tests {
     #[test]
     fn logfmt_parses() {
         let mut l = lbs();
-        logfmt_stage(r#"level=info msg="GET /items/0" status=500 flag dur="#, false, false, &[], &mut l);
+        logfmt_stage(
+            r#"level=info msg="GET /items/0" status=500 flag dur="#,
+            false,
+            false,
+            &[],
+            &mut l,
+        );
         assert_eq!(l.get("msg"), Some("GET /items/0"));
         assert_eq!(l.get("status"), Some("500"));
         assert_eq!(l.get("level_extracted"), Some("info"));

@@ -30,9 +30,27 @@ pub struct Template {
 }
 
 const FUNCS: &[&str] = &[
-    "ToLower", "ToUpper", "lower", "upper", "title", "Title", "trim", "TrimSpace", "trimSpace",
-    "trimPrefix", "trimSuffix", "TrimPrefix", "TrimSuffix", "replace", "Replace", "default",
-    "__line__", "__timestamp__", "len", "trunc", "substr",
+    "ToLower",
+    "ToUpper",
+    "lower",
+    "upper",
+    "title",
+    "Title",
+    "trim",
+    "TrimSpace",
+    "trimSpace",
+    "trimPrefix",
+    "trimSuffix",
+    "TrimPrefix",
+    "TrimSuffix",
+    "replace",
+    "Replace",
+    "default",
+    "__line__",
+    "__timestamp__",
+    "len",
+    "trunc",
+    "substr",
 ];
 
 /// Splits an action body into words, keeping quoted strings whole.
@@ -41,14 +59,17 @@ fn words(s: &str) -> Result<Vec<String>, String> {
     let mut rest = s.trim_start();
     while !rest.is_empty() {
         if rest.starts_with(['"', '`']) {
-            let (_, n) = loki_wire::labels::unquote_prefix(rest).map_err(|e| format!("template: {e}"))?;
+            let (_, n) =
+                loki_wire::labels::unquote_prefix(rest).map_err(|e| format!("template: {e}"))?;
             out.push(rest[..n].to_string());
             rest = rest[n..].trim_start();
         } else if let Some(r) = rest.strip_prefix('|') {
             out.push("|".into());
             rest = r.trim_start();
         } else {
-            let end = rest.find(|c: char| c.is_whitespace() || c == '|').unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '|')
+                .unwrap_or(rest.len());
             out.push(rest[..end].to_string());
             rest = rest[end..].trim_start();
         }
@@ -107,7 +128,10 @@ impl Template {
                     return Err("template: line:1: missing value for command".into());
                 };
                 if FUNCS.contains(&head.as_str()) && head != "__line__" && head != "__timestamp__" {
-                    let args = group[1..].iter().map(|w| arg(w)).collect::<Result<Vec<_>, _>>()?;
+                    let args = group[1..]
+                        .iter()
+                        .map(|w| arg(w))
+                        .collect::<Result<Vec<_>, _>>()?;
                     cmds.push(Cmd::Func(head.clone(), args));
                 } else if group.len() == 1 {
                     cmds.push(Cmd::Value(arg(head)?));
@@ -125,7 +149,12 @@ impl Template {
     }
 
     /// Renders with `get` resolving label names (missing labels render as empty).
-    pub fn render(&self, line: &str, ts: i64, get: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    pub fn render(
+        &self,
+        line: &str,
+        ts: i64,
+        get: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -162,9 +191,12 @@ impl Template {
 }
 
 fn format_ts(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts.div_euclid(1_000_000_000), ts.rem_euclid(1_000_000_000) as u32)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S%.f %z UTC").to_string())
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp(
+        ts.div_euclid(1_000_000_000),
+        ts.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|d| d.format("%Y-%m-%d %H:%M:%S%.f %z UTC").to_string())
+    .unwrap_or_default()
 }
 
 fn call(name: &str, v: &[String]) -> Result<String, String> {
@@ -172,7 +204,10 @@ fn call(name: &str, v: &[String]) -> Result<String, String> {
         if v.len() == n {
             Ok(())
         } else {
-            Err(format!("template: line:1: wrong number of args for {name}: want {n} got {}", v.len()))
+            Err(format!(
+                "template: line:1: wrong number of args for {name}: want {n} got {}",
+                v.len()
+            ))
         }
     };
     Ok(match name {
@@ -204,19 +239,27 @@ fn call(name: &str, v: &[String]) -> Result<String, String> {
         }
         "trimPrefix" => {
             need(2)?;
-            v[1].strip_prefix(v[0].as_str()).unwrap_or(&v[1]).to_string()
+            v[1].strip_prefix(v[0].as_str())
+                .unwrap_or(&v[1])
+                .to_string()
         }
         "trimSuffix" => {
             need(2)?;
-            v[1].strip_suffix(v[0].as_str()).unwrap_or(&v[1]).to_string()
+            v[1].strip_suffix(v[0].as_str())
+                .unwrap_or(&v[1])
+                .to_string()
         }
         "TrimPrefix" => {
             need(2)?;
-            v[0].strip_prefix(v[1].as_str()).unwrap_or(&v[0]).to_string()
+            v[0].strip_prefix(v[1].as_str())
+                .unwrap_or(&v[0])
+                .to_string()
         }
         "TrimSuffix" => {
             need(2)?;
-            v[0].strip_suffix(v[1].as_str()).unwrap_or(&v[0]).to_string()
+            v[0].strip_suffix(v[1].as_str())
+                .unwrap_or(&v[0])
+                .to_string()
         }
         "replace" => {
             need(3)?;
@@ -258,7 +301,11 @@ fn call(name: &str, v: &[String]) -> Result<String, String> {
             need(3)?;
             let chars: Vec<char> = v[2].chars().collect();
             let a = v[0].parse::<usize>().unwrap_or(0).min(chars.len());
-            let b = v[1].parse::<usize>().unwrap_or(chars.len()).min(chars.len()).max(a);
+            let b = v[1]
+                .parse::<usize>()
+                .unwrap_or(chars.len())
+                .min(chars.len())
+                .max(a);
             chars[a..b].iter().collect()
         }
         _ => return Err(format!("template: line:1: function \"{name}\" not defined")),
@@ -266,6 +313,7 @@ fn call(name: &str, v: &[String]) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 

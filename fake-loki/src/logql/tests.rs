@@ -26,10 +26,15 @@ impl Source for Mem {
 }
 
 fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-fn stream(labels: &[(&str, &str)], entries: &[(i64, &str, &[(&str, &str)])]) -> Stream {
+type Entry<'a> = (i64, &'a str, &'a [(&'a str, &'a str)]);
+
+fn stream(labels: &[(&str, &str)], entries: &[Entry<'_>]) -> Stream {
     let mut s = Stream::new(LabelSet::from_pairs(labels.iter().copied()));
     for (ts, line, m) in entries {
         s.insert(*ts, line, &meta(m));
@@ -37,7 +42,14 @@ fn stream(labels: &[(&str, &str)], entries: &[(i64, &str, &[(&str, &str)])]) -> 
     s
 }
 
-fn range(q: &str, src: &Mem, start: i64, end: i64, limit: usize, dir: Direction) -> Result<QueryResult, Error> {
+fn range(
+    q: &str,
+    src: &Mem,
+    start: i64,
+    end: i64,
+    limit: usize,
+    dir: Direction,
+) -> Result<QueryResult, Error> {
     let e = parse(q)?;
     exec_range(
         &e,
@@ -111,7 +123,10 @@ fn parser_errors_match_loki() {
         let got = parse(q).err().map(|e| e.message);
         assert_eq!(got.as_deref(), Some(*want), "query {q}");
     }
-    assert!(parse(r#"{a="b"} |~ "(""#).unwrap_err().message.contains("error parsing regexp"));
+    assert!(parse(r#"{a="b"} |~ "(""#)
+        .unwrap_err()
+        .message
+        .contains("error parsing regexp"));
 }
 
 #[test]
@@ -134,7 +149,10 @@ fn sample() -> Mem {
                 (5, "level=info msg=five", &[]),
             ],
         ),
-        stream(&[("app", "b")], &[(2, r#"{"x":"2"}"#, &[]), (4, "not json", &[])]),
+        stream(
+            &[("app", "b")],
+            &[(2, r#"{"x":"2"}"#, &[]), (4, "not json", &[])],
+        ),
     ])
 }
 
@@ -149,15 +167,40 @@ fn lines(r: &QueryResult) -> Vec<(i64, String)> {
 fn log_queries_merge_limit_and_direction() {
     let src = sample();
     let r = range(r#"{app=~"a|b"}"#, &src, 0, 10, 3, Direction::Forward).unwrap();
-    assert_eq!(lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let r = range(r#"{app=~"a|b"}"#, &src, 0, 10, 3, Direction::Backward).unwrap();
-    assert_eq!(lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(), vec![5, 4, 3]);
+    assert_eq!(
+        lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![5, 4, 3]
+    );
     let r = range(r#"{app=~"a|b"}"#, &src, 2, 5, 100, Direction::Forward).unwrap();
-    assert_eq!(lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(
+        lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
     assert_eq!(r.stats().lines_processed, 3);
-    let r = range(r#"{app="a"} |= "info" != "five""#, &src, 0, 10, 100, Direction::Forward).unwrap();
+    let r = range(
+        r#"{app="a"} |= "info" != "five""#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
     assert_eq!(lines(&r), vec![(1, "level=info msg=one".to_string())]);
-    let r = range(r#"{app="a"} |= "one" or "five""#, &src, 0, 10, 100, Direction::Forward).unwrap();
+    let r = range(
+        r#"{app="a"} |= "one" or "five""#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
     assert_eq!(lines(&r).len(), 2);
     let r = range(r#"{app="a"} |~ "e$""#, &src, 0, 10, 100, Direction::Forward).unwrap();
     assert_eq!(lines(&r).len(), 3);
@@ -165,7 +208,10 @@ fn log_queries_merge_limit_and_direction() {
 
 #[test]
 fn interval_skips_entries() {
-    let src = Mem(vec![stream(&[("a", "b")], &[(0, "x", &[]), (1, "x", &[]), (2, "x", &[]), (5, "x", &[])])]);
+    let src = Mem(vec![stream(
+        &[("a", "b")],
+        &[(0, "x", &[]), (1, "x", &[]), (2, "x", &[]), (5, "x", &[])],
+    )]);
     let e = parse(r#"{a="b"}"#).unwrap();
     let q = RangeQuery {
         start: 0,
@@ -176,13 +222,24 @@ fn interval_skips_entries() {
         direction: Direction::Forward,
     };
     let r = exec_range(&e, &src, &q).unwrap();
-    assert_eq!(lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 2, 5]);
+    assert_eq!(
+        lines(&r).iter().map(|l| l.0).collect::<Vec<_>>(),
+        vec![0, 2, 5]
+    );
 }
 
 #[test]
 fn labels_fold_and_categorize() {
     let src = sample();
-    let r = range(r#"{app="a"} | logfmt"#, &src, 0, 10, 100, Direction::Forward).unwrap();
+    let r = range(
+        r#"{app="a"} | logfmt"#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
     let j = r.to_json(false);
     assert_eq!(
         j[0]["stream"],
@@ -196,7 +253,10 @@ fn labels_fold_and_categorize() {
         json!(["3", "level=error msg=three", {"structuredMetadata": {"trace": "t1"}, "parsed": {"level": "error", "msg": "three"}}])
     );
     let bytes = String::from_utf8(to_json_bytes(&j[0]["values"][1])).unwrap();
-    assert!(bytes.find("structuredMetadata") < bytes.find("parsed"), "{bytes}");
+    assert!(
+        bytes.find("structuredMetadata") < bytes.find("parsed"),
+        "{bytes}"
+    );
 }
 
 #[test]
@@ -205,15 +265,55 @@ fn parser_errors_and_label_filters() {
     let r = range(r#"{app="b"} | json"#, &src, 0, 10, 100, Direction::Forward).unwrap();
     let j = r.to_json(false);
     assert_eq!(j[0]["stream"]["__error__"], json!("JSONParserErr"));
-    let r = range(r#"{app="b"} | json | __error__="""#, &src, 0, 10, 100, Direction::Forward).unwrap();
+    let r = range(
+        r#"{app="b"} | json | __error__="""#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
     assert_eq!(lines(&r), vec![(2, r#"{"x":"2"}"#.to_string())]);
-    let r = range(r#"{app="b"} | json | x > 1"#, &src, 0, 10, 100, Direction::Forward).unwrap();
+    let r = range(
+        r#"{app="b"} | json | x > 1"#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
     assert_eq!(lines(&r).len(), 2, "errored lines pass numeric filters");
-    let r = range(r#"{app="a"} | logfmt | level="info" | line_format "{{.msg}}""#, &src, 0, 10, 100, Direction::Forward)
-        .unwrap();
-    assert_eq!(lines(&r), vec![(1, "one".to_string()), (5, "five".to_string())]);
-    let err = range(r#"count_over_time({app="b"} | json [1m])"#, &src, 0, 10, 100, Direction::Forward).unwrap_err();
-    assert!(err.message.starts_with("pipeline error: 'JSONParserErr' for series: '{__error__=\"JSONParserErr\""), "{}", err.message);
+    let r = range(
+        r#"{app="a"} | logfmt | level="info" | line_format "{{.msg}}""#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap();
+    assert_eq!(
+        lines(&r),
+        vec![(1, "one".to_string()), (5, "five".to_string())]
+    );
+    let err = range(
+        r#"count_over_time({app="b"} | json [1m])"#,
+        &src,
+        0,
+        10,
+        100,
+        Direction::Forward,
+    )
+    .unwrap_err();
+    assert!(
+        err.message.starts_with(
+            "pipeline error: 'JSONParserErr' for series: '{__error__=\"JSONParserErr\""
+        ),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -234,16 +334,28 @@ fn metric_queries() {
     };
     let r = exec_range(&e, &src, &q).unwrap();
     assert_eq!(r.result_type(), "matrix");
-    assert_eq!(r.to_json(false), json!([{"metric": {"app": "a"}, "values": [[1, "1"], [2, "2"], [3, "2"], [4, "1"]]}]));
+    assert_eq!(
+        r.to_json(false),
+        json!([{"metric": {"app": "a"}, "values": [[1, "1"], [2, "2"], [3, "2"], [4, "1"]]}])
+    );
     let e = parse(r#"sum(bytes_rate({app="a"}[4s]))"#).unwrap();
     let r = exec_instant(&e, &src, 3 * s, 100, Direction::Backward).unwrap();
-    assert_eq!(r.to_json(false), json!([{"metric": {}, "value": [3, "1.75"]}]));
+    assert_eq!(
+        r.to_json(false),
+        json!([{"metric": {}, "value": [3, "1.75"]}])
+    );
     let e = parse(r#"topk(1, sum by (app) (count_over_time({app=~"a|b"}[10s])))"#).unwrap();
     let r = exec_instant(&e, &sample(), 10, 100, Direction::Backward).unwrap();
-    assert_eq!(r.to_json(false), json!([{"metric": {"app": "a"}, "value": [0, "3"]}]));
+    assert_eq!(
+        r.to_json(false),
+        json!([{"metric": {"app": "a"}, "value": [0, "3"]}])
+    );
     let e = parse(r#"absent_over_time({app="nope"}[1s])"#).unwrap();
     let r = exec_instant(&e, &src, 3 * s, 100, Direction::Backward).unwrap();
-    assert_eq!(r.to_json(false), json!([{"metric": {"app": "nope"}, "value": [3, "1"]}]));
+    assert_eq!(
+        r.to_json(false),
+        json!([{"metric": {"app": "nope"}, "value": [3, "1"]}])
+    );
     let e = parse(r#"{app="a"}"#).unwrap();
     assert_eq!(
         exec_instant(&e, &src, 0, 100, Direction::Backward).unwrap_err().message,
@@ -260,22 +372,31 @@ fn values_and_times_format_like_go() {
     assert_eq!(time_json(1_500_000_000), json!(1.5));
     assert_eq!(time_json(2_000_000_000), json!(2));
     let b = to_json_bytes(&json!({"a": "<x> & \u{1}\n"}));
-    assert_eq!(String::from_utf8(b).unwrap(), r#"{"a":"\u003cx\u003e \u0026 \u0001\n"}"#);
+    assert_eq!(
+        String::from_utf8(b).unwrap(),
+        r#"{"a":"\u003cx\u003e \u0026 \u0001\n"}"#
+    );
 }
 
 #[test]
 fn series_limit() {
-    let streams: Vec<Stream> = (0..501).map(|i| stream(&[("a", "b"), ("i", &i.to_string())], &[(5, "x", &[])])).collect();
+    let streams: Vec<Stream> = (0..501)
+        .map(|i| stream(&[("a", "b"), ("i", &i.to_string())], &[(5, "x", &[])]))
+        .collect();
     let src = Mem(streams);
     let e = parse(r#"count_over_time({a="b"}[1m])"#).unwrap();
     let err = exec_instant(&e, &src, 10, 100, Direction::Backward).unwrap_err();
-    assert!(err.message.starts_with("maximum number of series (500) reached for a single query"));
+    assert!(err
+        .message
+        .starts_with("maximum number of series (500) reached for a single query"));
 }
 
 // ---- golden: real Loki 3.7.6 answers ----
 
 fn testdata(name: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/loki-3.7.6").join(name);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/loki-3.7.6")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -303,7 +424,11 @@ fn golden_source() -> Mem {
             let mut m: Vec<(String, String)> = e
                 .get(2)
                 .and_then(Value::as_object)
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                        .collect()
+                })
                 .unwrap_or_default();
             m.push(("detected_level".into(), detected_level(line).into()));
             st.insert(ts, line, &m);
@@ -349,7 +474,18 @@ fn golden_loki_answers() {
                     Some(s) => lexer::parse_duration(s).unwrap(),
                     None => ((end - start) / 1_000_000_000 / 250).max(1) * 1_000_000_000,
                 };
-                exec_range(&e, &src, &RangeQuery { start, end, step, interval: 0, limit, direction })
+                exec_range(
+                    &e,
+                    &src,
+                    &RangeQuery {
+                        start,
+                        end,
+                        step,
+                        interval: 0,
+                        limit,
+                        direction,
+                    },
+                )
             }
         });
         let body = testdata(r["body_file"].as_str().unwrap());
