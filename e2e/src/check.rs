@@ -598,6 +598,14 @@ impl Default for WatchSettings {
     }
 }
 
+/// What [`watch`] ends with.
+#[derive(Debug, Clone)]
+pub struct WatchOutcome {
+    pub manifest: Arc<Manifest>,
+    /// When every expected entry had been seen (`None`: the drain timed out).
+    pub complete_at: Option<Instant>,
+}
+
 /// Scans repeatedly until the manifest (sent on `manifest_rx` when the generator finishes) is fully
 /// observed, or the drain timeout passes. Scan errors (e.g. during an injected outage) are logged
 /// and retried; the last successful scan is what the report uses.
@@ -606,7 +614,7 @@ pub async fn watch<Q: QueryApi>(
     obs: &mut Observer,
     mut manifest_rx: tokio::sync::watch::Receiver<Option<Arc<Manifest>>>,
     settings: WatchSettings,
-) -> Result<Arc<Manifest>, Error> {
+) -> Result<WatchOutcome, Error> {
     let mut drain_deadline: Option<Instant> = None;
     loop {
         let started = Instant::now();
@@ -618,12 +626,16 @@ pub async fn watch<Q: QueryApi>(
             let deadline =
                 *drain_deadline.get_or_insert_with(|| Instant::now() + settings.drain_timeout);
             if obs.seen_expected(&m) >= m.totals.entries {
+                let complete_at = Some(Instant::now());
                 tokio::time::sleep(settings.settle).await;
                 // A failed settle scan keeps the complete one; that is still a valid verdict.
                 if let Err(e) = obs.scan(api).await {
                     tracing::warn!(error = %e, "settle scan failed");
                 }
-                return Ok(m);
+                return Ok(WatchOutcome {
+                    manifest: m,
+                    complete_at,
+                });
             }
             if Instant::now() >= deadline {
                 tracing::warn!(
@@ -631,7 +643,10 @@ pub async fn watch<Q: QueryApi>(
                     expected = m.totals.entries,
                     "drain timeout; reporting what arrived"
                 );
-                return Ok(m);
+                return Ok(WatchOutcome {
+                    manifest: m,
+                    complete_at: None,
+                });
             }
         }
         // Pace the polls; wake early when the manifest arrives.

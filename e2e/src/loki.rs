@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
@@ -160,7 +160,7 @@ fn label_key(labels: &BTreeMap<String, String>) -> String {
 #[derive(Clone)]
 pub struct HttpLoki {
     base: String,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -204,15 +204,32 @@ impl HttpLoki {
         path_and_query: &str,
         tenant: Option<&str>,
     ) -> Result<(u16, Bytes), Error> {
+        self.request(http::Method::GET, path_and_query, tenant, None)
+            .await
+    }
+
+    /// Any request with an optional JSON body; returns (status, body).
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        tenant: Option<&str>,
+        json: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes), Error> {
         let url = format!("{}{}", self.base, path_and_query);
-        let mut req = http::Request::get(&url);
+        let mut req = http::Request::builder().method(method).uri(&url);
         if let Some(t) = tenant {
             req = req.header("X-Scope-OrgID", t);
         }
-        let req = req.body(Empty::new()).map_err(|e| Error::Http {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+        if json.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
+            .map_err(|e| Error::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
         let fut = async {
             let resp = self.client.request(req).await.map_err(|e| Error::Http {
                 url: url.clone(),
