@@ -214,7 +214,8 @@ mod tests {
     #[test]
     fn counted_rules_expire_and_tenants_are_respected() {
         let f = Faults::new(1);
-        f.add(FaultRule::status(429).retry_after(2).count(2).tenant("a")).unwrap();
+        f.add(FaultRule::status(429).retry_after(2).count(2).tenant("a"))
+            .unwrap();
         assert_eq!(f.decide("b"), None);
         let hit = f.decide("a").unwrap();
         assert_eq!((hit.status, hit.retry_after_seconds), (429, Some(2)));
@@ -227,7 +228,8 @@ mod tests {
     fn probability_is_seeded() {
         let draw = |seed| {
             let f = Faults::new(seed);
-            f.add(FaultRule::new(FaultAction::Discard).probability(0.5)).unwrap();
+            f.add(FaultRule::new(FaultAction::Discard).probability(0.5))
+                .unwrap();
             (0..64).map(|_| f.decide("t").is_some()).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -237,7 +239,8 @@ mod tests {
 
     #[test]
     fn json_shape() {
-        let r: FaultRule = serde_json::from_str(r#"{"action":"status","status":500,"count":3}"#).unwrap();
+        let r: FaultRule =
+            serde_json::from_str(r#"{"action":"status","status":500,"count":3}"#).unwrap();
         assert_eq!(r, FaultRule::status(500).count(3));
         assert!(serde_json::from_str::<FaultRule>(r#"{"action":"explode"}"#).is_err());
         assert!(FaultRule::new(FaultAction::Latency).validate().is_err());

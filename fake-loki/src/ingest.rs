@@ -17,6 +17,9 @@ use crate::ratelimit::TokenBucket;
 use crate::store::Store;
 use crate::Metrics;
 
+/// An entry newly stored by a push: timestamp, line, structured metadata.
+pub type StoredRef<'a> = (i64, &'a str, &'a [(String, String)]);
+
 /// Loki's ingester accepts entries up to `max_chunk_age / 2` behind a stream's newest.
 pub const DEFAULT_MAX_CHUNK_AGE_NS: i64 = 2 * 3600 * 1_000_000_000;
 
@@ -126,7 +129,7 @@ pub fn ingest(
     store: &mut Store,
     limiters: &mut Limiters,
     req: PushRequest,
-    on_stored: &mut dyn FnMut(&str, &[(i64, &str, &[(String, String)])]),
+    on_stored: &mut dyn FnMut(&str, &[StoredRef<'_>]),
 ) -> PushOutcome {
     let t = ctx.tenant;
     let limits = ctx.limits;
@@ -162,7 +165,11 @@ pub fn ingest(
                     .iter()
                     .find(|(k, _)| *k == "__backfill__" || *k == "__backfill_shard__")
                 {
-                    return refuse_all(ctx, &req, format!("couldn't parse labels: label {name} is reserved"));
+                    return refuse_all(
+                        ctx,
+                        &req,
+                        format!("couldn't parse labels: label {name} is reserved"),
+                    );
                 }
                 parsed.push(l)
             }
@@ -187,7 +194,8 @@ pub fn ingest(
         }
         if let Err((reason, msg)) = validate_labels(limits, &labels, &s.labels) {
             let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
-            ctx.metrics.discarded(t, reason, s.entries.len() as u64, bytes);
+            ctx.metrics
+                .discarded(t, reason, s.entries.len() as u64, bytes);
             errors.add(msg);
             continue;
         }
@@ -199,13 +207,16 @@ pub fn ingest(
                 Some(ts) => ts,
                 None => {
                     ctx.metrics.discarded(t, "invalid_timestamp", 1, line_len);
-                    errors.add(format!("entry for stream '{labels_string}' has an invalid timestamp"));
+                    errors.add(format!(
+                        "entry for stream '{labels_string}' has an invalid timestamp"
+                    ));
                     continue;
                 }
             };
             let oldest = ctx.now_ns.saturating_sub(limits.reject_old_samples_max_age);
             if limits.reject_old_samples && ts < oldest {
-                ctx.metrics.discarded(t, "greater_than_max_sample_age", 1, line_len);
+                ctx.metrics
+                    .discarded(t, "greater_than_max_sample_age", 1, line_len);
                 errors.add(format!(
                     "entry for stream '{labels_string}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
                     rfc3339(ts),
@@ -225,7 +236,8 @@ pub fn ingest(
             if limits.max_line_size > 0 && line_len > limits.max_line_size {
                 if limits.max_line_size_truncate {
                     let cut = floor_char_boundary(&line, limits.max_line_size as usize);
-                    ctx.metrics.mutated(t, "line_too_long", 1, line_len - cut as u64);
+                    ctx.metrics
+                        .mutated(t, "line_too_long", 1, line_len - cut as u64);
                     line.truncate(cut);
                 } else {
                     ctx.metrics.discarded(t, "line_too_long", 1, line_len);
@@ -242,21 +254,29 @@ pub fn ingest(
                 .map(|p| (p.name, p.value))
                 .collect();
             if !metadata.is_empty() {
-                let sm_size: u64 = metadata.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+                let sm_size: u64 = metadata
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) as u64)
+                    .sum();
                 if !limits.allow_structured_metadata {
-                    ctx.metrics.discarded(t, "disallowed_structured_metadata", 1, line_len);
+                    ctx.metrics
+                        .discarded(t, "disallowed_structured_metadata", 1, line_len);
                     errors.add(format!("stream '{labels_string}' includes structured metadata, but this feature is disallowed. Please see `limits_config.structured_metadata` or contact your Loki administrator to enable it."));
                     continue;
                 }
-                if limits.max_structured_metadata_size > 0 && sm_size > limits.max_structured_metadata_size {
-                    ctx.metrics.discarded(t, "structured_metadata_too_large", 1, line_len);
+                if limits.max_structured_metadata_size > 0
+                    && sm_size > limits.max_structured_metadata_size
+                {
+                    ctx.metrics
+                        .discarded(t, "structured_metadata_too_large", 1, line_len);
                     errors.add(format!("stream '{labels_string}' has structured metadata too large: '{sm_size}' bytes, limit: '{}' bytes. Please see `limits_config.max_structured_metadata_size` or contact your Loki administrator to increase it.", limits.max_structured_metadata_size));
                     continue;
                 }
                 if limits.max_structured_metadata_entries_count > 0
                     && metadata.len() > limits.max_structured_metadata_entries_count
                 {
-                    ctx.metrics.discarded(t, "structured_metadata_too_many", 1, line_len);
+                    ctx.metrics
+                        .discarded(t, "structured_metadata_too_many", 1, line_len);
                     errors.add(format!("stream '{labels_string}' has too many structured metadata labels: '{}', limit: '{}'. Please see `limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to increase it.", metadata.len(), limits.max_structured_metadata_entries_count));
                     continue;
                 }
@@ -285,15 +305,21 @@ pub fn ingest(
         .tenants
         .entry(t.to_string())
         .or_insert_with(|| TenantLimiter {
-            rate: TokenBucket::new(limits.ingestion_rate_bytes(), limits.ingestion_burst_bytes(), ctx.now),
+            rate: TokenBucket::new(
+                limits.ingestion_rate_bytes(),
+                limits.ingestion_burst_bytes(),
+                ctx.now,
+            ),
             streams: HashMap::new(),
         });
-    limiter
-        .rate
-        .set_limits(limits.ingestion_rate_bytes(), limits.ingestion_burst_bytes());
+    limiter.rate.set_limits(
+        limits.ingestion_rate_bytes(),
+        limits.ingestion_burst_bytes(),
+    );
     if valid_bytes > 0.0 && !limiter.rate.allow_n(ctx.now, valid_bytes) {
         let lines: usize = valid_streams.iter().map(|s| s.entries.len()).sum();
-        ctx.metrics.discarded(t, "rate_limited", lines as u64, valid_bytes as u64);
+        ctx.metrics
+            .discarded(t, "rate_limited", lines as u64, valid_bytes as u64);
         return PushOutcome {
             status: 429,
             body: format!(
@@ -317,7 +343,8 @@ pub fn ingest(
                 let max = limits.max_streams();
                 if max > 0 && tenant_data.streams().len() >= max {
                     let bytes: u64 = vs.entries.iter().map(|e| e.line.len() as u64).sum();
-                    ctx.metrics.discarded(t, "stream_limit", total as u64, bytes);
+                    ctx.metrics
+                        .discarded(t, "stream_limit", total as u64, bytes);
                     ingester_error = Some((429, format!(
                         "maximum active stream limit exceeded when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{t}'",
                         vs.labels_string
@@ -336,16 +363,20 @@ pub fn ingest(
                 ctx.now,
             )
         });
-        stream_rate.set_limits(limits.per_stream_rate_limit as f64, limits.per_stream_rate_limit_burst as f64);
+        stream_rate.set_limits(
+            limits.per_stream_rate_limit as f64,
+            limits.per_stream_rate_limit_burst as f64,
+        );
         let mut failures: Vec<String> = Vec::new();
         let mut rate_limited = 0usize;
         let mut rate_limited_bytes = 0u64;
-        let mut written: Vec<(i64, &str, &[(String, String)])> = Vec::new();
+        let mut written: Vec<StoredRef<'_>> = Vec::new();
         for e in &vs.entries {
             let max_ts = tenant_data.max_ts(idx);
             let cutoff = max_ts.saturating_sub(ctx.max_chunk_age_ns / 2);
             if max_ts != i64::MIN && e.ts < cutoff {
-                ctx.metrics.discarded(t, "too_far_behind", 1, e.line.len() as u64);
+                ctx.metrics
+                    .discarded(t, "too_far_behind", 1, e.line.len() as u64);
                 failures.push(format!(
                     "entry with timestamp {} ignored, reason: 'entry too far behind, entry timestamp is: {}, oldest acceptable timestamp is: {}',",
                     go_time_string(e.ts),
@@ -354,7 +385,9 @@ pub fn ingest(
                 ));
                 continue;
             }
-            if limits.per_stream_rate_limit > 0 && !stream_rate.allow_n(ctx.now, e.line.len() as f64) {
+            if limits.per_stream_rate_limit > 0
+                && !stream_rate.allow_n(ctx.now, e.line.len() as f64)
+            {
                 rate_limited += 1;
                 rate_limited_bytes += e.line.len() as u64;
                 continue;
@@ -368,7 +401,12 @@ pub fn ingest(
             on_stored(&vs.labels_string, &written);
         }
         if rate_limited > 0 {
-            ctx.metrics.discarded(t, "per_stream_rate_limit", rate_limited as u64, rate_limited_bytes);
+            ctx.metrics.discarded(
+                t,
+                "per_stream_rate_limit",
+                rate_limited as u64,
+                rate_limited_bytes,
+            );
             ingester_error = Some((429, format!(
                 "Per stream rate limit exceeded (limit: {}/sec) while attempting to ingest for stream '{}' totaling {}B, consider splitting a stream via additional labels or contact your Loki administrator to see if the limit can be increased",
                 human_bytes(limits.per_stream_rate_limit),
@@ -419,7 +457,8 @@ fn refuse_all(ctx: &IngestContext<'_>, req: &PushRequest, msg: String) -> PushOu
         .flat_map(|s| &s.entries)
         .map(|e| e.line.len() as u64)
         .sum();
-    ctx.metrics.discarded(ctx.tenant, "invalid_labels", lines, bytes);
+    ctx.metrics
+        .discarded(ctx.tenant, "invalid_labels", lines, bytes);
     PushOutcome {
         status: 400,
         body: format!("{msg}\n"),
@@ -427,7 +466,11 @@ fn refuse_all(ctx: &IngestContext<'_>, req: &PushRequest, msg: String) -> PushOu
     }
 }
 
-fn validate_labels(limits: &Limits, labels: &LabelSet, original: &str) -> Result<(), (&'static str, String)> {
+fn validate_labels(
+    limits: &Limits,
+    labels: &LabelSet,
+    original: &str,
+) -> Result<(), (&'static str, String)> {
     if labels.is_empty() {
         return Err((
             "missing_labels",
@@ -446,7 +489,10 @@ fn validate_labels(limits: &Limits, labels: &LabelSet, original: &str) -> Result
     }
     for (k, v) in labels.iter() {
         if !is_valid_label_name(k) {
-            return Err(("invalid_labels", format!("couldn't parse labels: invalid label name {k:?}")));
+            return Err((
+                "invalid_labels",
+                format!("couldn't parse labels: invalid label name {k:?}"),
+            ));
         }
         if k.len() > limits.max_label_name_length {
             return Err((
@@ -526,7 +572,10 @@ mod tests {
     #[test]
     fn time_formats() {
         assert_eq!(rfc3339(1_795_317_900_500_000_000), "2026-11-22T01:25:00Z");
-        assert_eq!(go_time_string(1_500_000_000), "1970-01-01 00:00:01.5 +0000 UTC");
+        assert_eq!(
+            go_time_string(1_500_000_000),
+            "1970-01-01 00:00:01.5 +0000 UTC"
+        );
         assert_eq!(go_time_string(0), "1970-01-01 00:00:00 +0000 UTC");
     }
 }

@@ -8,7 +8,9 @@ use memchr::memmem;
 /// The metadata name Loki uses.
 pub const DETECTED_LEVEL: &str = "detected_level";
 
-const LEVEL_FIELDS: &[&str] = &["level", "LEVEL", "Level", "severity", "SEVERITY", "Severity", "lvl", "LVL", "Lvl"];
+const LEVEL_FIELDS: &[&str] = &[
+    "level", "LEVEL", "Level", "severity", "SEVERITY", "Severity", "lvl", "LVL", "Lvl",
+];
 
 /// Normalises a level value the way Loki buckets them; `None` when it is not a level.
 pub fn normalize(v: &str) -> Option<&'static str> {
@@ -26,7 +28,11 @@ pub fn normalize(v: &str) -> Option<&'static str> {
 }
 
 /// The detected level of an entry.
-pub fn detect(labels: &loki_wire::LabelSet, metadata: &[(String, String)], line: &str) -> &'static str {
+pub fn detect(
+    labels: &loki_wire::LabelSet,
+    metadata: &[(String, String)],
+    line: &str,
+) -> &'static str {
     for f in LEVEL_FIELDS {
         if let Some(v) = labels.get(f) {
             return normalize(v).unwrap_or("unknown");
@@ -49,9 +55,11 @@ pub fn detect(labels: &loki_wire::LabelSet, metadata: &[(String, String)], line:
 fn from_json(line: &str) -> Option<&'static str> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let obj = v.as_object()?;
-    LEVEL_FIELDS
-        .iter()
-        .find_map(|f| obj.get(*f).and_then(|v| v.as_str()).map(|s| normalize(s).unwrap_or("unknown")))
+    LEVEL_FIELDS.iter().find_map(|f| {
+        obj.get(*f)
+            .and_then(|v| v.as_str())
+            .map(|s| normalize(s).unwrap_or("unknown"))
+    })
 }
 
 fn from_logfmt(line: &str) -> Option<&'static str> {
@@ -105,11 +113,23 @@ mod tests {
     #[test]
     fn fixture_lines() {
         let l = LabelSet::default();
-        assert_eq!(detect(&l, &[], "level=info msg=\"GET /items/0\" status=500"), "info");
-        assert_eq!(detect(&l, &[], r#"{"level": "error", "msg": "render 0"}"#), "error");
-        assert_eq!(detect(&l, &[("trace_id".into(), "abc".into())], "with metadata"), "unknown");
+        assert_eq!(
+            detect(&l, &[], "level=info msg=\"GET /items/0\" status=500"),
+            "info"
+        );
+        assert_eq!(
+            detect(&l, &[], r#"{"level": "error", "msg": "render 0"}"#),
+            "error"
+        );
+        assert_eq!(
+            detect(&l, &[("trace_id".into(), "abc".into())], "with metadata"),
+            "unknown"
+        );
         assert_eq!(detect(&l, &[], "ts=1 lvl=WARN x"), "warn");
         assert_eq!(detect(&l, &[], "Exception: ERROR in thread"), "error");
-        assert_eq!(detect(&LabelSet::from_pairs([("level", "debug")]), &[], "x"), "debug");
+        assert_eq!(
+            detect(&LabelSet::from_pairs([("level", "debug")]), &[], "x"),
+            "debug"
+        );
     }
 }

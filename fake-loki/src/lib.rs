@@ -181,7 +181,11 @@ impl FakeLoki {
 
     /// Accepted push requests of `tenant` (those that stored at least one entry).
     pub fn push_count(&self, tenant: &str) -> u64 {
-        self.state.store.read().tenant(tenant).map_or(0, |t| t.pushes)
+        self.state
+            .store
+            .read()
+            .tenant(tenant)
+            .map_or(0, |t| t.pushes)
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), and returns.

@@ -62,11 +62,13 @@ async fn main() -> anyhow::Result<()> {
         config.limits = LimitsConfig::from_file(path)?;
     }
     for f in &cli.faults {
-        let rule: FaultRule =
-            serde_json::from_str(f).with_context(|| format!("--fault {f:?} is not a fault rule"))?;
+        let rule: FaultRule = serde_json::from_str(f)
+            .with_context(|| format!("--fault {f:?} is not a fault rule"))?;
         config.faults.push(rule);
     }
-    let loki = FakeLoki::start(config).await.context("starting fake-loki")?;
+    let loki = FakeLoki::start(config)
+        .await
+        .context("starting fake-loki")?;
     tracing::info!(addr = %loki.addr(), "listening on {}", loki.addr());
     shutdown_signal().await;
     tracing::info!("shutting down");

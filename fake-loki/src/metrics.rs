@@ -121,7 +121,10 @@ impl Metrics {
 
     /// Entries were refused for `reason`.
     pub fn discarded(&self, t: &str, reason: &str, samples: u64, bytes: u64) {
-        let l = vec![("reason".into(), reason.into()), ("tenant".into(), t.into())];
+        let l = vec![
+            ("reason".into(), reason.into()),
+            ("tenant".into(), t.into()),
+        ];
         if samples > 0 {
             self.discarded_samples.get_or_create(&l).inc_by(samples);
         }
@@ -130,7 +133,10 @@ impl Metrics {
 
     /// Lines were truncated (`max_line_size_truncate`).
     pub fn mutated(&self, t: &str, reason: &str, samples: u64, bytes: u64) {
-        let l = vec![("reason".into(), reason.into()), ("tenant".into(), t.into())];
+        let l = vec![
+            ("reason".into(), reason.into()),
+            ("tenant".into(), t.into()),
+        ];
         self.mutated_samples.get_or_create(&l).inc_by(samples);
         self.mutated_bytes.get_or_create(&l).inc_by(bytes);
     }

@@ -112,7 +112,12 @@ fn replay_file(path: &Path, tenant: &str) -> Result<Replayed, Error> {
             let header = data.get(pos..pos + HEADER)?;
             let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
             let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-            let payload = data.slice(pos + HEADER..(pos + HEADER).checked_add(len).filter(|e| *e <= data.len())?);
+            let payload = data.slice(
+                pos + HEADER
+                    ..(pos + HEADER)
+                        .checked_add(len)
+                        .filter(|e| *e <= data.len())?,
+            );
             if crc32fast::hash(&payload) != crc {
                 return None;
             }

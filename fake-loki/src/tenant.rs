@@ -89,13 +89,19 @@ mod tests {
             single(Some("a b")).unwrap_err().message,
             "tenant ID 'a b' contains unsupported character ' '"
         );
-        assert_eq!(single(Some("..")).unwrap_err().message, "tenant ID is '.' or '..'");
+        assert_eq!(
+            single(Some("..")).unwrap_err().message,
+            "tenant ID is '.' or '..'"
+        );
         assert_eq!(
             single(Some(&"x".repeat(151))).unwrap_err().message,
             "tenant ID is too long: max 150 characters"
         );
         assert_eq!(single(Some(&"x".repeat(150))).unwrap(), "x".repeat(150));
-        assert_eq!(single(Some("a|b")).unwrap_err().message, "multiple org IDs present");
+        assert_eq!(
+            single(Some("a|b")).unwrap_err().message,
+            "multiple org IDs present"
+        );
         assert_eq!(single(Some("a|a")).unwrap(), "a");
         assert_eq!(single(Some("a:meta")).unwrap(), "a");
         assert_eq!(resolve(Some("b|a|b")).unwrap(), ["a", "b"]);

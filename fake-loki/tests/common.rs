@@ -20,7 +20,10 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client.request(b.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap();
+    let resp = client
+        .request(b.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -39,8 +42,13 @@ pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap()
 }
 
+/// One test entry: timestamp, line, structured metadata.
+pub type TestEntry<'a> = (i64, &'a str, Vec<(&'a str, &'a str)>);
+/// One test stream: label string and entries.
+pub type TestStream<'a> = (&'a str, Vec<TestEntry<'a>>);
+
 /// A request of (labels, [(ts, line, metadata)]) streams.
-pub fn request(streams: &[(&str, Vec<(i64, &str, Vec<(&str, &str)>)>)]) -> PushRequest {
+pub fn request(streams: &[TestStream<'_>]) -> PushRequest {
     PushRequest {
         streams: streams
             .iter()
@@ -76,7 +84,10 @@ pub async fn push(url: &str, tenant: &str, req: &PushRequest) -> Resp {
     send(
         "POST",
         &format!("{url}/loki/api/v1/push"),
-        &[("Content-Type", "application/x-protobuf"), ("X-Scope-OrgID", tenant)],
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Scope-OrgID", tenant),
+        ],
         proto_body(req),
     )
     .await

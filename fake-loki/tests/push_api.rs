@@ -14,14 +14,18 @@ async fn captured_agent_bodies_are_accepted_and_stored_exactly() {
     let loki = start(Config::for_tests()).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../wire/testdata/push");
     for agent in ["promtail-3.6.15", "vector-0.57.0", "fluent-bit-5.1.1"] {
-        let req: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(format!("{dir}/{agent}/push.request.json")).unwrap()).unwrap();
+        let req: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(format!("{dir}/{agent}/push.request.json")).unwrap(),
+        )
+        .unwrap();
         let body = std::fs::read(format!("{dir}/{agent}/push.body")).unwrap();
         let mut headers: Vec<(String, String)> = req["headers"]
             .as_object()
             .unwrap()
             .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection"))
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("connection")
+            })
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
         // One tenant per agent, so each check sees only its own entries.
@@ -30,24 +34,42 @@ async fn captured_agent_bodies_are_accepted_and_stored_exactly() {
                 *v = agent.replace('.', "_");
             }
         }
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let r = send("POST", &format!("{}/loki/api/v1/push", loki.url()), &h, body).await;
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = send(
+            "POST",
+            &format!("{}/loki/api/v1/push", loki.url()),
+            &h,
+            body,
+        )
+        .await;
         assert_eq!(r.status, 204, "{agent}: {}", r.body);
         assert!(r.body.is_empty());
 
-        let decoded: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(format!("{dir}/{agent}/push.decoded.json")).unwrap()).unwrap();
+        let decoded: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(format!("{dir}/{agent}/push.decoded.json")).unwrap(),
+        )
+        .unwrap();
         let mut want: Vec<(String, i64, String)> = Vec::new();
         for s in decoded["streams"].as_array().unwrap() {
             let (labels, values) = if let Some(l) = s.get("labels") {
                 (l.as_str().unwrap().to_string(), &s["entries"])
             } else {
                 let m = s["stream"].as_object().unwrap();
-                let l = loki_wire::LabelSet::from_pairs(m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())));
+                let l = loki_wire::LabelSet::from_pairs(
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+                );
                 (l.to_string(), &s["values"])
             };
             for v in values.as_array().unwrap() {
-                want.push((labels.clone(), v[0].as_str().unwrap().parse().unwrap(), v[1].as_str().unwrap().to_string()));
+                want.push((
+                    labels.clone(),
+                    v[0].as_str().unwrap().parse().unwrap(),
+                    v[1].as_str().unwrap().to_string(),
+                ));
             }
         }
         let got: Vec<(String, i64, String)> = loki
@@ -65,14 +87,29 @@ async fn tenant_header_rules() {
     let loki = start(Config::for_tests()).await;
     let req = request(&[("{a=\"b\"}", vec![(now_ns(), "x", vec![])])]);
     let url = format!("{}/loki/api/v1/push", loki.url());
-    let r = send("POST", &url, &[("Content-Type", "application/x-protobuf")], proto_body(&req)).await;
+    let r = send(
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-protobuf")],
+        proto_body(&req),
+    )
+    .await;
     assert_eq!((r.status, r.body.as_str()), (401, "no org id\n"));
     let r = push(&loki.url(), "a b", &req).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "tenant ID 'a b' contains unsupported character ' '\n"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "tenant ID 'a b' contains unsupported character ' '\n")
+    );
     let r = push(&loki.url(), "a|b", &req).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "multiple org IDs present\n"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "multiple org IDs present\n")
+    );
     let r = push(&loki.url(), &"x".repeat(151), &req).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "tenant ID is too long: max 150 characters\n"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "tenant ID is too long: max 150 characters\n")
+    );
     assert!(loki.entries("a").is_empty());
     loki.shutdown().await;
 }
@@ -95,28 +132,63 @@ async fn auth_disabled_uses_tenant_fake_and_ignores_the_header() {
 async fn malformed_bodies_get_400_and_store_nothing() {
     let loki = start(Config::for_tests()).await;
     let url = format!("{}/loki/api/v1/push", loki.url());
-    let h = [("Content-Type", "application/x-protobuf"), ("X-Scope-OrgID", "t")];
+    let h = [
+        ("Content-Type", "application/x-protobuf"),
+        ("X-Scope-OrgID", "t"),
+    ];
     let r = send("POST", &url, &h, b"definitely not snappy".to_vec()).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "snappy: corrupt input\n"));
-    let r = send("POST", &url, &h, loki_wire::snappy::compress(b"\xff\xff\xff")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "snappy: corrupt input\n")
+    );
+    let r = send(
+        "POST",
+        &url,
+        &h,
+        loki_wire::snappy::compress(b"\xff\xff\xff"),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("proto:"), "{}", r.body);
     let hj = [("Content-Type", "application/json"), ("X-Scope-OrgID", "t")];
     let r = send("POST", &url, &hj, b"{\"streams\":[".to_vec()).await;
     assert_eq!(r.status, 400);
-    let r = send("POST", &url, &hj, br#"{"streams":[{"stream":{"a":"b"},"values":[[1,"x"]]}]}"#.to_vec()).await;
+    let r = send(
+        "POST",
+        &url,
+        &hj,
+        br#"{"streams":[{"stream":{"a":"b"},"values":[[1,"x"]]}]}"#.to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 400, "a numeric timestamp is refused");
-    let he = [("Content-Type", "application/json"), ("Content-Encoding", "br"), ("X-Scope-OrgID", "t")];
+    let he = [
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "br"),
+        ("X-Scope-OrgID", "t"),
+    ];
     let r = send("POST", &url, &he, b"{}".to_vec()).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "Content-Encoding \"br\" not supported\n"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "Content-Encoding \"br\" not supported\n")
+    );
     // One stream with bad labels refuses the whole request, valid streams included.
     let now = now_ns();
-    let req = request(&[("{a=\"b\"}", vec![(now, "ok", vec![])]), ("{a.b=\"c\"}", vec![(now, "bad", vec![])])]);
+    let req = request(&[
+        ("{a=\"b\"}", vec![(now, "ok", vec![])]),
+        ("{a.b=\"c\"}", vec![(now, "bad", vec![])]),
+    ]);
     let r = push(&loki.url(), "t", &req).await;
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("couldn't parse labels: "), "{}", r.body);
     let hj2 = [("Content-Type", "application/json"), ("X-Scope-OrgID", "t")];
-    let r = send("POST", &url, &hj2, format!(r#"{{"streams":[{{"stream":{{"a-b":"c"}},"values":[["{now}","x"]]}}]}}"#).into_bytes()).await;
+    let r = send(
+        "POST",
+        &url,
+        &hj2,
+        format!(r#"{{"streams":[{{"stream":{{"a-b":"c"}},"values":[["{now}","x"]]}}]}}"#)
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("couldn't parse labels: "), "{}", r.body);
     assert!(loki.entries("t").is_empty());
@@ -129,7 +201,13 @@ async fn malformed_bodies_get_400_and_store_nothing() {
 async fn empty_stream_list_is_422() {
     let loki = start(Config::for_tests()).await;
     let r = push(&loki.url(), "t", &request(&[])).await;
-    assert_eq!((r.status, r.body.as_str()), (422, "error at least one valid stream is required for ingestion\n"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            422,
+            "error at least one valid stream is required for ingestion\n"
+        )
+    );
     loki.shutdown().await;
 }
 
@@ -138,20 +216,60 @@ async fn json_gzip_and_deflate_bodies() {
     let loki = start(Config::for_tests()).await;
     let url = format!("{}/loki/api/v1/push", loki.url());
     let now = now_ns();
-    let body = format!(r#"{{"streams":[{{"stream":{{"job":"j"}},"values":[["{now}","gz",{{"trace_id":"abc"}}]]}}]}}"#);
-    let h = [("Content-Type", "application/json; charset=utf-8"), ("Content-Encoding", "gzip"), ("X-Scope-OrgID", "t")];
-    assert_eq!(send("POST", &url, &h, loki_wire::encoding::gzip(body.as_bytes())).await.status, 204);
-    let body = format!(r#"{{"streams":[{{"stream":{{"job":"j"}},"values":[["{}","deflate"]]}}]}}"#, now + 1);
-    let h = [("Content-Type", "application/json"), ("Content-Encoding", "deflate"), ("X-Scope-OrgID", "t")];
-    assert_eq!(send("POST", &url, &h, loki_wire::encoding::deflate(body.as_bytes())).await.status, 204);
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"j"}},"values":[["{now}","gz",{{"trace_id":"abc"}}]]}}]}}"#
+    );
+    let h = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Encoding", "gzip"),
+        ("X-Scope-OrgID", "t"),
+    ];
+    assert_eq!(
+        send("POST", &url, &h, loki_wire::encoding::gzip(body.as_bytes()))
+            .await
+            .status,
+        204
+    );
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"j"}},"values":[["{}","deflate"]]}}]}}"#,
+        now + 1
+    );
+    let h = [
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "deflate"),
+        ("X-Scope-OrgID", "t"),
+    ];
+    assert_eq!(
+        send(
+            "POST",
+            &url,
+            &h,
+            loki_wire::encoding::deflate(body.as_bytes())
+        )
+        .await
+        .status,
+        204
+    );
     let got = loki.entries("t");
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].metadata, vec![("trace_id".to_string(), "abc".to_string())]);
+    assert_eq!(
+        got[0].metadata,
+        vec![("trace_id".to_string(), "abc".to_string())]
+    );
     assert_eq!(got[1].line, "deflate");
     // Legacy endpoint and format.
     let legacy = r#"{"streams":[{"labels":"{job=\"old\"}","entries":[{"ts":"2026-01-01T00:00:00Z","line":"legacy"}]}]}"#;
-    let h = [("Content-Type", "application/json"), ("X-Scope-OrgID", "t2")];
-    let r = send("POST", &format!("{}/api/prom/push", loki.url()), &h, legacy.as_bytes().to_vec()).await;
+    let h = [
+        ("Content-Type", "application/json"),
+        ("X-Scope-OrgID", "t2"),
+    ];
+    let r = send(
+        "POST",
+        &format!("{}/api/prom/push", loki.url()),
+        &h,
+        legacy.as_bytes().to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(loki.entries("t2")[0].line, "legacy");
     loki.shutdown().await;
@@ -161,7 +279,13 @@ async fn json_gzip_and_deflate_bodies() {
 async fn missing_content_type_is_snappy_protobuf_as_in_loki_3_7() {
     let loki = start(Config::for_tests()).await;
     let req = request(&[("{a=\"b\"}", vec![(now_ns(), "x", vec![])])]);
-    let r = send("POST", &format!("{}/loki/api/v1/push", loki.url()), &[("X-Scope-OrgID", "t")], proto_body(&req)).await;
+    let r = send(
+        "POST",
+        &format!("{}/loki/api/v1/push", loki.url()),
+        &[("X-Scope-OrgID", "t")],
+        proto_body(&req),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.body);
     loki.shutdown().await;
 }
@@ -188,14 +312,34 @@ async fn partial_failure_keeps_valid_entries_and_answers_400() {
     assert_eq!(r.status, 400);
     assert!(r.body.ends_with('\n'));
     assert!(r.body.contains("2 errors like: max entry size '10' bytes exceeded for stream '{app=\"a\"}' while adding an entry with length '21' bytes"), "{}", r.body);
-    assert!(r.body.contains("entry for stream '{app=\"a\"}' has timestamp too old: "), "{}", r.body);
-    assert!(r.body.contains(", oldest acceptable timestamp is: "), "{}", r.body);
-    assert!(r.body.contains("entry for stream '{app=\"a\"}' has timestamp too new: "), "{}", r.body);
+    assert!(
+        r.body
+            .contains("entry for stream '{app=\"a\"}' has timestamp too old: "),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(", oldest acceptable timestamp is: "),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("entry for stream '{app=\"a\"}' has timestamp too new: "),
+        "{}",
+        r.body
+    );
     let lines: Vec<String> = loki.entries("t").into_iter().map(|e| e.line).collect();
     assert_eq!(lines, ["short"]);
     let metrics = get(&format!("{}/metrics", loki.url()), &[]).await.body;
-    assert!(metrics.contains("loki_discarded_samples_total{reason=\"line_too_long\",tenant=\"t\"} 2"), "{metrics}");
-    assert!(metrics.contains("loki_distributor_lines_received_total{tenant=\"t\"} 5"), "{metrics}");
+    assert!(
+        metrics.contains("loki_discarded_samples_total{reason=\"line_too_long\",tenant=\"t\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("loki_distributor_lines_received_total{tenant=\"t\"} 5"),
+        "{metrics}"
+    );
     loki.shutdown().await;
 }
 
@@ -203,19 +347,60 @@ async fn partial_failure_keeps_valid_entries_and_answers_400() {
 async fn label_limits() {
     let loki = start(Config::for_tests()).await;
     let now = now_ns();
-    let many: String = format!("{{{}}}", (0..16).map(|i| format!("l{i}=\"v\"")).collect::<Vec<_>>().join(", "));
-    let r = push(&loki.url(), "t", &request(&[(&many, vec![(now, "x", vec![])])])).await;
+    let many: String = format!(
+        "{{{}}}",
+        (0..16)
+            .map(|i| format!("l{i}=\"v\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[(&many, vec![(now, "x", vec![])])]),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.body, format!("entry for stream '{many}' has 16 label names; limit 15\n"));
+    assert_eq!(
+        r.body,
+        format!("entry for stream '{many}' has 16 label names; limit 15\n")
+    );
     let long_value = format!("{{a=\"{}\"}}", "v".repeat(2049));
-    let r = push(&loki.url(), "t", &request(&[(&long_value, vec![(now, "x", vec![])])])).await;
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[(&long_value, vec![(now, "x", vec![])])]),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("has label value too long"), "{}", r.body);
     let dup = "{a=\"1\", a=\"2\"}";
-    let r = push(&loki.url(), "t", &request(&[(dup, vec![(now, "x", vec![])])])).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "stream '{a=\"1\", a=\"2\"}' has duplicate label name: 'a'\n"));
-    let r = push(&loki.url(), "t", &request(&[("{}", vec![(now, "x", vec![])])])).await;
-    assert_eq!((r.status, r.body.as_str()), (400, "error at least one label pair is required per stream\n"));
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[(dup, vec![(now, "x", vec![])])]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            400,
+            "stream '{a=\"1\", a=\"2\"}' has duplicate label name: 'a'\n"
+        )
+    );
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[("{}", vec![(now, "x", vec![])])]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            400,
+            "error at least one label pair is required per stream\n"
+        )
+    );
     assert!(loki.entries("t").is_empty());
     loki.shutdown().await;
 }
@@ -228,15 +413,31 @@ async fn rate_limit_is_429_and_all_or_nothing() {
     let loki = start(cfg).await;
     let line = "x".repeat(600);
     let now = now_ns();
-    let r = push(&loki.url(), "t", &request(&[("{a=\"b\"}", vec![(now, &line, vec![])])])).await;
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[("{a=\"b\"}", vec![(now, &line, vec![])])]),
+    )
+    .await;
     assert_eq!(r.status, 204);
-    let r = push(&loki.url(), "t", &request(&[("{a=\"b\"}", vec![(now + 1, &line, vec![]), (now + 2, "y", vec![])])])).await;
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[(
+            "{a=\"b\"}",
+            vec![(now + 1, &line, vec![]), (now + 2, "y", vec![])],
+        )]),
+    )
+    .await;
     assert_eq!(r.status, 429);
     assert_eq!(
         r.body,
         "ingestion rate limit exceeded for user t (limit: 1048 bytes/sec) while attempting to ingest '2' lines totaling '601' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n"
     );
-    assert!(r.headers.get("retry-after").is_none(), "Loki never sends Retry-After");
+    assert!(
+        r.headers.get("retry-after").is_none(),
+        "Loki never sends Retry-After"
+    );
     assert_eq!(loki.entries("t").len(), 1);
     loki.shutdown().await;
 }
@@ -247,12 +448,39 @@ async fn stream_limit_is_429_for_new_streams_only() {
     cfg.limits.defaults.max_global_streams_per_user = 1;
     let loki = start(cfg).await;
     let now = now_ns();
-    assert_eq!(push(&loki.url(), "t", &request(&[("{s=\"1\"}", vec![(now, "a", vec![])])])).await.status, 204);
-    let r = push(&loki.url(), "t", &request(&[("{s=\"1\"}", vec![(now + 1, "b", vec![])]), ("{s=\"2\"}", vec![(now, "c", vec![])])])).await;
+    assert_eq!(
+        push(
+            &loki.url(),
+            "t",
+            &request(&[("{s=\"1\"}", vec![(now, "a", vec![])])])
+        )
+        .await
+        .status,
+        204
+    );
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[
+            ("{s=\"1\"}", vec![(now + 1, "b", vec![])]),
+            ("{s=\"2\"}", vec![(now, "c", vec![])]),
+        ]),
+    )
+    .await;
     assert_eq!(r.status, 429);
-    assert!(r.body.starts_with("maximum active stream limit exceeded when trying to create stream {s=\"2\"}"), "{}", r.body);
+    assert!(
+        r.body.starts_with(
+            "maximum active stream limit exceeded when trying to create stream {s=\"2\"}"
+        ),
+        "{}",
+        r.body
+    );
     let lines: Vec<String> = loki.entries("t").into_iter().map(|e| e.line).collect();
-    assert_eq!(lines, ["a", "b"], "the existing stream still took its entry");
+    assert_eq!(
+        lines,
+        ["a", "b"],
+        "the existing stream still took its entry"
+    );
     loki.shutdown().await;
 }
 
@@ -261,11 +489,41 @@ async fn too_far_behind_is_400_from_the_ingester() {
     let loki = start(Config::for_tests()).await;
     let now = now_ns();
     let hour = 3_600_000_000_000i64;
-    assert_eq!(push(&loki.url(), "t", &request(&[("{a=\"b\"}", vec![(now, "new", vec![])])])).await.status, 204);
-    let r = push(&loki.url(), "t", &request(&[("{a=\"b\"}", vec![(now - 2 * hour, "old", vec![]), (now - hour / 2, "ok", vec![])])])).await;
+    assert_eq!(
+        push(
+            &loki.url(),
+            "t",
+            &request(&[("{a=\"b\"}", vec![(now, "new", vec![])])])
+        )
+        .await
+        .status,
+        204
+    );
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[(
+            "{a=\"b\"}",
+            vec![
+                (now - 2 * hour, "old", vec![]),
+                (now - hour / 2, "ok", vec![]),
+            ],
+        )]),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("reason: 'entry too far behind, entry timestamp is: "), "{}", r.body);
-    assert!(r.body.contains("user 't', total ignored: 1 out of 2 for stream: {a=\"b\"}"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("reason: 'entry too far behind, entry timestamp is: "),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("user 't', total ignored: 1 out of 2 for stream: {a=\"b\"}"),
+        "{}",
+        r.body
+    );
     assert_eq!(loki.entries("t").len(), 2);
     loki.shutdown().await;
 }
@@ -274,7 +532,14 @@ async fn too_far_behind_is_400_from_the_ingester() {
 async fn exact_duplicates_are_dropped() {
     let loki = start(Config::for_tests()).await;
     let now = now_ns();
-    let req = request(&[("{a=\"b\"}", vec![(now, "x", vec![]), (now, "y", vec![]), (now, "x", vec![("k", "v")])])]);
+    let req = request(&[(
+        "{a=\"b\"}",
+        vec![
+            (now, "x", vec![]),
+            (now, "y", vec![]),
+            (now, "x", vec![("k", "v")]),
+        ],
+    )]);
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     assert_eq!(loki.entries("t").len(), 3);
@@ -295,7 +560,10 @@ async fn oversized_bodies_are_413() {
     let r = send(
         "POST",
         &format!("{}/loki/api/v1/push", loki.url()),
-        &[("X-Scope-OrgID", "t"), ("Content-Type", "application/x-protobuf")],
+        &[
+            ("X-Scope-OrgID", "t"),
+            ("Content-Type", "application/x-protobuf"),
+        ],
         vec![0u8; 2048],
     )
     .await;
@@ -309,14 +577,26 @@ async fn loki_defaults_add_service_name_and_detected_level() {
     let loki = start(Config::for_tests_with_loki_defaults()).await;
     let now = now_ns();
     let req = request(&[
-        ("{app=\"api\", namespace=\"shop\"}", vec![(now, "level=error msg=boom", vec![])]),
+        (
+            "{app=\"api\", namespace=\"shop\"}",
+            vec![(now, "level=error msg=boom", vec![])],
+        ),
         ("{}", vec![(now, "no labels at all", vec![])]),
     ]);
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     let got = loki.entries("t");
-    assert_eq!(got[0].labels.to_string(), "{app=\"api\", namespace=\"shop\", service_name=\"api\"}");
-    assert_eq!(got[0].metadata, vec![("detected_level".to_string(), "error".to_string())]);
-    assert_eq!(got[1].labels.to_string(), "{service_name=\"unknown_service\"}");
+    assert_eq!(
+        got[0].labels.to_string(),
+        "{app=\"api\", namespace=\"shop\", service_name=\"api\"}"
+    );
+    assert_eq!(
+        got[0].metadata,
+        vec![("detected_level".to_string(), "error".to_string())]
+    );
+    assert_eq!(
+        got[1].labels.to_string(),
+        "{service_name=\"unknown_service\"}"
+    );
     loki.shutdown().await;
 }
 
@@ -340,28 +620,40 @@ async fn limits_file_with_overrides_applies_per_tenant() {
 async fn injected_faults() {
     let loki = start(Config::for_tests()).await;
     let req = request(&[("{a=\"b\"}", vec![(now_ns(), "x", vec![])])]);
-    loki.faults().add(FaultRule::status(429).retry_after(3).count(1)).unwrap();
+    loki.faults()
+        .add(FaultRule::status(429).retry_after(3).count(1))
+        .unwrap();
     let r = push(&loki.url(), "t", &req).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.headers.get("retry-after").unwrap(), "3");
     assert!(loki.entries("t").is_empty());
     // Over HTTP: discard for one tenant only.
     let faults = format!("{}/fake-loki/api/v1/faults", loki.url());
-    let r = send("POST", &faults, &[], br#"{"action":"discard","tenant":"t","count":1}"#.to_vec()).await;
+    let r = send(
+        "POST",
+        &faults,
+        &[],
+        br#"{"action":"discard","tenant":"t","count":1}"#.to_vec(),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     assert!(loki.entries("t").is_empty(), "discarded silently");
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     assert_eq!(loki.entries("t").len(), 1);
     // A reset answers nothing at all.
-    loki.faults().add(FaultRule::new(FaultAction::Reset).count(1)).unwrap();
+    loki.faults()
+        .add(FaultRule::new(FaultAction::Reset).count(1))
+        .unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
     let r = client
         .request(
             http::Request::post(format!("{}/loki/api/v1/push", loki.url()))
                 .header("X-Scope-OrgID", "t")
-                .body(http_body_util::Full::new(bytes::Bytes::from(proto_body(&req))))
+                .body(http_body_util::Full::new(bytes::Bytes::from(proto_body(
+                    &req,
+                ))))
                 .unwrap(),
         )
         .await;
@@ -382,7 +674,10 @@ async fn data_dir_survives_a_restart() {
     };
     let loki = start(cfg.clone()).await;
     let now = now_ns();
-    let req = request(&[("{a=\"b\"}", vec![(now, "x", vec![("k", "v")]), (now + 1, "y", vec![])])]);
+    let req = request(&[(
+        "{a=\"b\"}",
+        vec![(now, "x", vec![("k", "v")]), (now + 1, "y", vec![])],
+    )]);
     assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
     let before = loki.entries("t");
     loki.shutdown().await;
@@ -401,13 +696,25 @@ async fn ops_endpoints() {
     assert_eq!((r.status, r.body.as_str()), (200, "ready\n"));
     let r = get(&format!("{}/loki/api/v1/status/buildinfo", loki.url()), &[]).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    for k in ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"] {
+    for k in [
+        "version",
+        "revision",
+        "branch",
+        "buildUser",
+        "buildDate",
+        "goVersion",
+    ] {
         assert!(v.get(k).is_some(), "{k}");
     }
     let r = get(&format!("{}/nope", loki.url()), &[]).await;
     assert_eq!(r.status, 404);
     let now = now_ns();
-    push(&loki.url(), "t", &request(&[("{a=\"b\"}", vec![(now, "xy", vec![])])])).await;
+    push(
+        &loki.url(),
+        "t",
+        &request(&[("{a=\"b\"}", vec![(now, "xy", vec![])])]),
+    )
+    .await;
     let r = get(&format!("{}/fake-loki/api/v1/stats", loki.url()), &[]).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["tenants"]["t"]["entries"], 1);

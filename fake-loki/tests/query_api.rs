@@ -37,7 +37,8 @@ async fn real_loki_3_7_6_answers_are_reproduced() {
     cfg.limits.defaults.reject_old_samples = false;
     let loki = FakeLoki::start(cfg).await.unwrap();
     let dataset = read_json("dataset.json");
-    let streams: Vec<(String, Vec<(i64, String, Vec<(String, String)>)>)> = dataset["streams"]
+    type Owned = (String, Vec<(i64, String, Vec<(String, String)>)>);
+    let streams: Vec<Owned> = dataset["streams"]
         .as_array()
         .unwrap()
         .iter()
@@ -66,7 +67,7 @@ async fn real_loki_3_7_6_answers_are_reproduced() {
             (s["labels"].as_str().unwrap().to_string(), entries)
         })
         .collect();
-    let borrowed: Vec<(&str, Vec<(i64, &str, Vec<(&str, &str)>)>)> = streams
+    let borrowed: Vec<TestStream<'_>> = streams
         .iter()
         .map(|(l, es)| {
             (
@@ -324,7 +325,7 @@ proptest! {
             let loki = FakeLoki::start(Config::for_tests()).await.unwrap();
             let base = 1_700_000_000_000_000_000i64;
             let entries: Vec<(i64, String)> = ts.iter().map(|t| (base + t, format!("line {t}"))).collect();
-            let refs: Vec<(i64, &str, Vec<(&str, &str)>)> = entries.iter().map(|(t, l)| (*t, l.as_str(), vec![])).collect();
+            let refs: Vec<TestEntry<'_>> = entries.iter().map(|(t, l)| (*t, l.as_str(), vec![])).collect();
             assert_eq!(push(&loki.url(), "t", &request(&[("{src=\"s\"}", refs)])).await.status, 204);
             let (s, e) = (base + start, base + start + len);
             let got = query_lines(&loki.url(), "t", s, e, limit).await;

@@ -29,11 +29,19 @@ impl ContentEncoding {
 }
 
 /// Undoes the content encoding, refusing outputs above `max_len` bytes.
-pub fn decode(body: &[u8], encoding: ContentEncoding, max_len: usize) -> Result<Vec<u8>, WireError> {
+pub fn decode(
+    body: &[u8],
+    encoding: ContentEncoding,
+    max_len: usize,
+) -> Result<Vec<u8>, WireError> {
     match encoding {
         ContentEncoding::Identity => Ok(body.to_vec()),
-        ContentEncoding::Gzip => read_limited(flate2::read::MultiGzDecoder::new(body), max_len, "gzip"),
-        ContentEncoding::Deflate => read_limited(flate2::read::DeflateDecoder::new(body), max_len, "flate"),
+        ContentEncoding::Gzip => {
+            read_limited(flate2::read::MultiGzDecoder::new(body), max_len, "gzip")
+        }
+        ContentEncoding::Deflate => {
+            read_limited(flate2::read::DeflateDecoder::new(body), max_len, "flate")
+        }
     }
 }
 
@@ -75,8 +83,14 @@ mod tests {
 
     #[test]
     fn header_values() {
-        assert_eq!(ContentEncoding::from_header("").unwrap(), ContentEncoding::Identity);
-        assert_eq!(ContentEncoding::from_header("snappy").unwrap(), ContentEncoding::Identity);
+        assert_eq!(
+            ContentEncoding::from_header("").unwrap(),
+            ContentEncoding::Identity
+        );
+        assert_eq!(
+            ContentEncoding::from_header("snappy").unwrap(),
+            ContentEncoding::Identity
+        );
         assert_eq!(
             ContentEncoding::from_header("br").unwrap_err().to_string(),
             "Content-Encoding \"br\" not supported"
@@ -97,7 +111,10 @@ mod tests {
             decode(&gzip(&big), ContentEncoding::Gzip, 9_999),
             Err(WireError::DecompressedTooLarge { max: 9_999 })
         );
-        assert_eq!(decode(&gzip(&big), ContentEncoding::Gzip, 10_000).unwrap(), big);
+        assert_eq!(
+            decode(&gzip(&big), ContentEncoding::Gzip, 10_000).unwrap(),
+            big
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ fn err(msg: impl Into<String>) -> WireError {
 
 /// Parses a v1 JSON push body.
 pub fn parse_v1(body: &[u8]) -> Result<PushRequest, WireError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let mut req = PushRequest::default();
     for stream in streams_of(&root)? {
         let Some(stream) = stream.as_object() else {
@@ -60,7 +61,9 @@ pub fn parse_v1(body: &[u8]) -> Result<PushRequest, WireError> {
 }
 
 fn streams_of(root: &Value) -> Result<&[Value], WireError> {
-    let obj = root.as_object().ok_or_else(|| err("the push body must be a JSON object"))?;
+    let obj = root
+        .as_object()
+        .ok_or_else(|| err("the push body must be a JSON object"))?;
     match obj.get("streams") {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
@@ -138,7 +141,8 @@ fn parse_v1_entry(v: &Value) -> Result<Option<EntryAdapter>, WireError> {
 
 /// Parses a legacy (`/api/prom/push`) JSON push body.
 pub fn parse_legacy(body: &[u8]) -> Result<PushRequest, WireError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| err(format!("invalid JSON: {e}")))?;
     let mut req = PushRequest::default();
     for stream in streams_of(&root)? {
         let Some(stream) = stream.as_object() else {
@@ -269,7 +273,10 @@ mod tests {
     fn parses_legacy() {
         let body = br#"{"streams":[{"labels":"{a=\"b\"}","entries":[{"ts":"1970-01-01T00:00:01.5Z","line":"x"}]}]}"#;
         let req = parse_legacy(body).unwrap();
-        assert_eq!(req.streams[0].entries[0].timestamp.unwrap().to_unix_nanos(), Some(1_500_000_000));
+        assert_eq!(
+            req.streams[0].entries[0].timestamp.unwrap().to_unix_nanos(),
+            Some(1_500_000_000)
+        );
     }
 
     proptest! {

@@ -210,7 +210,10 @@ pub fn unquote_prefix(s: &str) -> Result<(String, usize), String> {
                                 return Err("invalid escape sequence: non-UTF-8 byte".into());
                             }
                         }
-                        out.push(char::from_u32(v).ok_or("invalid Unicode code point in escape sequence")?);
+                        out.push(
+                            char::from_u32(v)
+                                .ok_or("invalid Unicode code point in escape sequence")?,
+                        );
                     }
                     '0'..='7' => {
                         let mut v = e.to_digit(8).unwrap_or(0);
@@ -245,7 +248,9 @@ impl Parser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while self.pos < self.src.len() && matches!(self.src[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+        while self.pos < self.src.len()
+            && matches!(self.src[self.pos], b' ' | b'\t' | b'\n' | b'\r')
+        {
             self.pos += 1;
         }
     }
@@ -254,7 +259,9 @@ impl Parser<'_> {
         let start = self.pos;
         while self.pos < self.src.len() {
             let b = self.src[self.pos];
-            let ok = b.is_ascii_alphabetic() || b == b'_' || (self.pos > start && (b.is_ascii_digit() || b == b':'));
+            let ok = b.is_ascii_alphabetic()
+                || b == b'_'
+                || (self.pos > start && (b.is_ascii_digit() || b == b':'));
             if !ok {
                 break;
             }
@@ -274,10 +281,7 @@ impl Parser<'_> {
             }
         }
         if self.src.get(self.pos) != Some(&b'{') {
-            return Err(self.err(format!(
-                "unexpected {}, expected \"{{\"",
-                self.describe()
-            )));
+            return Err(self.err(format!("unexpected {}, expected \"{{\"", self.describe())));
         }
         self.pos += 1;
         loop {
@@ -353,8 +357,14 @@ mod tests {
     #[test]
     fn accepts_promql_forms() {
         assert_eq!(LabelSet::parse("{}").unwrap().len(), 0);
-        assert_eq!(LabelSet::parse(" { a = 'b' , } ").unwrap().to_string(), r#"{a="b"}"#);
-        assert_eq!(LabelSet::parse("{a=`x\\y`}").unwrap().get("a"), Some("x\\y"));
+        assert_eq!(
+            LabelSet::parse(" { a = 'b' , } ").unwrap().to_string(),
+            r#"{a="b"}"#
+        );
+        assert_eq!(
+            LabelSet::parse("{a=`x\\y`}").unwrap().get("a"),
+            Some("x\\y")
+        );
         assert_eq!(
             LabelSet::parse(r#"up{a="b"}"#).unwrap().to_string(),
             r#"{__name__="up", a="b"}"#
@@ -388,7 +398,10 @@ mod tests {
 
     #[test]
     fn go_quote_escapes() {
-        assert_eq!(go_quote("a\"b\\c\n\u{1}\u{a0}é"), r#""a\"b\\c\n\x01\u00a0é""#);
+        assert_eq!(
+            go_quote("a\"b\\c\n\u{1}\u{a0}é"),
+            r#""a\"b\\c\n\x01\u00a0é""#
+        );
     }
 
     #[test]

@@ -207,7 +207,7 @@ fn put_bytes_field(buf: &mut Vec<u8>, field: u8, bytes: &[u8]) {
 
 fn varint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 still takes one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Key byte + length prefix + payload of a length-delimited field.
@@ -251,8 +251,8 @@ fn entry_len(e: &EntryRef<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
     use proptest::prelude::*;
+    use prost::Message;
 
     /// A request built by hand, byte by byte, from the protobuf encoding rules.
     #[test]

@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn golden_literal_block() {
         // varint length 3, then a literal tag (len-1)<<2 = 0x08 and the bytes.
-        assert_eq!(decompress(&[0x03, 0x08, b'a', b'b', b'c'], 10).unwrap(), b"abc");
+        assert_eq!(
+            decompress(&[0x03, 0x08, b'a', b'b', b'c'], 10).unwrap(),
+            b"abc"
+        );
         assert_eq!(compress(b"abc"), [0x03, 0x08, b'a', b'b', b'c']);
     }
 

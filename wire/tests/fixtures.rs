@@ -5,7 +5,10 @@ use prost::Message;
 use serde_json::Value;
 
 fn fixture(agent: &str, file: &str) -> Vec<u8> {
-    let path = format!("{}/testdata/push/{agent}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/testdata/push/{agent}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -59,7 +62,8 @@ fn fluent_bit_json_body_parses() {
     assert_eq!(req.streams.len(), 1);
     assert_eq!(req.streams[0].labels, "{job=\"bench\"}");
     assert_eq!(req.streams[0].entries.len(), 6);
-    let want: Value = serde_json::from_slice(&fixture("fluent-bit-5.1.1", "push.decoded.json")).unwrap();
+    let want: Value =
+        serde_json::from_slice(&fixture("fluent-bit-5.1.1", "push.decoded.json")).unwrap();
     let first_line = want["streams"][0]["values"][0][1].as_str().unwrap();
     assert_eq!(&req.streams[0].entries[0].line[..], first_line.as_bytes());
 }

@@ -30,7 +30,11 @@ fn list(values: impl IntoIterator<Item = String>) -> Vec<u8> {
 }
 
 /// `labels` (name = None) and `label/<name>/values`.
-pub async fn labels(state: &Arc<State>, req: Request<Incoming>, name: Option<String>) -> http::Response<Body> {
+pub async fn labels(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    name: Option<String>,
+) -> http::Response<Body> {
     let (parts, p) = match request_params(req, MAX_BODY).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -143,7 +147,8 @@ pub async fn index_stats(state: &Arc<State>, req: Request<Incoming>) -> http::Re
     };
     let run = || -> Result<Vec<u8>, String> {
         let (start, end) = params::time_range(&p, now_ns())?;
-        let matchers = logql::parse_selector(p.get("query").unwrap_or("")).map_err(|e| e.message)?;
+        let matchers =
+            logql::parse_selector(p.get("query").unwrap_or("")).map_err(|e| e.message)?;
         let store = state.store.read();
         let src = TenantSource {
             store: &store,

@@ -1,5 +1,8 @@
 //! HTTP routing and response helpers. Routing is a plain `match (method, path)`.
 
+// Handlers return a ready error response as their `Err`; it is built once per request.
+#![allow(clippy::result_large_err)]
+
 mod meta;
 mod ops;
 pub mod params;
@@ -68,7 +71,10 @@ fn method_not_allowed() -> Response<Body> {
 }
 
 /// Reads a whole body, refusing more than `max` bytes (413) before or while reading.
-pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<(http::request::Parts, Bytes), Response<Body>> {
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<(http::request::Parts, Bytes), Response<Body>> {
     let (parts, body) = req.into_parts();
     let too_large = |n: Option<u64>| {
         text(
@@ -92,7 +98,9 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<(http::requ
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok((parts, c.to_bytes())),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(too_large(None))
             } else {
                 Err(text(400, format!("reading the request body: {e}\n")))
@@ -102,7 +110,10 @@ pub async fn read_body(req: Request<Incoming>, max: usize) -> Result<(http::requ
 }
 
 /// The tenants of a read request (query, metadata), or Loki's error answer.
-pub fn read_tenants(state: &State, parts: &http::request::Parts) -> Result<Vec<String>, Response<Body>> {
+pub fn read_tenants(
+    state: &State,
+    parts: &http::request::Parts,
+) -> Result<Vec<String>, Response<Body>> {
     if !state.config.auth_enabled {
         return Ok(vec![state.config.no_auth_tenant.clone()]);
     }
@@ -166,7 +177,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
     reply
 }
 
-async fn route(state: &Arc<State>, method: Method, path: &str, req: Request<Incoming>) -> (&'static str, Reply) {
+async fn route(
+    state: &Arc<State>,
+    method: Method,
+    path: &str,
+    req: Request<Incoming>,
+) -> (&'static str, Reply) {
     let get_or_post = method == Method::GET || method == Method::POST;
     let r = |resp| Reply::Respond(resp);
     match path {
@@ -174,13 +190,22 @@ async fn route(state: &Arc<State>, method: Method, path: &str, req: Request<Inco
             if method != Method::POST {
                 return ("push", r(method_not_allowed()));
             }
-            ("push", push::handle(state, req, path == "/api/prom/push").await)
+            (
+                "push",
+                push::handle(state, req, path == "/api/prom/push").await,
+            )
         }
-        "/loki/api/v1/query_range" if get_or_post => ("query_range", r(query::range(state, req).await)),
+        "/loki/api/v1/query_range" if get_or_post => {
+            ("query_range", r(query::range(state, req).await))
+        }
         "/loki/api/v1/query" if get_or_post => ("query", r(query::instant(state, req).await)),
-        "/loki/api/v1/labels" | "/loki/api/v1/label" if get_or_post => ("labels", r(meta::labels(state, req, None).await)),
+        "/loki/api/v1/labels" | "/loki/api/v1/label" if get_or_post => {
+            ("labels", r(meta::labels(state, req, None).await))
+        }
         "/loki/api/v1/series" if get_or_post => ("series", r(meta::series(state, req).await)),
-        "/loki/api/v1/index/stats" if get_or_post => ("index_stats", r(meta::index_stats(state, req).await)),
+        "/loki/api/v1/index/stats" if get_or_post => {
+            ("index_stats", r(meta::index_stats(state, req).await))
+        }
         "/ready" => ("ready", r(text(200, "ready\n"))),
         "/metrics" => ("metrics", r(ops::metrics(state))),
         "/loki/api/v1/status/buildinfo" => ("buildinfo", r(ops::buildinfo())),
@@ -191,17 +216,24 @@ async fn route(state: &Arc<State>, method: Method, path: &str, req: Request<Inco
             let name = percent_encoding::percent_decode_str(name)
                 .decode_utf8_lossy()
                 .into_owned();
-            ("label_values", r(meta::labels(state, req, Some(name)).await))
+            (
+                "label_values",
+                r(meta::labels(state, req, Some(name)).await),
+            )
         }
-        "/loki/api/v1/query_range" | "/loki/api/v1/query" | "/loki/api/v1/labels" | "/loki/api/v1/series" => {
-            ("other", r(method_not_allowed()))
-        }
+        "/loki/api/v1/query_range"
+        | "/loki/api/v1/query"
+        | "/loki/api/v1/labels"
+        | "/loki/api/v1/series" => ("other", r(method_not_allowed())),
         _ => ("other", r(not_found())),
     }
 }
 
 /// Collects query-string and form-body parameters.
-pub async fn request_params(req: Request<Incoming>, max: usize) -> Result<(http::request::Parts, params::Params), Response<Body>> {
+pub async fn request_params(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<(http::request::Parts, params::Params), Response<Body>> {
     let (parts, body) = read_body(req, max).await?;
     let mut p = params::Params::default();
     if let Some(q) = parts.uri.query() {

@@ -32,9 +32,16 @@ pub fn buildinfo() -> http::Response<Body> {
 }
 
 /// `GET` lists, `POST` adds a rule (JSON), `DELETE` clears.
-pub async fn faults(state: &Arc<State>, method: Method, req: Request<Incoming>) -> http::Response<Body> {
+pub async fn faults(
+    state: &Arc<State>,
+    method: Method,
+    req: Request<Incoming>,
+) -> http::Response<Body> {
     match method {
-        Method::GET => json(200, serde_json::to_vec(&state.faults.list()).unwrap_or_default()),
+        Method::GET => json(
+            200,
+            serde_json::to_vec(&state.faults.list()).unwrap_or_default(),
+        ),
         Method::DELETE => {
             state.faults.clear();
             empty(204)
@@ -80,6 +87,10 @@ pub fn stats(state: &State) -> http::Response<Body> {
         })
         .collect();
     tenants.sort_by(|a, b| a.0.cmp(b.0));
-    let map: serde_json::Map<String, Value> = tenants.into_iter().map(|(t, v)| (t.clone(), v)).collect();
-    json(200, serde_json::to_vec(&serde_json::json!({ "tenants": map })).unwrap_or_default())
+    let map: serde_json::Map<String, Value> =
+        tenants.into_iter().map(|(t, v)| (t.clone(), v)).collect();
+    json(
+        200,
+        serde_json::to_vec(&serde_json::json!({ "tenants": map })).unwrap_or_default(),
+    )
 }

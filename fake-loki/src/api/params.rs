@@ -15,13 +15,19 @@ impl Params {
     /// Adds the pairs of an `application/x-www-form-urlencoded` string (query or body).
     pub fn add_urlencoded(&mut self, s: &[u8]) {
         for (k, v) in form_urlencoded::parse(s) {
-            self.values.entry(k.into_owned()).or_default().push(v.into_owned());
+            self.values
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
         }
     }
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).and_then(|v| v.first()).map(String::as_str)
+        self.values
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     /// Every value of `key`.
@@ -42,7 +48,11 @@ pub fn parse_timestamp(name: &str, v: &str) -> Result<i64, String> {
     }
     if let Ok(n) = v.parse::<i64>() {
         let digits = v.trim_start_matches('-').len();
-        return Ok(if digits <= 10 { n.saturating_mul(1_000_000_000) } else { n });
+        return Ok(if digits <= 10 {
+            n.saturating_mul(1_000_000_000)
+        } else {
+            n
+        });
     }
     chrono::DateTime::parse_from_rfc3339(v)
         .ok()
@@ -70,7 +80,9 @@ pub fn time_range(p: &Params, now: i64) -> Result<(i64, i64), String> {
         None => now,
     };
     let since = match p.get("since") {
-        Some(v) => parse_duration(v).map_err(|e| format!("could not parse 'since' parameter: {e}"))?,
+        Some(v) => {
+            parse_duration(v).map_err(|e| format!("could not parse 'since' parameter: {e}"))?
+        }
         None => 3_600_000_000_000,
     };
     let start = match p.get("start") {
@@ -111,11 +123,20 @@ mod tests {
 
     #[test]
     fn timestamps_like_loki() {
-        assert_eq!(parse_timestamp("t", "1795317900").unwrap(), 1_795_317_900_000_000_000);
-        assert_eq!(parse_timestamp("t", "1795317900000000000").unwrap(), 1_795_317_900_000_000_000);
+        assert_eq!(
+            parse_timestamp("t", "1795317900").unwrap(),
+            1_795_317_900_000_000_000
+        );
+        assert_eq!(
+            parse_timestamp("t", "1795317900000000000").unwrap(),
+            1_795_317_900_000_000_000
+        );
         assert_eq!(parse_timestamp("t", "1.5").unwrap(), 1_500_000_000);
         assert_eq!(parse_timestamp("t", "1.0004").unwrap(), 1_000_000_000);
-        assert_eq!(parse_timestamp("t", "1970-01-01T00:00:02.25Z").unwrap(), 2_250_000_000);
+        assert_eq!(
+            parse_timestamp("t", "1970-01-01T00:00:02.25Z").unwrap(),
+            2_250_000_000
+        );
         assert!(parse_timestamp("start", "yesterday").is_err());
     }
 
@@ -124,11 +145,17 @@ mod tests {
         let mut p = Params::default();
         assert_eq!(limit(&p).unwrap(), 100);
         assert_eq!(direction(&p).unwrap(), Direction::Backward);
-        assert_eq!(time_range(&p, 10_000_000_000_000).unwrap(), (10_000_000_000_000 - 3_600_000_000_000, 10_000_000_000_000));
+        assert_eq!(
+            time_range(&p, 10_000_000_000_000).unwrap(),
+            (10_000_000_000_000 - 3_600_000_000_000, 10_000_000_000_000)
+        );
         p.add_urlencoded(b"limit=0&direction=FORWARD&start=20&end=10");
         assert_eq!(limit(&p).unwrap_err(), "limit must be a positive value");
         assert_eq!(direction(&p).unwrap(), Direction::Forward);
-        assert_eq!(time_range(&p, 0).unwrap_err(), "end timestamp must not be before or equal to start time");
+        assert_eq!(
+            time_range(&p, 0).unwrap_err(),
+            "end timestamp must not be before or equal to start time"
+        );
         assert_eq!(parse_step("step", "10s").unwrap(), 10_000_000_000);
         assert_eq!(parse_step("step", "0.5").unwrap(), 500_000_000);
     }

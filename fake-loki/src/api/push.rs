@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{header, Request};
 use hyper::body::Incoming;
 use loki_wire::encoding::{self, ContentEncoding};
-use loki_wire::{json, snappy, EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
+use loki_wire::{
+    json, snappy, EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
+};
 use prost::Message;
 
 use super::{empty, read_body, text, Reply};
@@ -18,7 +20,10 @@ use crate::{tenant, State};
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) -> Reply {
     let t = if state.config.auth_enabled {
-        let h = req.headers().get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        let h = req
+            .headers()
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok());
         match tenant::single(h) {
             Ok(t) => t,
             Err(e) => return Reply::Respond(text(e.status, format!("{}\n", e.message))),
@@ -40,7 +45,10 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) ->
             FaultAction::Status => {
                 // Drain the body so keep-alive connections stay usable.
                 let _ = read_body(req, state.config.max_recv_msg_size).await;
-                let mut r = text(f.status, format!("fake-loki: injected fault: status {}\n", f.status));
+                let mut r = text(
+                    f.status,
+                    format!("fake-loki: injected fault: status {}\n", f.status),
+                );
                 if let Some(s) = f.retry_after_seconds {
                     if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
                         r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -76,7 +84,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) ->
         Ok(r) => r,
         Err((status, msg)) => {
             if status == 413 {
-                state.metrics.discarded(&t, "request_body_too_large", 0, body.len() as u64);
+                state
+                    .metrics
+                    .discarded(&t, "request_body_too_large", 0, body.len() as u64);
             }
             return Reply::Respond(text(status, format!("{msg}\n")));
         }
@@ -99,28 +109,44 @@ pub fn decode(
     let raw = match enc {
         ContentEncoding::Identity => Bytes::copy_from_slice(body),
         other => Bytes::from(
-            encoding::decode(body, other, state.config.max_decompressed_size).map_err(|e| match e {
-                loki_wire::WireError::DecompressedTooLarge { .. } => (413, e.to_string()),
-                e => (400, e.to_string()),
-            })?,
+            encoding::decode(body, other, state.config.max_decompressed_size).map_err(
+                |e| match e {
+                    loki_wire::WireError::DecompressedTooLarge { .. } => (413, e.to_string()),
+                    e => (400, e.to_string()),
+                },
+            )?,
         ),
     };
     // Go's mime.ParseMediaType: parameters such as charset are ignored, case-insensitive.
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if media == "application/json" {
-        let parsed = if legacy { json::parse_legacy(&raw) } else { json::parse_v1(&raw) };
+        let parsed = if legacy {
+            json::parse_legacy(&raw)
+        } else {
+            json::parse_v1(&raw)
+        };
         return parsed.map_err(|e| (400, e.to_string()));
     }
     // Every other type (and, as Loki 3.7 does, a missing one) is snappy-block protobuf.
-    let plain = snappy::decompress(&raw, state.config.max_decompressed_size).map_err(|e| match e {
-        loki_wire::WireError::SnappyTooLarge { .. } => (413, e.to_string()),
-        e => (400, e.to_string()),
-    })?;
+    let plain =
+        snappy::decompress(&raw, state.config.max_decompressed_size).map_err(|e| match e {
+            loki_wire::WireError::SnappyTooLarge { .. } => (413, e.to_string()),
+            e => (400, e.to_string()),
+        })?;
     PushRequest::decode(Bytes::from(plain)).map_err(|e| (400, format!("proto: {e}")))
 }
 
 /// Ingests a decoded push for `tenant` and renders the answer.
-pub fn ingest_request(state: &State, tenant: &str, req: PushRequest) -> http::Response<super::Body> {
+pub fn ingest_request(
+    state: &State,
+    tenant: &str,
+    req: PushRequest,
+) -> http::Response<super::Body> {
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let limits = state.config.limits.for_tenant(tenant);
     let ctx = IngestContext {
@@ -136,35 +162,41 @@ pub fn ingest_request(state: &State, tenant: &str, req: PushRequest) -> http::Re
         let mut store = state.store.write();
         let mut limiters = state.limiters.lock();
         let mut data_dir = state.data_dir.as_ref().map(|d| d.lock());
-        ingest::ingest(&ctx, &mut store, &mut limiters, req, &mut |labels, entries| {
-            if let Some(dd) = data_dir.as_mut() {
-                let rec = PushRequest {
-                    streams: vec![StreamAdapter {
-                        labels: labels.to_string(),
-                        entries: entries
-                            .iter()
-                            .map(|(ts, line, md)| EntryAdapter {
-                                timestamp: Some(Timestamp::from_unix_nanos(*ts)),
-                                line: Bytes::copy_from_slice(line.as_bytes()),
-                                structured_metadata: md
-                                    .iter()
-                                    .map(|(k, v)| LabelPairAdapter {
-                                        name: k.clone(),
-                                        value: v.clone(),
-                                    })
-                                    .collect(),
-                                parsed: vec![],
-                            })
-                            .collect(),
-                        hash: 0,
-                    }],
-                    format: String::new(),
-                };
-                if let Err(e) = dd.append(tenant, &rec) {
-                    wal_error = Some(e.to_string());
+        ingest::ingest(
+            &ctx,
+            &mut store,
+            &mut limiters,
+            req,
+            &mut |labels, entries| {
+                if let Some(dd) = data_dir.as_mut() {
+                    let rec = PushRequest {
+                        streams: vec![StreamAdapter {
+                            labels: labels.to_string(),
+                            entries: entries
+                                .iter()
+                                .map(|(ts, line, md)| EntryAdapter {
+                                    timestamp: Some(Timestamp::from_unix_nanos(*ts)),
+                                    line: Bytes::copy_from_slice(line.as_bytes()),
+                                    structured_metadata: md
+                                        .iter()
+                                        .map(|(k, v)| LabelPairAdapter {
+                                            name: k.clone(),
+                                            value: v.clone(),
+                                        })
+                                        .collect(),
+                                    parsed: vec![],
+                                })
+                                .collect(),
+                            hash: 0,
+                        }],
+                        format: String::new(),
+                    };
+                    if let Err(e) = dd.append(tenant, &rec) {
+                        wal_error = Some(e.to_string());
+                    }
                 }
-            }
-        })
+            },
+        )
     };
     if let Some(e) = wal_error {
         // Stored in memory but not durable: say so rather than acknowledge it.

@@ -84,7 +84,8 @@ pub struct Store {
 impl Store {
     pub fn tenant_mut(&mut self, tenant: &str) -> &mut TenantData {
         if !self.tenants.contains_key(tenant) {
-            self.tenants.insert(tenant.to_string(), TenantData::default());
+            self.tenants
+                .insert(tenant.to_string(), TenantData::default());
         }
         // Inserted just above when missing.
         self.tenants.get_mut(tenant).expect("tenant present")

@@ -106,7 +106,11 @@ impl Stream {
     }
 
     /// Entries with `start <= ts < end`, oldest first.
-    pub fn range(&self, start: i64, end: i64) -> impl DoubleEndedIterator<Item = EntryRef<'_>> + ExactSizeIterator + '_ {
+    pub fn range(
+        &self,
+        start: i64,
+        end: i64,
+    ) -> impl DoubleEndedIterator<Item = EntryRef<'_>> + ExactSizeIterator + '_ {
         let lo = self.slots.partition_point(|s| s.ts < start);
         let hi = self.slots.partition_point(|s| s.ts < end).max(lo);
         self.slots[lo..hi].iter().map(move |s| self.entry(s))
@@ -124,7 +128,11 @@ impl Stream {
             + self
                 .metadata
                 .iter()
-                .map(|m| m.iter().map(|(k, v)| k.capacity() + v.capacity() + 48).sum::<usize>())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| k.capacity() + v.capacity() + 48)
+                        .sum::<usize>()
+                })
                 .sum::<usize>()
                 * 2
     }
@@ -171,7 +179,8 @@ impl Stream {
             .last()
             .is_some_and(|c| c.capacity() - c.len() >= line.len());
         if !fits {
-            self.chunks.push(Vec::with_capacity(CHUNK_BYTES.max(line.len())));
+            self.chunks
+                .push(Vec::with_capacity(CHUNK_BYTES.max(line.len())));
         }
         let chunk_index = self.chunks.len() - 1;
         let chunk = &mut self.chunks[chunk_index];
