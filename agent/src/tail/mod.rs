@@ -87,6 +87,8 @@ pub struct Tailer {
     files: HashMap<u64, Tailed>,
     by_inode: HashMap<(u64, u64), u64>,
     gz_checked: HashSet<(u64, u64)>,
+    /// Files finished in this process: a rotated file seen later is not one we never read.
+    finished: HashMap<(u64, u64), Fingerprint>,
     next_id: u64,
     initial_scan: bool,
 }
@@ -144,6 +146,7 @@ impl Tailer {
             files: HashMap::new(),
             by_inode: HashMap::new(),
             gz_checked: HashSet::new(),
+            finished: HashMap::new(),
             next_id: 1,
             initial_scan: true,
         }
@@ -182,13 +185,15 @@ impl Tailer {
     fn scan(&mut self) {
         let targets = self.discovery.scan();
         let mut live_keys = HashSet::new();
+        let mut all_keys = HashSet::new();
         for t in targets {
-            if let Err(e) = self.consider(&t, &mut live_keys) {
+            if let Err(e) = self.consider(&t, &mut live_keys, &mut all_keys) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %t.path.display(), error = %e, "cannot open log file");
                 }
             }
         }
+        self.finished.retain(|k, _| all_keys.contains(k));
         let now = Instant::now();
         for t in self.files.values_mut() {
             if t.rotated_at.is_none()
@@ -202,12 +207,18 @@ impl Tailer {
         self.metrics.files_active.set(self.files.len() as i64);
     }
 
-    fn consider(&mut self, t: &Target, live_keys: &mut HashSet<(u64, u64)>) -> io::Result<()> {
+    fn consider(
+        &mut self,
+        t: &Target,
+        live_keys: &mut HashSet<(u64, u64)>,
+        all_keys: &mut HashSet<(u64, u64)>,
+    ) -> io::Result<()> {
         let md = std::fs::metadata(&t.path)?;
         if !md.is_file() {
             return Ok(());
         }
         let key = (md.dev(), md.ino());
+        all_keys.insert(key);
         if t.kind == FileKind::Live {
             live_keys.insert(key);
         }
@@ -230,7 +241,14 @@ impl Tailer {
                     // A stored offset beyond the end means the file was truncated meanwhile.
                     Some(rec) if rec.offset <= size => rec.offset,
                     Some(_) => 0,
-                    None if t.kind == FileKind::Rotated => return Ok(()),
+                    // At startup an unknown rotated file predates us or was finished before;
+                    // later, one we never finished was created and rotated between two scans.
+                    None if t.kind == FileKind::Rotated
+                        && (self.initial_scan
+                            || self.finished.get(&key).is_some_and(|fp| fp.matches(&head))) =>
+                    {
+                        return Ok(())
+                    }
                     None if self.initial_scan && self.settings.tail_from_end => {
                         after_last_newline(&file, size)?
                     }
@@ -378,6 +396,9 @@ impl Tailer {
             }
             if t.finished {
                 self.by_inode.remove(&t.key);
+                if matches!(t.source, Source::Plain(_)) {
+                    self.finished.insert(t.key, t.fp);
+                }
                 self.metrics
                     .read_lines
                     .remove(&vec![("path", t.meta.path.clone())]);
