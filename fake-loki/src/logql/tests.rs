@@ -534,3 +534,48 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// Timing check for the benchmarked path: `cargo test --release -p fake-loki --lib perf -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn perf_line_filter_over_a_million_entries() {
+    let mut streams = Vec::new();
+    for s in 0..10 {
+        let mut st = Stream::new(LabelSet::from_pairs([
+            ("app", "bench".to_string()),
+            ("pod", s.to_string()),
+        ]));
+        for i in 0..100_000i64 {
+            let line = format!(
+                "level=info msg=\"request {i}\" status={} dur={}ms",
+                if i % 1000 == 0 { 500 } else { 200 },
+                i % 97
+            );
+            st.insert(i * 1_000_000 + s, &line, &[]);
+        }
+        streams.push(st);
+    }
+    let src = Mem(streams);
+    for (q, dir) in [
+        (r#"{app="bench"} |= "status=500""#, Direction::Backward),
+        (r#"{app="bench"} |= "status=500""#, Direction::Forward),
+        (r#"{app="bench"} |~ "status=5\\d\\d""#, Direction::Backward),
+        (r#"{app="bench"} |= "nothing-matches""#, Direction::Backward),
+        (
+            r#"sum(count_over_time({app="bench"} |= "status=500" [1m]))"#,
+            Direction::Backward,
+        ),
+        (
+            r#"{app="bench"} | logfmt | status="500""#,
+            Direction::Backward,
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        let r = range(q, &src, 0, 100_000 * 1_000_000, 100, dir).unwrap();
+        eprintln!(
+            "{q} {dir:?}: {:?}, {} processed",
+            t.elapsed(),
+            r.stats().lines_processed
+        );
+    }
+}
