@@ -210,6 +210,77 @@ pub enum MetricExpr {
         inner: Box<MetricExpr>,
     },
     Literal(f64),
+    Binary {
+        op: BinOp,
+        bool_mod: bool,
+        lhs: Box<MetricExpr>,
+        rhs: Box<MetricExpr>,
+    },
+}
+
+/// Binary operators between metric expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Unless,
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+}
+
+impl BinOp {
+    /// Binding power: higher binds tighter (Prometheus precedence).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And | BinOp::Unless => 2,
+            BinOp::Eq | BinOp::Neq | BinOp::Gt | BinOp::Gte | BinOp::Lt | BinOp::Lte => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div | BinOp::Mod => 5,
+            BinOp::Pow => 6,
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Neq | BinOp::Gt | BinOp::Gte | BinOp::Lt | BinOp::Lte
+        )
+    }
+
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::Or | BinOp::And | BinOp::Unless)
+    }
+
+    /// Arithmetic or comparison (1.0 for true, 0.0 for false) on two values.
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        let t = |x: bool| if x { 1.0 } else { 0.0 };
+        match self {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Div => a / b,
+            BinOp::Mod => a % b,
+            BinOp::Pow => a.powf(b),
+            BinOp::Eq => t(a == b),
+            BinOp::Neq => t(a != b),
+            BinOp::Gt => t(a > b),
+            BinOp::Gte => t(a >= b),
+            BinOp::Lt => t(a < b),
+            BinOp::Lte => t(a <= b),
+            BinOp::Or | BinOp::And | BinOp::Unless => a,
+        }
+    }
 }
 
 impl MetricExpr {
@@ -219,6 +290,20 @@ impl MetricExpr {
             MetricExpr::Range { log, .. } => vec![&log.matchers],
             MetricExpr::Vector { inner, .. } => inner.selectors(),
             MetricExpr::Literal(_) => vec![],
+            MetricExpr::Binary { lhs, rhs, .. } => {
+                let mut v = lhs.selectors();
+                v.extend(rhs.selectors());
+                v
+            }
+        }
+    }
+
+    /// Whether the expression is a scalar (literals combined with literals).
+    pub fn is_scalar(&self) -> bool {
+        match self {
+            MetricExpr::Literal(_) => true,
+            MetricExpr::Binary { lhs, rhs, .. } => lhs.is_scalar() && rhs.is_scalar(),
+            _ => false,
         }
     }
 }

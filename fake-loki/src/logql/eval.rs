@@ -390,6 +390,20 @@ pub fn eval_steps(
             }
             Ok(out)
         }
+        MetricExpr::Binary {
+            op,
+            bool_mod,
+            lhs,
+            rhs,
+        } => {
+            let l = eval_steps(lhs, src, steps, stats)?;
+            let r = eval_steps(rhs, src, steps, stats)?;
+            let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
+            Ok(l.into_iter()
+                .zip(r)
+                .map(|(lv, rv)| binary(*op, *bool_mod, lv, ls, rv, rs))
+                .collect())
+        }
         MetricExpr::Vector {
             op: VecOp::Sum,
             param,
@@ -448,6 +462,75 @@ pub fn eval_steps(
                 .map(|v| aggregate(*op, *param, grouping.as_ref(), v))
                 .collect())
         }
+    }
+}
+
+/// One step of a binary operation. Scalars are one-element vectors with empty labels.
+fn binary(op: BinOp, bool_mod: bool, lv: StepVec, ls: bool, rv: StepVec, rs: bool) -> StepVec {
+    let scalar = |v: &StepVec| v.first().map_or(f64::NAN, |x| x.1);
+    // Comparisons without `bool` filter, keeping the vector's own value.
+    let cmp_filter = op.is_comparison() && !bool_mod;
+    if ls && rs {
+        return vec![(LabelSet::default(), op.apply(scalar(&lv), scalar(&rv)))];
+    }
+    if rs {
+        let b = scalar(&rv);
+        return lv
+            .into_iter()
+            .filter_map(|(l, a)| {
+                let v = op.apply(a, b);
+                if cmp_filter {
+                    (v != 0.0).then_some((l, a))
+                } else {
+                    Some((l, v))
+                }
+            })
+            .collect();
+    }
+    if ls {
+        let a = scalar(&lv);
+        return rv
+            .into_iter()
+            .filter_map(|(l, b)| {
+                let v = op.apply(a, b);
+                if cmp_filter {
+                    (v != 0.0).then_some((l, b))
+                } else {
+                    Some((l, v))
+                }
+            })
+            .collect();
+    }
+    let index: HashMap<&LabelSet, f64> = rv.iter().map(|(l, v)| (l, *v)).collect();
+    match op {
+        BinOp::And => lv
+            .iter()
+            .filter(|(l, _)| index.contains_key(l))
+            .cloned()
+            .collect(),
+        BinOp::Unless => lv
+            .iter()
+            .filter(|(l, _)| !index.contains_key(l))
+            .cloned()
+            .collect(),
+        BinOp::Or => {
+            let left: std::collections::HashSet<&LabelSet> = lv.iter().map(|(l, _)| l).collect();
+            let mut out = lv.clone();
+            out.extend(rv.iter().filter(|(l, _)| !left.contains(l)).cloned());
+            out
+        }
+        _ => lv
+            .iter()
+            .filter_map(|(l, a)| {
+                let b = *index.get(l)?;
+                let v = op.apply(*a, b);
+                if cmp_filter {
+                    (v != 0.0).then(|| (l.clone(), *a))
+                } else {
+                    Some((l.clone(), v))
+                }
+            })
+            .collect(),
     }
 }
 

@@ -380,7 +380,15 @@ pub fn exec_instant(
         ast::Query::Log(_) => Err(Error {
             message: "log queries are not supported as an instant query type, please change your query to a range query type".into(),
         }),
-        ast::Query::Metric(ast::MetricExpr::Literal(v)) => Ok(QueryResult::Scalar(*v, time, ExecStats::default())),
+        ast::Query::Metric(m) if m.is_scalar() => {
+            let mut stats = ExecStats::default();
+            let v = eval::eval_steps(m, src, &[time], &mut stats)?
+                .into_iter()
+                .next()
+                .and_then(|v| v.first().map(|x| x.1))
+                .unwrap_or(f64::NAN);
+            Ok(QueryResult::Scalar(v, time, stats))
+        }
         ast::Query::Metric(m) => {
             let mut stats = ExecStats::default();
             let mut vec = eval::eval_steps(m, src, &[time], &mut stats)?

@@ -486,7 +486,105 @@ impl Parser {
         Ok(Grouping { without, labels })
     }
 
+    /// A metric expression with binary operators (precedence climbing).
     fn metric(&mut self) -> R<MetricExpr> {
+        let lhs = self.metric_unary()?;
+        self.metric_binop(lhs, 0)
+    }
+
+    fn peek_binop(&self) -> Option<BinOp> {
+        let t = self.peek();
+        Some(match t.tok {
+            Tok::Add => BinOp::Add,
+            Tok::Sub => BinOp::Sub,
+            Tok::Mul => BinOp::Mul,
+            Tok::Div => BinOp::Div,
+            Tok::Mod => BinOp::Mod,
+            Tok::Pow => BinOp::Pow,
+            Tok::CmpEq => BinOp::Eq,
+            Tok::Neq => BinOp::Neq,
+            Tok::Gt => BinOp::Gt,
+            Tok::Gte => BinOp::Gte,
+            Tok::Lt => BinOp::Lt,
+            Tok::Lte => BinOp::Lte,
+            Tok::Keyword if t.text == "or" => BinOp::Or,
+            Tok::Keyword if t.text == "and" => BinOp::And,
+            Tok::Keyword if t.text == "unless" => BinOp::Unless,
+            _ => return None,
+        })
+    }
+
+    fn metric_binop(&mut self, mut lhs: MetricExpr, min_prec: u8) -> R<MetricExpr> {
+        while let Some(op) = self.peek_binop() {
+            let prec = op.precedence();
+            if prec < min_prec {
+                break;
+            }
+            self.bump();
+            let mut bool_mod = false;
+            if self.is_kw("bool") {
+                if !op.is_comparison() {
+                    return Err(plain(
+                        "bool modifier can only be used on comparison operators",
+                    ));
+                }
+                self.bump();
+                bool_mod = true;
+            }
+            if self.is_kw("on") || self.is_kw("ignoring") {
+                return Err(plain(
+                    "vector matching (on/ignoring) is not supported by fake-loki",
+                ));
+            }
+            let mut rhs = self.metric_unary()?;
+            while let Some(next) = self.peek_binop() {
+                // `^` is right-associative; everything else is left-associative.
+                let np = next.precedence();
+                if np > prec || (np == prec && next == BinOp::Pow) {
+                    rhs = self.metric_binop(rhs, np)?;
+                } else {
+                    break;
+                }
+            }
+            if op.is_set() && (lhs.is_scalar() || rhs.is_scalar()) {
+                return Err(plain(format!(
+                    "unexpected literal for right leg of logical/set binary operation ({}): {}",
+                    binop_name(op),
+                    "literal"
+                )));
+            }
+            if op.is_comparison() && lhs.is_scalar() && rhs.is_scalar() && !bool_mod {
+                return Err(plain("comparisons between scalars must use BOOL modifier"));
+            }
+            lhs = MetricExpr::Binary {
+                op,
+                bool_mod,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
+        }
+        Ok(lhs)
+    }
+
+    fn metric_unary(&mut self) -> R<MetricExpr> {
+        if self.is(Tok::Sub) || self.is(Tok::Add) {
+            let neg = self.bump().tok == Tok::Sub;
+            let inner = self.metric_unary()?;
+            return Ok(match inner {
+                MetricExpr::Literal(v) if neg => MetricExpr::Literal(-v),
+                e if neg => MetricExpr::Binary {
+                    op: BinOp::Mul,
+                    bool_mod: false,
+                    lhs: Box::new(MetricExpr::Literal(-1.0)),
+                    rhs: Box::new(e),
+                },
+                e => e,
+            });
+        }
+        self.metric_primary()
+    }
+
+    fn metric_primary(&mut self) -> R<MetricExpr> {
         self.check_lex_err()?;
         let t = self.peek().clone();
         match t.tok {
@@ -546,6 +644,22 @@ impl Parser {
                     "stdvar" => VecOp::Stdvar,
                     "sort" => VecOp::Sort,
                     "sort_desc" => VecOp::SortDesc,
+                    "vector" => {
+                        self.bump();
+                        self.expect(Tok::LParen, &["("])?;
+                        let n = self.expect(Tok::Number, &["NUMBER"])?;
+                        let v: f64 = n
+                            .text
+                            .parse()
+                            .map_err(|_| plain(format!("invalid number {}", n.text)))?;
+                        self.expect(Tok::RParen, &[")"])?;
+                        return Ok(MetricExpr::Vector {
+                            op: VecOp::Sum,
+                            param: None,
+                            grouping: None,
+                            inner: Box::new(MetricExpr::Literal(v)),
+                        });
+                    }
                     "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time"
                     | "stdvar_over_time" | "stddev_over_time" | "quantile_over_time"
                     | "first_over_time" | "last_over_time" | "rate_counter" => {
@@ -624,6 +738,14 @@ impl Parser {
             return Err(self.unexpected(&[]));
         }
         Ok(q)
+    }
+}
+
+fn binop_name(op: BinOp) -> &'static str {
+    match op {
+        BinOp::Or => "or",
+        BinOp::And => "and",
+        _ => "unless",
     }
 }
 

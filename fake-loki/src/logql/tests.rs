@@ -579,3 +579,38 @@ fn perf_line_filter_over_a_million_entries() {
         );
     }
 }
+
+#[test]
+fn binary_operations() {
+    let src = sample();
+    let at = |q: &str| {
+        exec_instant(&parse(q).unwrap(), &src, 10, 100, Direction::Backward)
+            .unwrap()
+            .to_json(false)
+    };
+    assert_eq!(at("1 + 2 * 3"), json!([0, "7"]));
+    assert_eq!(at("2 ^ 3 ^ 2"), json!([0, "512"]));
+    assert_eq!(at("-2 + 1"), json!([0, "-1"]));
+    let q = r#"sum by (app) (count_over_time({app=~"a|b"}[1s]))"#;
+    assert_eq!(
+        at(&format!("{q} * 2")),
+        json!([{"metric": {"app": "a"}, "value": [0, "6"]}, {"metric": {"app": "b"}, "value": [0, "4"]}])
+    );
+    assert_eq!(
+        at(&format!("{q} > 2")),
+        json!([{"metric": {"app": "a"}, "value": [0, "3"]}])
+    );
+    assert_eq!(
+        at(&format!("{q} > bool 2")),
+        json!([{"metric": {"app": "a"}, "value": [0, "1"]}, {"metric": {"app": "b"}, "value": [0, "0"]}])
+    );
+    assert_eq!(
+        at(&format!("{q} / {q}")),
+        json!([{"metric": {"app": "a"}, "value": [0, "1"]}, {"metric": {"app": "b"}, "value": [0, "1"]}])
+    );
+    assert_eq!(at("vector(3)"), json!([{"metric": {}, "value": [0, "3"]}]));
+    assert_eq!(
+        parse("1 > 2").unwrap_err().message,
+        "parse error : comparisons between scalars must use BOOL modifier"
+    );
+}
