@@ -177,6 +177,9 @@ impl Tailer {
                 let _ = wake.recv_timeout(self.settings.poll_interval);
             }
         }
+        // Register files that appeared since the last scan (offset 0), so that a rotation
+        // while we are down still finds them by inode.
+        self.scan();
         // Parked chunks are dropped unacknowledged: they are read again after a restart.
         tracing::info!(files = self.files.len(), "tailer stopped");
     }
@@ -519,14 +522,36 @@ impl Tailer {
                 0,
             )));
         }
-        if !t.fp.is_complete() && size > u64::from(t.fp.bytes) {
+        if size == t.read_offset {
+            return Ok(Step::Eof);
+        }
+        // copytruncate followed by new writes can leave the size above our offset: the
+        // changed head is what gives it away.
+        if t.read_offset > 0 && t.fp.bytes > 0 {
+            let head = read_head(file)?;
+            if !t.fp.matches(&head) {
+                tracing::info!(path = %t.path.display(), offset = t.read_offset, "file content replaced; reading from the start");
+                t.read_offset = 0;
+                t.skipping = false;
+                t.parser.reset();
+                t.fp = Fingerprint::of(&head);
+                self.positions.observe(t.meta.id, None, size, Some(t.fp));
+                return Ok(Step::Chunk(self.make_chunk(
+                    t,
+                    Vec::new(),
+                    Out::default(),
+                    0,
+                )));
+            }
+            if !t.fp.is_complete() && head.len() > t.fp.bytes as usize {
+                t.fp = Fingerprint::of(&head);
+                self.positions.observe(t.meta.id, None, size, Some(t.fp));
+            }
+        } else if !t.fp.is_complete() && size > u64::from(t.fp.bytes) {
             if let Ok(head) = read_head(file) {
                 t.fp = Fingerprint::of(&head);
                 self.positions.observe(t.meta.id, None, size, Some(t.fp));
             }
-        }
-        if size == t.read_offset {
-            return Ok(Step::Eof);
         }
         let avail = size - t.read_offset;
         let line_cap = self.settings.max_line_bytes + RAW_LINE_OVERHEAD;

@@ -17,7 +17,10 @@ async fn loki_429_with_retry_after_is_retried_after_the_delay() {
         .expect("fault");
     c.append(0, cri_lines(0, 50).as_bytes());
     let started = Instant::now();
-    let agent = Running::start(w.settings()).await;
+    let mut settings = w.settings();
+    // Retry-After is capped at max_backoff; keep the cap above the server's hint.
+    settings.max_backoff = Duration::from_secs(5);
+    let agent = Running::start(settings).await;
     let got = w.wait_entries(50).await;
     // Two 429s with Retry-After: 1 → at least ~2 s, far more than the 200 ms max backoff.
     assert!(
