@@ -230,7 +230,8 @@ impl Lexer<'_> {
                 }
                 continue;
             }
-            if c == '"' || c == '`' || c == '\'' {
+            // Single quotes are Go char literals, which Loki's grammar rejects.
+            if c == '"' || c == '`' {
                 self.string(start);
                 if self.out.last().is_some_and(|t| t.err.is_some()) {
                     return;
