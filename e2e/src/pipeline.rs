@@ -110,7 +110,8 @@ impl RunConfig {
             },
             thresholds: Thresholds::default(),
             extra_tenants: Vec::new(),
-            keep_work_dir: false,
+            // E2E_KEEP=1 keeps a test's work dir (agent and fake-loki logs) for a post-mortem.
+            keep_work_dir: std::env::var_os("E2E_KEEP").is_some(),
         }
     }
 }

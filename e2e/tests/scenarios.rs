@@ -12,6 +12,9 @@ use e2e::pipeline::{self, Action, RunConfig, RunOutcome, TimedAction};
 
 fn assert_complete(name: &str, o: &RunOutcome) {
     let r = &o.report;
+    if let Some(d) = &o.work_dir {
+        eprintln!("{name}: work dir {}", d.display());
+    }
     let s = &r.summary;
     let text = e2e::report::render(r, false);
     assert!(s.expected > 0, "{name}: nothing generated");
@@ -63,7 +66,11 @@ async fn rotation_storm() {
     };
     c.mix.long_line_ratio = 0.0;
     let o = pipeline::run(c).await.expect("run");
-    assert!(o.manifest.totals.rotations >= 40, "rotations {}", o.manifest.totals.rotations);
+    assert!(
+        o.manifest.totals.rotations >= 40,
+        "rotations {}",
+        o.manifest.totals.rotations
+    );
     assert_complete("rotation storm", &o);
 }
 
@@ -77,7 +84,11 @@ async fn copytruncate() {
     };
     c.mix.long_line_ratio = 0.0;
     let o = pipeline::run(c).await.expect("run");
-    assert!(o.manifest.totals.truncations >= 4, "truncations {}", o.manifest.totals.truncations);
+    assert!(
+        o.manifest.totals.truncations >= 4,
+        "truncations {}",
+        o.manifest.totals.truncations
+    );
     assert_complete("copytruncate", &o);
 }
 
@@ -87,7 +98,11 @@ async fn pod_churn() {
     c.churn_every = Some(Duration::from_millis(400));
     c.churn_grace = Duration::from_millis(1500);
     let o = pipeline::run(c).await.expect("run");
-    assert!(o.manifest.totals.pods_deleted >= 3, "deleted {}", o.manifest.totals.pods_deleted);
+    assert!(
+        o.manifest.totals.pods_deleted >= 3,
+        "deleted {}",
+        o.manifest.totals.pods_deleted
+    );
     assert_complete("pod churn", &o);
 }
 
@@ -95,7 +110,10 @@ async fn pod_churn() {
 async fn agent_kill_9_and_restart_mid_run() {
     let mut c = one_cluster();
     c.duration = Some(Duration::from_secs(4));
-    c.actions = vec![at(1500, Action::KillAgent("ops".into())), at(2500, Action::StartAgent("ops".into()))];
+    c.actions = vec![
+        at(1500, Action::KillAgent("ops".into())),
+        at(2500, Action::StartAgent("ops".into())),
+    ];
     let o = pipeline::run(c).await.expect("run");
     assert_complete("kill -9", &o);
 }
@@ -103,13 +121,29 @@ async fn agent_kill_9_and_restart_mid_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loki_429_bursts_5xx_and_latency() {
     let mut c = one_cluster();
-    c.duration = Some(Duration::from_secs(4));
+    c.duration = Some(Duration::from_secs(6));
+    c.rate_per_sec = Some(300.0);
+    // Phases spaced so that each is absorbed by the agent's backoff before the next starts
+    // (count-based rules hit consecutive pushes, so stacking them only grows one batch's backoff).
+    let fault = |ms, v| at(ms, Action::Fault(v));
     c.actions = vec![
-        at(500, Action::Fault(serde_json::json!({"action":"status","status":429,"retry_after_seconds":1,"count":4}))),
-        at(1500, Action::Fault(serde_json::json!({"action":"status","status":500,"count":4}))),
-        at(2000, Action::Fault(serde_json::json!({"action":"status","status":503,"count":3}))),
-        at(2500, Action::Fault(serde_json::json!({"action":"latency","latency_ms":400,"count":5}))),
-        at(3000, Action::Fault(serde_json::json!({"action":"reset","count":2}))),
+        fault(
+            500,
+            serde_json::json!({"action":"status","status":429,"retry_after_seconds":1,"count":2}),
+        ),
+        fault(
+            2500,
+            serde_json::json!({"action":"status","status":500,"count":2}),
+        ),
+        fault(
+            4000,
+            serde_json::json!({"action":"latency","latency_ms":400,"count":5}),
+        ),
+        fault(4500, serde_json::json!({"action":"reset","count":1})),
+        fault(
+            5000,
+            serde_json::json!({"action":"status","status":503,"count":1}),
+        ),
     ];
     let o = pipeline::run(c).await.expect("run");
     assert_complete("429/5xx/latency", &o);
@@ -162,7 +196,15 @@ async fn negative_silent_discard_is_reported_missing_and_fails() {
         assert_eq!(s.missing, 0, "only tenant-ops lost data: {}", s.id);
     }
     assert!(r.failing_sources.iter().all(|s| s.starts_with("ops/")));
-    let completeness = r.checks.iter().find(|c| c.name == "completeness").expect("check");
+    let completeness = r
+        .checks
+        .iter()
+        .find(|c| c.name == "completeness")
+        .expect("check");
     assert!(!completeness.pass);
-    assert!(completeness.detail.contains("ops/"), "{}", completeness.detail);
+    assert!(
+        completeness.detail.contains("ops/"),
+        "{}",
+        completeness.detail
+    );
 }
