@@ -1,1 +1,4 @@
-//! bench (filled by a later issue).
+//! bench: workloads and measurement helpers shared by the criterion benches and the
+//! `bench` binary (memory per stored entry, end-to-end throughput harness).
+
+pub mod data;

@@ -1,0 +1,3 @@
+//! The `bench` binary (subcommands added below).
+
+fn main() {}
