@@ -245,11 +245,9 @@ impl Generator {
             .join(format!("{namespace}_{name}_{uid}"));
         let mut containers = Vec::new();
         for c in 0..self.cfg.containers_per_pod {
-            let cname = if c < CONTAINERS.len() {
-                CONTAINERS[c].to_owned()
-            } else {
-                format!("c{c}")
-            };
+            let cname = CONTAINERS
+                .get(c)
+                .map_or_else(|| format!("c{c}"), |n| (*n).to_owned());
             let cdir = dir.join(&cname);
             std::fs::create_dir_all(&cdir).map_err(|e| Error::io("create", &cdir, e))?;
             let file = open_log(&cdir)?;

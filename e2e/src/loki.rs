@@ -344,7 +344,7 @@ mod tests {
             }
             all.sort_by(|a, b| {
                 a.0.cmp(&b.0).then_with(|| {
-                    if call % 2 == 0 {
+                    if call & 1 == 0 {
                         (a.1, &a.2).cmp(&(b.1, &b.2))
                     } else {
                         (b.1, &b.2).cmp(&(a.1, &a.2))
