@@ -172,3 +172,83 @@ pub fn filled_store(
     }
     Ok(store)
 }
+
+/// Formats timestamps as CRI's RFC3339Nano (`2024-01-02T03:04:05.123456789Z`), caching
+/// the per-second prefix so generating millions of lines stays cheap.
+#[derive(Debug, Default)]
+pub struct TsFormatter {
+    secs: Option<i64>,
+    prefix: String,
+}
+
+impl TsFormatter {
+    pub fn write(&mut self, out: &mut Vec<u8>, ts_ns: i64) {
+        let secs = ts_ns.div_euclid(1_000_000_000);
+        let nanos = ts_ns.rem_euclid(1_000_000_000);
+        if self.secs != Some(secs) {
+            self.prefix = chrono::DateTime::from_timestamp(secs, 0)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+                .unwrap_or_else(|| "1970-01-01T00:00:00".into());
+            self.secs = Some(secs);
+        }
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.push(b'.');
+        let mut digits = [b'0'; 9];
+        let mut n = nanos;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&digits);
+        out.push(b'Z');
+    }
+}
+
+/// `count` CRI lines (`<ts> stdout F <msg>\n`) of exactly `line_bytes` bytes each,
+/// newline included, one microsecond apart.
+pub fn cri_lines(count: usize, line_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * line_bytes);
+    let mut fmt = TsFormatter::default();
+    let base = base_ts_ns();
+    for i in 0..count {
+        let start = out.len();
+        fmt.write(&mut out, base + i as i64 * 1000);
+        out.extend_from_slice(b" stdout F ");
+        let room = line_bytes.saturating_sub(out.len() - start + 1);
+        out.extend_from_slice(&make_line(i as u64, room, 0));
+        out.push(b'\n');
+    }
+    out
+}
+
+/// `count` docker json-file lines with the same messages as [`cri_lines`].
+pub fn docker_lines(count: usize, msg_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * (msg_bytes + 80));
+    let mut fmt = TsFormatter::default();
+    let base = base_ts_ns();
+    for i in 0..count {
+        out.extend_from_slice(b"{\"log\":\"");
+        // make_line's only character that needs JSON escaping is `"`.
+        for &b in &make_line(i as u64, msg_bytes, 0) {
+            if b == b'"' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.extend_from_slice(b"\\n\",\"stream\":\"stdout\",\"time\":\"");
+        fmt.write(&mut out, base + i as i64 * 1000);
+        out.extend_from_slice(b"\"}\n");
+    }
+    out
+}
+
+/// `(start, end)` of every line of `buf`, newline excluded.
+pub fn line_ranges(buf: &[u8]) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        v.push((start, nl));
+        start = nl + 1;
+    }
+    v
+}
