@@ -107,7 +107,7 @@ struct LoadArgs {
     #[arg(long)]
     lines: Option<u64>,
     /// Rotate 0.log at this size (kubelet's containerLogMaxSize); 0 disables rotation.
-    #[arg(long, value_parser = bytes, default_value = "1MiB")]
+    #[arg(long, value_parser = bytes, default_value = "256KiB")]
     rotate_bytes: u64,
     /// Files kept per container including 0.log (kubelet's containerLogMaxFiles).
     #[arg(long, default_value_t = 5)]
