@@ -620,10 +620,16 @@ mod tests {
             .expect("read_dir")
             .map(|e| e.expect("entry").path())
             .collect();
+        // Oldest first by rotation name (`0.log.<stamp>[.<n>][.gz]`), `0.log` last. Not by mtime:
+        // gzipping gives an old file a new mtime.
         files.sort_by_key(|p| {
-            std::fs::metadata(p)
-                .and_then(|m| m.modified())
-                .expect("mtime")
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            let rest = name.strip_prefix("0.log.").unwrap_or("~");
+            let rest = rest.strip_suffix(".gz").unwrap_or(rest).to_owned();
+            match rest.split_once('.') {
+                Some((stamp, n)) => (stamp.to_owned(), n.parse::<u32>().expect("dup suffix")),
+                None => (rest, 0),
+            }
         });
         let mut out = Vec::new();
         for f in files {
