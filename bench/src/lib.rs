@@ -2,3 +2,6 @@
 //! `bench` binary (memory per stored entry, end-to-end throughput harness).
 
 pub mod data;
+pub mod harness;
+pub mod mem;
+pub mod procfs;
