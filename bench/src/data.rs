@@ -10,7 +10,7 @@ use loki_wire::{EntryAdapter, LabelSet, PushRequest, StreamAdapter, Timestamp};
 
 /// One line in `needle_every` carries the word `needle` (0 = never).
 pub fn make_line(seq: u64, len: usize, needle_every: u64) -> Vec<u8> {
-    let word = if needle_every > 0 && seq % needle_every == 0 {
+    let word = if needle_every > 0 && seq.is_multiple_of(needle_every) {
         "needle"
     } else {
         "hay"
