@@ -11,6 +11,7 @@
 //! Shutdown order: stop reading → flush batches → last pushes under `drain_timeout` → save
 //! positions → return.
 
+pub mod alloy;
 pub mod batch;
 pub mod chunk;
 pub mod config;

@@ -72,6 +72,9 @@ struct Inner {
 pub struct Positions {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Serialises writers of the file (periodic saver vs. the final save at shutdown), which
+    /// share one temp file name.
+    save_lock: Mutex<()>,
 }
 
 impl Positions {
@@ -106,6 +109,7 @@ impl Positions {
                 unclaimed,
                 ..Inner::default()
             }),
+            save_lock: Mutex::new(()),
         })
     }
 
@@ -228,6 +232,7 @@ impl Positions {
 
     /// Writes the store if it changed: temp file, fsync, rename, fsync of the directory.
     pub fn save(&self) -> Result<(), AgentError> {
+        let _writer = self.save_lock.lock();
         {
             let mut g = self.inner.lock();
             if !g.dirty {

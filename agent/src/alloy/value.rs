@@ -1,0 +1,237 @@
+//! Runtime values of the Alloy language and the conversions component arguments need
+//! (number→string, string→secret, durations, byte sizes, targets).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::relabel::Rule;
+use super::targets::TargetSource;
+
+/// A value produced by evaluating an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Value>),
+    Object(BTreeMap<String, Value>),
+    /// A standard-library function, by its full name (`sys.env`).
+    Function(&'static str),
+    /// Opaque values passed between components.
+    Capsule(Capsule),
+    /// A string that must not be printed; only `convert.nonsensitive` turns it back.
+    Secret(String),
+}
+
+/// Opaque component exports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Capsule {
+    /// A `LogsReceiver`: entries sent here go to the named component (`loki.write.default`).
+    Receiver(String),
+    /// Targets that are only known at run time (discovery, globbing, relabeling of those).
+    Targets(TargetSource),
+    /// Relabel rules exported by `discovery.relabel` / `loki.relabel`.
+    Rules(Vec<Rule>),
+}
+
+impl Value {
+    /// Alloy's type names, used in "expected X, got Y".
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+            Value::Function(_) => "function",
+            Value::Capsule(Capsule::Receiver(_)) => "capsule(\"loki.LogsReceiver\")",
+            Value::Capsule(Capsule::Targets(_)) => "capsule(\"discovery.Targets\")",
+            Value::Capsule(Capsule::Rules(_)) => "capsule(\"relabel.Rules\")",
+            Value::Secret(_) => "secret",
+        }
+    }
+
+    /// Whether this is the zero value of its type (for `coalesce`).
+    pub fn is_zero(&self) -> bool {
+        match self {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => *n == 0.0,
+            Value::String(s) | Value::Secret(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            Value::Function(_) | Value::Capsule(_) => false,
+        }
+    }
+
+    /// A string, converting numbers and bools as Alloy does; secrets are refused.
+    pub fn to_str(&self) -> Result<String, String> {
+        match self {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(format_number(*n)),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Secret(_) => Err("expected string, got secret (use convert.nonsensitive to reveal it)".into()),
+            other => Err(format!("expected string, got {}", other.type_name())),
+        }
+    }
+
+    /// A secret: strings are promoted, secrets stay.
+    pub fn to_secret(&self) -> Result<String, String> {
+        match self {
+            Value::Secret(s) => Ok(s.clone()),
+            other => other.to_str(),
+        }
+    }
+
+    pub fn to_bool(&self) -> Result<bool, String> {
+        match self {
+            Value::Bool(b) => Ok(*b),
+            other => Err(format!("expected bool, got {}", other.type_name())),
+        }
+    }
+
+    pub fn to_number(&self) -> Result<f64, String> {
+        match self {
+            Value::Number(n) => Ok(*n),
+            Value::String(s) => s.trim().parse().map_err(|_| format!("cannot convert {s:?} to number")),
+            other => Err(format!("expected number, got {}", other.type_name())),
+        }
+    }
+
+    pub fn to_u64(&self) -> Result<u64, String> {
+        let n = self.to_number()?;
+        if n < 0.0 || n.fract() != 0.0 || n > u64::MAX as f64 {
+            return Err(format!("expected a non-negative integer, got {}", format_number(n)));
+        }
+        Ok(n as u64)
+    }
+
+    /// A Go duration string (`"250ms"`, `"5m"`, `"1h30m"`).
+    pub fn to_duration(&self) -> Result<Duration, String> {
+        let s = self.to_str()?;
+        parse_go_duration(&s).ok_or_else(|| format!("invalid duration {s:?} (e.g. \"250ms\", \"5m\")"))
+    }
+
+    /// A byte size: `"1MiB"` (base 2) or a plain number of bytes.
+    pub fn to_bytes(&self) -> Result<usize, String> {
+        let s = self.to_str()?;
+        crate::config::parse_bytes(&s).ok_or_else(|| format!("invalid size {s:?} (e.g. \"1MiB\")"))
+    }
+
+    pub fn to_string_list(&self) -> Result<Vec<String>, String> {
+        match self {
+            Value::Array(a) => a.iter().map(Value::to_str).collect(),
+            other => Err(format!("expected array, got {}", other.type_name())),
+        }
+    }
+
+    pub fn to_string_map(&self) -> Result<BTreeMap<String, String>, String> {
+        match self {
+            Value::Object(o) => o.iter().map(|(k, v)| Ok((k.clone(), v.to_str().map_err(|e| format!("{k}: {e}"))?))).collect(),
+            other => Err(format!("expected object, got {}", other.type_name())),
+        }
+    }
+}
+
+/// Numbers print like Go's `%v`: integers without a fraction.
+pub fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units (ns, us, µs, ms, s, m, h).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if n_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..u_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[u_end..];
+    }
+    total.is_finite().then(|| Duration::from_secs_f64(total))
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) => write!(f, "{}", format_number(*n)),
+            Value::String(s) => write!(f, "{}", super::scanner::quote(s)),
+            Value::Array(a) => {
+                write!(f, "[")?;
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                write!(f, "]")
+            }
+            Value::Object(o) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{} = {v}", super::scanner::quote(k))?;
+                }
+                write!(f, "}}")
+            }
+            Value::Function(n) => write!(f, "function({n})"),
+            Value::Capsule(c) => write!(f, "{}", Value::Capsule(c.clone()).type_name()),
+            Value::Secret(_) => write!(f, "(secret)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("-1s"), None);
+    }
+
+    #[test]
+    fn conversions() {
+        assert_eq!(Value::Number(3.0).to_str(), Ok("3".into()));
+        assert!(Value::Secret("x".into()).to_str().is_err());
+        assert_eq!(Value::String("x".into()).to_secret(), Ok("x".into()));
+        assert_eq!(Value::String("12".into()).to_number(), Ok(12.0));
+        assert!(Value::Number(0.0).is_zero() && !Value::String("a".into()).is_zero());
+    }
+}
