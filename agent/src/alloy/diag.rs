@@ -22,7 +22,12 @@ pub struct LineIndex {
 impl LineIndex {
     pub fn new(src: &str) -> Self {
         let mut starts = vec![0];
-        starts.extend(src.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         LineIndex { starts }
     }
 
@@ -107,7 +112,8 @@ impl Diagnostics {
     }
     /// Sorted by position so the report reads top to bottom.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
+        self.0
+            .sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
     }
 
     /// Renders all diagnostics the way `alloy fmt`/`alloy run` print them: `Error: <pos>: <msg>`,
@@ -126,17 +132,33 @@ impl Diagnostics {
             let last = (line + 1).min(lines.len());
             let width = last.to_string().len();
             for n in first..=last {
-                let text = lines.get(n - 1).copied().unwrap_or("").trim_end_matches('\r');
+                let text = lines
+                    .get(n - 1)
+                    .copied()
+                    .unwrap_or("")
+                    .trim_end_matches('\r');
                 // Tabs are shown as 4 spaces, so the caret column must count them that way too.
                 out.push_str(&format!("{n:>width$} | {}\n", text.replace('\t', "    ")));
                 if n == line {
-                    let prefix: String = text.bytes().take(d.pos.col.saturating_sub(1)).map(|b| b as char).collect();
-                    let pad = prefix.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum::<usize>();
+                    let prefix: String = text
+                        .bytes()
+                        .take(d.pos.col.saturating_sub(1))
+                        .map(|b| b as char)
+                        .collect();
+                    let pad = prefix
+                        .chars()
+                        .map(|c| if c == '\t' { 4 } else { 1 })
+                        .sum::<usize>();
                     let span = match d.end {
                         Some(e) if e.line == line && e.col > d.pos.col => e.col - d.pos.col + 1,
                         _ => 1,
                     };
-                    out.push_str(&format!("{:width$} | {}{}\n", "", " ".repeat(pad), "^".repeat(span)));
+                    out.push_str(&format!(
+                        "{:width$} | {}{}\n",
+                        "",
+                        " ".repeat(pad),
+                        "^".repeat(span)
+                    ));
                 }
             }
             out.push('\n');
@@ -199,13 +221,32 @@ mod tests {
     #[test]
     fn column_is_byte_offset_plus_one() {
         let idx = LineIndex::new("ab\n\tc");
-        assert_eq!(idx.pos(0), Pos { offset: 0, line: 1, col: 1 });
-        assert_eq!(idx.pos(4), Pos { offset: 4, line: 2, col: 2 });
+        assert_eq!(
+            idx.pos(0),
+            Pos {
+                offset: 0,
+                line: 1,
+                col: 1
+            }
+        );
+        assert_eq!(
+            idx.pos(4),
+            Pos {
+                offset: 4,
+                line: 2,
+                col: 2
+            }
+        );
     }
 
     #[test]
     fn suggests_renamed_backoff_attributes() {
-        let known = ["min_backoff_period", "max_backoff_period", "max_backoff_retries", "url"];
+        let known = [
+            "min_backoff_period",
+            "max_backoff_period",
+            "max_backoff_retries",
+            "url",
+        ];
         assert_eq!(suggest("min_backoff", known), Some("min_backoff_period"));
         assert_eq!(suggest("max_backoff", known), Some("max_backoff_period"));
         assert_eq!(suggest("zzz", known), None);
@@ -214,11 +255,21 @@ mod tests {
     #[test]
     fn render_shows_context_and_caret() {
         let src = "a = 1\nb = # x\nc = 2\n";
-        let d = Diagnostics(vec![Diagnostic::new("f.alloy", LineIndex::new(src).pos(10), "illegal character U+0023 '#'")
-            .with_hint("use // for comments")]);
+        let d = Diagnostics(vec![Diagnostic::new(
+            "f.alloy",
+            LineIndex::new(src).pos(10),
+            "illegal character U+0023 '#'",
+        )
+        .with_hint("use // for comments")]);
         let r = d.render(src);
-        assert!(r.starts_with("Error: f.alloy:2:5: illegal character U+0023 '#'\n"), "{r}");
+        assert!(
+            r.starts_with("Error: f.alloy:2:5: illegal character U+0023 '#'\n"),
+            "{r}"
+        );
         assert!(r.contains("2 | b = # x\n  |     ^\n"), "{r}");
-        assert!(r.contains("1 | a = 1\n") && r.contains("3 | c = 2\n"), "{r}");
+        assert!(
+            r.contains("1 | a = 1\n") && r.contains("3 | c = 2\n"),
+            "{r}"
+        );
     }
 }

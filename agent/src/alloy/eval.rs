@@ -18,7 +18,10 @@ pub struct EvalError {
 }
 
 fn err<T>(pos: Pos, msg: impl Into<String>) -> Result<T, EvalError> {
-    Err(EvalError { pos, msg: msg.into() })
+    Err(EvalError {
+        pos,
+        msg: msg.into(),
+    })
 }
 
 /// What expressions can see: the root scope object plus the environment lookup used by
@@ -43,10 +46,14 @@ impl Scope {
 
     /// Inserts a value at a dotted path (component exports: `loki.write.default` → object).
     pub fn insert_path(&mut self, path: &[String], v: Value) {
-        let Some((last, parents)) = path.split_last() else { return };
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
         let mut cur = &mut self.root;
         for p in parents {
-            let entry = cur.entry(p.clone()).or_insert_with(|| Value::Object(BTreeMap::new()));
+            let entry = cur
+                .entry(p.clone())
+                .or_insert_with(|| Value::Object(BTreeMap::new()));
             if !matches!(entry, Value::Object(_)) {
                 *entry = Value::Object(BTreeMap::new());
             }
@@ -85,11 +92,24 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                 Value::Object(o) => match o.get(&name.name) {
                     Some(v) => Ok(v.clone()),
                     None => {
-                        let what = inner.reference_path().map(|p| p.join(".")).unwrap_or_else(|| "object".into());
-                        err(name.pos, format!("field {:?} does not exist in {what}", name.name))
+                        let what = inner
+                            .reference_path()
+                            .map(|p| p.join("."))
+                            .unwrap_or_else(|| "object".into());
+                        err(
+                            name.pos,
+                            format!("field {:?} does not exist in {what}", name.name),
+                        )
                     }
                 },
-                other => err(name.pos, format!("cannot access field {:?} on a value of type {}", name.name, other.type_name())),
+                other => err(
+                    name.pos,
+                    format!(
+                        "cannot access field {:?} on a value of type {}",
+                        name.name,
+                        other.type_name()
+                    ),
+                ),
             }
         }
         ExprKind::Index(inner, idx) => {
@@ -97,24 +117,45 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
             let i = eval(idx, scope)?;
             match (v, i) {
                 // A missing key gives null (unlike `.` access), so configs can probe maps.
-                (Value::Object(o), Value::String(k)) => Ok(o.get(&k).cloned().unwrap_or(Value::Null)),
+                (Value::Object(o), Value::String(k)) => {
+                    Ok(o.get(&k).cloned().unwrap_or(Value::Null))
+                }
                 (Value::Array(a), Value::Number(n)) => {
                     if n < 0.0 || n.fract() != 0.0 || n as usize >= a.len() {
-                        err(idx.pos, format!("index {} is out of range for array of length {}", super::value::format_number(n), a.len()))
+                        err(
+                            idx.pos,
+                            format!(
+                                "index {} is out of range for array of length {}",
+                                super::value::format_number(n),
+                                a.len()
+                            ),
+                        )
                     } else {
                         Ok(a[n as usize].clone())
                     }
                 }
-                (v, i) => err(idx.pos, format!("cannot index {} with {}", v.type_name(), i.type_name())),
+                (v, i) => err(
+                    idx.pos,
+                    format!("cannot index {} with {}", v.type_name(), i.type_name()),
+                ),
             }
         }
         ExprKind::Call(f, args) => {
             let fv = eval(f, scope)?;
             let Value::Function(name) = fv else {
-                return err(f.pos, format!("cannot call a value of type {}", fv.type_name()));
+                return err(
+                    f.pos,
+                    format!("cannot call a value of type {}", fv.type_name()),
+                );
             };
-            let vals = args.iter().map(|a| eval(a, scope)).collect::<Result<Vec<_>, _>>()?;
-            stdlib::call(name, &vals, scope).map_err(|msg| EvalError { pos: e.pos, msg: format!("{name}: {msg}") })
+            let vals = args
+                .iter()
+                .map(|a| eval(a, scope))
+                .collect::<Result<Vec<_>, _>>()?;
+            stdlib::call(name, &vals, scope).map_err(|msg| EvalError {
+                pos: e.pos,
+                msg: format!("{name}: {msg}"),
+            })
         }
         ExprKind::Paren(inner) => eval(inner, scope),
         ExprKind::Unary(op, inner) => {
@@ -122,7 +163,10 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
             match (op, v) {
                 (Tok::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
                 (Tok::Sub, Value::Number(n)) => Ok(Value::Number(-n)),
-                (op, v) => err(e.pos, format!("cannot apply {} to {}", op.op_str(), v.type_name())),
+                (op, v) => err(
+                    e.pos,
+                    format!("cannot apply {} to {}", op.op_str(), v.type_name()),
+                ),
             }
         }
         ExprKind::Binary(op, l, r) => {
@@ -136,12 +180,22 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
             let rv = eval(r, scope)?;
             binary(*op, lv, rv).map_err(|msg| EvalError { pos: e.pos, msg })
         }
-        ExprKind::Array(items) => Ok(Value::Array(items.iter().map(|i| eval(i, scope)).collect::<Result<_, _>>()?)),
+        ExprKind::Array(items) => Ok(Value::Array(
+            items
+                .iter()
+                .map(|i| eval(i, scope))
+                .collect::<Result<_, _>>()?,
+        )),
         ExprKind::Object(fields) => {
             let mut o = BTreeMap::new();
             for f in fields {
-                if o.insert(f.name.name.clone(), eval(&f.value, scope)?).is_some() {
-                    return err(f.name.pos, format!("field {:?} may only be provided once", f.name.name));
+                if o.insert(f.name.name.clone(), eval(&f.value, scope)?)
+                    .is_some()
+                {
+                    return err(
+                        f.name.pos,
+                        format!("field {:?} may only be provided once", f.name.name),
+                    );
                 }
             }
             Ok(Value::Object(o))
@@ -158,7 +212,9 @@ fn binary(op: Tok, l: Value, r: Value) -> Result<Value, String> {
         (Tok::Or, Bool(a), Bool(b)) => Bool(a || b),
         (Tok::Add, Number(a), Number(b)) => Number(a + b),
         (Tok::Add, String(a), String(b)) => String(a + &b),
-        (Tok::Add, Secret(a), String(b) | Secret(b)) | (Tok::Add, String(a), Secret(b)) => Secret(a + &b),
+        (Tok::Add, Secret(a), String(b) | Secret(b)) | (Tok::Add, String(a), Secret(b)) => {
+            Secret(a + &b)
+        }
         (Tok::Sub, Number(a), Number(b)) => Number(a - b),
         (Tok::Mul, Number(a), Number(b)) => Number(a * b),
         (Tok::Div, Number(_), Number(b)) if b == 0.0 => return Err("division by zero".into()),
@@ -173,7 +229,11 @@ fn binary(op: Tok, l: Value, r: Value) -> Result<Value, String> {
                 _ => None,
             };
             let Some(ord) = ord else {
-                return Err(format!("cannot compare {} and {}", a.type_name(), b.type_name()));
+                return Err(format!(
+                    "cannot compare {} and {}",
+                    a.type_name(),
+                    b.type_name()
+                ));
             };
             Bool(match op {
                 Tok::Lt => ord.is_lt(),
@@ -182,7 +242,14 @@ fn binary(op: Tok, l: Value, r: Value) -> Result<Value, String> {
                 _ => ord.is_ge(),
             })
         }
-        (op, a, b) => return Err(format!("cannot apply {} to {} and {}", op.op_str(), a.type_name(), b.type_name())),
+        (op, a, b) => {
+            return Err(format!(
+                "cannot apply {} to {} and {}",
+                op.op_str(),
+                a.type_name(),
+                b.type_name()
+            ))
+        }
     })
 }
 
@@ -193,7 +260,13 @@ mod tests {
 
     fn ev(src: &str) -> Result<Value, EvalError> {
         let scope = Scope::with_env(|k| (k == "HOME").then(|| "/root".to_string()));
-        eval(&parse_expr(src).map_err(|d| EvalError { pos: Pos::default(), msg: d.to_string() })?, &scope)
+        eval(
+            &parse_expr(src).map_err(|d| EvalError {
+                pos: Pos::default(),
+                msg: d.to_string(),
+            })?,
+            &scope,
+        )
     }
 
     #[test]
@@ -215,8 +288,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        assert!(ev("{a = 1}.b").unwrap_err().msg.contains("field \"b\" does not exist"));
-        assert!(ev("nope").unwrap_err().msg.contains("identifier \"nope\" does not exist"));
+        assert!(ev("{a = 1}.b")
+            .unwrap_err()
+            .msg
+            .contains("field \"b\" does not exist"));
+        assert!(ev("nope")
+            .unwrap_err()
+            .msg
+            .contains("identifier \"nope\" does not exist"));
         assert!(ev("1 + \"a\"").is_err());
         assert!(ev("[1][3]").is_err());
     }

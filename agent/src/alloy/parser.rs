@@ -105,7 +105,11 @@ impl Parser {
     fn next(&mut self) {
         if self.i < self.toks.len() - 1 {
             let t = &self.toks[self.i];
-            let len = if t.lit.is_empty() { t.tok.op_str().len().max(1) } else { t.lit.len() };
+            let len = if t.lit.is_empty() {
+                t.tok.op_str().len().max(1)
+            } else {
+                t.lit.len()
+            };
             // A terminator has no width of its own: the expression ended before it.
             if t.tok != Tok::Terminator {
                 self.prev_end = t.offset + len;
@@ -207,11 +211,15 @@ impl Parser {
             if self.tok() == Tok::String {
                 let lit = self.cur().lit.clone();
                 if !lit.starts_with('"') {
-                    self.error(format!("expected block label to be a double quoted string, but got {lit:?}"));
+                    self.error(format!(
+                        "expected block label to be a double quoted string, but got {lit:?}"
+                    ));
                 }
                 let value = unquote(&lit);
                 if !value.is_empty() && !is_valid_identifier(&value) {
-                    self.error(format!("expected block label to be a valid identifier, but got {value:?}"));
+                    self.error(format!(
+                        "expected block label to be a valid identifier, but got {value:?}"
+                    ));
                 }
                 label_pos = Some(self.pos());
                 label = Some(value);
@@ -231,7 +239,11 @@ impl Parser {
                             .with_end(end),
                     );
                 } else if let Some(lp) = label_pos {
-                    self.diags.push(Diagnostic::new(&self.file, lp, "attribute names may not have labels"));
+                    self.diags.push(Diagnostic::new(
+                        &self.file,
+                        lp,
+                        "attribute names may not have labels",
+                    ));
                 }
                 let value = self.expr();
                 Some(Stmt::Attr(Attribute {
@@ -258,7 +270,9 @@ impl Parser {
             }
             t => {
                 if frags.len() == 1 && label.is_none() {
-                    self.error(format!("expected attribute assignment or block body, got {t}"));
+                    self.error(format!(
+                        "expected attribute assignment or block body, got {t}"
+                    ));
                 } else {
                     self.error(format!("expected block body, got {t}"));
                 }
@@ -342,7 +356,11 @@ impl Parser {
                 }
                 Tok::LParen => {
                     self.next();
-                    let args = if self.tok() != Tok::RParen { self.list(Tok::RParen) } else { Vec::new() };
+                    let args = if self.tok() != Tok::RParen {
+                        self.list(Tok::RParen)
+                    } else {
+                        Vec::new()
+                    };
                     self.expect(Tok::RParen);
                     e = Expr {
                         pos: e.pos,
@@ -366,7 +384,8 @@ impl Parser {
                         return e;
                     }
                     self.diags.push(
-                        Diagnostic::new(&self.file, e.pos, "cannot use a block as an expression").with_end(self.end_pos()),
+                        Diagnostic::new(&self.file, e.pos, "cannot use a block as an expression")
+                            .with_end(self.end_pos()),
                     );
                 }
                 _ => return e,
@@ -410,13 +429,21 @@ impl Parser {
             }
             Tok::LBrack => {
                 self.next();
-                let v = if self.tok() != Tok::RBrack { self.list(Tok::RBrack) } else { Vec::new() };
+                let v = if self.tok() != Tok::RBrack {
+                    self.list(Tok::RBrack)
+                } else {
+                    Vec::new()
+                };
                 self.expect(Tok::RBrack);
                 ExprKind::Array(v)
             }
             Tok::LCurly => {
                 self.next();
-                let v = if self.tok() != Tok::RCurly { self.fields() } else { Vec::new() };
+                let v = if self.tok() != Tok::RCurly {
+                    self.fields()
+                } else {
+                    Vec::new()
+                };
                 self.expect(Tok::RCurly);
                 ExprKind::Object(v)
             }
@@ -425,7 +452,12 @@ impl Parser {
                 // Eat up the rest of the element or line.
                 while !matches!(
                     self.tok(),
-                    Tok::Eof | Tok::Terminator | Tok::RParen | Tok::RCurly | Tok::RBrack | Tok::Comma
+                    Tok::Eof
+                        | Tok::Terminator
+                        | Tok::RParen
+                        | Tok::RCurly
+                        | Tok::RBrack
+                        | Tok::Comma
                 ) {
                     self.next();
                 }
@@ -470,7 +502,9 @@ impl Parser {
                     (n, true)
                 }
                 t => {
-                    self.error(format!("expected field name (string or identifier), got {t}"));
+                    self.error(format!(
+                        "expected field name (string or identifier), got {t}"
+                    ));
                     self.advance_to(Tok::Assign);
                     (String::new(), false)
                 }
@@ -500,7 +534,9 @@ mod tests {
 
     fn errors(src: &str) -> Vec<String> {
         let (_, d) = parse_file("t.alloy", src);
-        d.iter().map(|d| format!("{}:{}: {}", d.pos.line, d.pos.col, d.message)).collect()
+        d.iter()
+            .map(|d| format!("{}:{}: {}", d.pos.line, d.pos.col, d.message))
+            .collect()
     }
 
     #[test]
@@ -518,20 +554,38 @@ mod tests {
     #[test]
     fn error_positions_table() {
         let cases: &[(&str, &str)] = &[
-            ("a = [\n  1,\n  2\n]\n", "3:4: missing ',' in expression list"),
+            (
+                "a = [\n  1,\n  2\n]\n",
+                "3:4: missing ',' in expression list",
+            ),
             ("a = {\n  x = 1\n}\n", "2:8: missing ',' in field list"),
-            ("b \"my-label\" {\n}\n", "1:3: expected block label to be a valid identifier, but got \"my-label\""),
-            ("rule { a = 1  b = 2 }\n", "1:15: expected TERMINATOR, got IDENT"),
-            ("foo.bar = 1\n", "1:1: attribute names may only consist of a single identifier with no \".\""),
+            (
+                "b \"my-label\" {\n}\n",
+                "1:3: expected block label to be a valid identifier, but got \"my-label\"",
+            ),
+            (
+                "rule { a = 1  b = 2 }\n",
+                "1:15: expected TERMINATOR, got IDENT",
+            ),
+            (
+                "foo.bar = 1\n",
+                "1:1: attribute names may only consist of a single identifier with no \".\"",
+            ),
             ("a \"x\" = 1\n", "1:3: attribute names may not have labels"),
             ("a = 1 # c\n", "1:7: illegal character U+0023 '#'"),
-            ("a = \n", "1:5: expected expression, got TERMINATOR"),
-            ("x = foo \"l\" { }\n", "1:5: cannot use a block as an expression"),
+            ("a = )\n", "1:5: expected expression, got )"),
+            (
+                "x = foo \"l\" { }\n",
+                "1:5: cannot use a block as an expression",
+            ),
             ("a b\n", "1:3: expected block label, got IDENT"),
         ];
         for (src, want) in cases {
             let got = errors(src);
-            assert!(got.iter().any(|g| g == want), "{src:?}: got {got:?}, want {want}");
+            assert!(
+                got.iter().any(|g| g == want),
+                "{src:?}: got {got:?}, want {want}"
+            );
         }
     }
 

@@ -81,10 +81,15 @@ impl Printer {
             if is_one_line_attr(&stmts[i]) {
                 while let Some(next) = stmts.get(run[run.len() - 1] + 1) {
                     let last = &stmts[run[run.len() - 1]];
-                    let comment_between = self.comments[self.next_comment..]
-                        .iter()
-                        .any(|c| c.pos.offset > last.end().offset && c.pos.offset < next.start().offset && c.pos.line != last.end().line);
-                    if is_one_line_attr(next) && next.start().line <= last.end().line + 1 && !comment_between {
+                    let comment_between = self.comments[self.next_comment..].iter().any(|c| {
+                        c.pos.offset > last.end().offset
+                            && c.pos.offset < next.start().offset
+                            && c.pos.line != last.end().line
+                    });
+                    if is_one_line_attr(next)
+                        && next.start().line <= last.end().line + 1
+                        && !comment_between
+                    {
                         run.push(run[run.len() - 1] + 1);
                     } else {
                         break;
@@ -104,7 +109,10 @@ impl Printer {
                 let leading = self.take_comments_before(s.start().offset);
                 let is_block = matches!(s, Stmt::Block(_));
                 if let Some(pe) = prev_end {
-                    let first_line = leading.first().map(|c| c.pos.line).unwrap_or(s.start().line);
+                    let first_line = leading
+                        .first()
+                        .map(|c| c.pos.line)
+                        .unwrap_or(s.start().line);
                     // Two blocks (or a block after anything) get a blank line; otherwise keep
                     // the source's blank lines.
                     if is_block || first_line > pe.line + 1 {
@@ -131,7 +139,11 @@ impl Printer {
                 self.out.push_str(&tabs(indent));
                 match s {
                     Stmt::Attr(a) => {
-                        let pad = if run.len() > 1 { width - a.name.name.chars().count() } else { 0 };
+                        let pad = if run.len() > 1 {
+                            width - a.name.name.chars().count()
+                        } else {
+                            0
+                        };
                         self.out.push_str(&a.name.name);
                         self.out.push_str(&" ".repeat(pad));
                         self.out.push_str(" = ");
@@ -196,18 +208,27 @@ impl Printer {
             ExprKind::Index(v, i) => format!("{}[{}]", self.expr(v, indent), self.expr(i, indent)),
             ExprKind::Unary(op, v) => format!("{}{}", op.op_str(), self.expr(v, indent)),
             ExprKind::Binary(op, l, r) => {
-                format!("{} {} {}", self.expr(l, indent), op.op_str(), self.expr(r, indent))
+                format!(
+                    "{} {} {}",
+                    self.expr(l, indent),
+                    op.op_str(),
+                    self.expr(r, indent)
+                )
             }
             ExprKind::Paren(v) => format!("({})", self.expr(v, indent)),
             ExprKind::Array(items) => {
                 let open = e.pos;
                 let close_line = e.end.line;
-                self.list("[", "]", items, open, close_line, indent, |p, x, ind| p.expr(x, ind))
+                self.list("[", "]", items, open, close_line, indent, |p, x, ind| {
+                    p.expr(x, ind)
+                })
             }
             ExprKind::Call(f, args) => {
                 let head = self.expr(f, indent);
                 let open = f.end;
-                let body = self.list("(", ")", args, open, e.end.line, indent, |p, x, ind| p.expr(x, ind));
+                let body = self.list("(", ")", args, open, e.end.line, indent, |p, x, ind| {
+                    p.expr(x, ind)
+                });
                 format!("{head}{body}")
             }
             ExprKind::Object(fields) => self.object(fields, e, indent),
@@ -217,7 +238,16 @@ impl Printer {
     /// Arrays and call arguments: an element that starts on a new line in the source starts
     /// on a new line here; a closing bracket on its own line gets a trailing comma first.
     #[allow(clippy::too_many_arguments)]
-    fn list<F>(&mut self, open: &str, close: &str, items: &[Expr], open_pos: Pos, close_line: usize, indent: usize, f: F) -> String
+    fn list<F>(
+        &mut self,
+        open: &str,
+        close: &str,
+        items: &[Expr],
+        open_pos: Pos,
+        close_line: usize,
+        indent: usize,
+        f: F,
+    ) -> String
     where
         F: Fn(&mut Self, &Expr, usize) -> String,
     {
@@ -254,9 +284,20 @@ impl Printer {
             return "{}".into();
         }
         // Fields on their own lines are aligned like attributes.
-        let multiline = fields.iter().any(|f| different_lines(e.pos, f.name.pos)) || different_lines(e.pos, e.end);
-        let key = |f: &Field| if f.quoted || !super::scanner::is_valid_identifier(&f.name.name) { quote(&f.name.name) } else { f.name.name.clone() };
-        let width = fields.iter().map(|f| key(f).chars().count()).max().unwrap_or(0);
+        let multiline = fields.iter().any(|f| different_lines(e.pos, f.name.pos))
+            || different_lines(e.pos, e.end);
+        let key = |f: &Field| {
+            if f.quoted || !super::scanner::is_valid_identifier(&f.name.name) {
+                quote(&f.name.name)
+            } else {
+                f.name.name.clone()
+            }
+        };
+        let width = fields
+            .iter()
+            .map(|f| key(f).chars().count())
+            .max()
+            .unwrap_or(0);
         let mut s = String::from("{");
         let mut prev = e.pos;
         for (i, f) in fields.iter().enumerate() {

@@ -24,8 +24,19 @@ pub enum Action {
 }
 
 impl Action {
-    pub const NAMES: &'static [&'static str] =
-        &["replace", "keep", "drop", "keepequal", "dropequal", "hashmod", "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase"];
+    pub const NAMES: &'static [&'static str] = &[
+        "replace",
+        "keep",
+        "drop",
+        "keepequal",
+        "dropequal",
+        "hashmod",
+        "labelmap",
+        "labeldrop",
+        "labelkeep",
+        "lowercase",
+        "uppercase",
+    ];
 
     pub fn parse(s: &str) -> Option<Action> {
         Some(match s.to_ascii_lowercase().as_str() {
@@ -116,12 +127,19 @@ impl Default for RuleArgs {
 impl RuleArgs {
     /// Validates like Prometheus' `relabel.Config.Validate`.
     pub fn build(self) -> Result<Rule, RuleError> {
-        let action = Action::parse(&self.action).ok_or_else(|| RuleError::UnknownAction(self.action.clone()))?;
+        let action = Action::parse(&self.action)
+            .ok_or_else(|| RuleError::UnknownAction(self.action.clone()))?;
         let name = Action::NAMES[action as usize];
-        let regex = Regex::new(&format!("^(?s:{})$", self.regex)).map_err(|e| RuleError::Regex(self.regex.clone(), e.to_string()))?;
+        let regex = Regex::new(&format!("^(?s:{})$", self.regex))
+            .map_err(|e| RuleError::Regex(self.regex.clone(), e.to_string()))?;
         let needs_target = matches!(
             action,
-            Action::Replace | Action::HashMod | Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+            Action::Replace
+                | Action::HashMod
+                | Action::Lowercase
+                | Action::Uppercase
+                | Action::KeepEqual
+                | Action::DropEqual
         );
         if needs_target && self.target_label.is_empty() {
             return Err(RuleError::Missing(name, "target_label"));
@@ -129,10 +147,16 @@ impl RuleArgs {
         if action == Action::HashMod && self.modulus == 0 {
             return Err(RuleError::Missing(name, "modulus"));
         }
-        if matches!(action, Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual) && self.replacement != "$1" {
+        if matches!(
+            action,
+            Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+        ) && self.replacement != "$1"
+        {
             return Err(RuleError::NotAllowed(name, "replacement"));
         }
-        if matches!(action, Action::LabelDrop | Action::LabelKeep) && (!self.source_labels.is_empty() || !self.target_label.is_empty()) {
+        if matches!(action, Action::LabelDrop | Action::LabelKeep)
+            && (!self.source_labels.is_empty() || !self.target_label.is_empty())
+        {
             return Err(RuleError::NotAllowed(name, "source_labels or target_label"));
         }
         Ok(Rule {
@@ -149,7 +173,9 @@ impl RuleArgs {
 
 fn is_valid_label_name(s: &str) -> bool {
     let mut it = s.chars();
-    it.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && it.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    it.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && it.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn expand(re: &Regex, caps: &regex::Captures<'_>, template: &str) -> String {
@@ -181,11 +207,25 @@ pub fn apply_one(r: &Rule, labels: &mut Labels) -> bool {
     match r.action {
         Action::Drop => return !r.regex.is_match(&val),
         Action::Keep => return r.regex.is_match(&val),
-        Action::DropEqual => return labels.get(&r.target_label).map(String::as_str).unwrap_or("") != val,
-        Action::KeepEqual => return labels.get(&r.target_label).map(String::as_str).unwrap_or("") == val,
+        Action::DropEqual => {
+            return labels
+                .get(&r.target_label)
+                .map(String::as_str)
+                .unwrap_or("")
+                != val
+        }
+        Action::KeepEqual => {
+            return labels
+                .get(&r.target_label)
+                .map(String::as_str)
+                .unwrap_or("")
+                == val
+        }
         Action::Replace => {
             // No match leaves the labels alone.
-            let Some(caps) = r.regex.captures(&val) else { return true };
+            let Some(caps) = r.regex.captures(&val) else {
+                return true;
+            };
             let target = expand(&r.regex, &caps, &r.target_label);
             if !is_valid_label_name(&target) {
                 return true;
@@ -213,7 +253,11 @@ pub fn apply_one(r: &Rule, labels: &mut Labels) -> bool {
         Action::LabelMap => {
             let adds: Vec<(String, String)> = labels
                 .iter()
-                .filter_map(|(k, v)| r.regex.captures(k).map(|c| (expand(&r.regex, &c, &r.replacement), v.clone())))
+                .filter_map(|(k, v)| {
+                    r.regex
+                        .captures(k)
+                        .map(|c| (expand(&r.regex, &c, &r.replacement), v.clone()))
+                })
                 .collect();
             for (k, v) in adds {
                 labels.insert(k, v);
@@ -228,12 +272,16 @@ pub fn apply_one(r: &Rule, labels: &mut Labels) -> bool {
 /// MD5 (RFC 1321), only for `hashmod`, which must match Prometheus' shard assignment bit for bit.
 pub fn md5(input: &[u8]) -> [u8; 16] {
     const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16,
-        23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
     ];
     // K[i] = floor(abs(sin(i + 1)) * 2^32), computed rather than tabulated.
-    let k: Vec<u32> = (0..64).map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32).collect();
-    let (mut a0, mut b0, mut c0, mut d0) = (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
+        .collect();
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
     let mut msg = input.to_vec();
     let bit_len = (input.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -242,7 +290,10 @@ pub fn md5(input: &[u8]) -> [u8; 16] {
     }
     msg.extend_from_slice(&bit_len.to_le_bytes());
     for chunk in msg.chunks(64) {
-        let m: Vec<u32> = chunk.chunks(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+        let m: Vec<u32> = chunk
+            .chunks(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
         let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
         for i in 0..64 {
             let (f, g) = match i / 16 {
@@ -274,7 +325,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn rule(f: impl FnOnce(&mut RuleArgs)) -> Rule {
@@ -294,7 +348,11 @@ mod tests {
     /// One row per action, following the Alloy/Prometheus relabel docs.
     #[test]
     fn actions_table() {
-        let base = labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1"), ("app", "web")]);
+        let base = labels(&[
+            ("__meta_ns", "Prod"),
+            ("__meta_pod", "web-1"),
+            ("app", "web"),
+        ]);
         type Case = (&'static str, Rule, Option<Labels>);
         let cases: Vec<Case> = vec![
             (
@@ -306,7 +364,12 @@ mod tests {
                     a.target_label = "where".into();
                     a.replacement = "$1:${2}".into();
                 }),
-                Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1"), ("app", "web"), ("where", "Prod:web-1")])),
+                Some(labels(&[
+                    ("__meta_ns", "Prod"),
+                    ("__meta_pod", "web-1"),
+                    ("app", "web"),
+                    ("where", "Prod:web-1"),
+                ])),
             ),
             (
                 "replace with no match changes nothing",
@@ -325,15 +388,68 @@ mod tests {
                 }),
                 Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1")])),
             ),
-            ("keep on match", rule(|a| { a.action = "keep".into(); a.source_labels = vec!["app".into()]; a.regex = "web".into(); }), Some(base.clone())),
-            ("keep drops on no match", rule(|a| { a.action = "keep".into(); a.source_labels = vec!["app".into()]; a.regex = "we".into(); }), None),
-            ("drop on match", rule(|a| { a.action = "drop".into(); a.source_labels = vec!["app".into()]; a.regex = "w.*".into(); }), None),
-            ("keepequal keeps equal", rule(|a| { a.action = "keepequal".into(); a.source_labels = vec!["app".into()]; a.target_label = "app".into(); }), Some(base.clone())),
-            ("keepequal drops different", rule(|a| { a.action = "keepequal".into(); a.source_labels = vec!["__meta_pod".into()]; a.target_label = "app".into(); }), None),
-            ("dropequal drops equal", rule(|a| { a.action = "dropequal".into(); a.source_labels = vec!["app".into()]; a.target_label = "app".into(); }), None),
+            (
+                "keep on match",
+                rule(|a| {
+                    a.action = "keep".into();
+                    a.source_labels = vec!["app".into()];
+                    a.regex = "web".into();
+                }),
+                Some(base.clone()),
+            ),
+            (
+                "keep drops on no match",
+                rule(|a| {
+                    a.action = "keep".into();
+                    a.source_labels = vec!["app".into()];
+                    a.regex = "we".into();
+                }),
+                None,
+            ),
+            (
+                "drop on match",
+                rule(|a| {
+                    a.action = "drop".into();
+                    a.source_labels = vec!["app".into()];
+                    a.regex = "w.*".into();
+                }),
+                None,
+            ),
+            (
+                "keepequal keeps equal",
+                rule(|a| {
+                    a.action = "keepequal".into();
+                    a.source_labels = vec!["app".into()];
+                    a.target_label = "app".into();
+                }),
+                Some(base.clone()),
+            ),
+            (
+                "keepequal drops different",
+                rule(|a| {
+                    a.action = "keepequal".into();
+                    a.source_labels = vec!["__meta_pod".into()];
+                    a.target_label = "app".into();
+                }),
+                None,
+            ),
+            (
+                "dropequal drops equal",
+                rule(|a| {
+                    a.action = "dropequal".into();
+                    a.source_labels = vec!["app".into()];
+                    a.target_label = "app".into();
+                }),
+                None,
+            ),
             (
                 "hashmod: md5, last 8 bytes big-endian, modulo",
-                rule(|a| { a.action = "hashmod".into(); a.source_labels = vec!["app".into()]; a.target_label = "shard".into(); a.modulus = 10; }),
+                rule(|a| {
+                    a.action = "hashmod".into();
+                    a.source_labels = vec!["app".into()];
+                    a.target_label = "shard".into();
+                    a.modulus = 10;
+                }),
                 Some({
                     let mut l = base.clone();
                     let d = md5(b"web");
@@ -345,20 +461,60 @@ mod tests {
             ),
             (
                 "labelmap copies matching names through the replacement",
-                rule(|a| { a.action = "labelmap".into(); a.regex = "__meta_(.+)".into(); }),
-                Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1"), ("app", "web"), ("ns", "Prod"), ("pod", "web-1")])),
+                rule(|a| {
+                    a.action = "labelmap".into();
+                    a.regex = "__meta_(.+)".into();
+                }),
+                Some(labels(&[
+                    ("__meta_ns", "Prod"),
+                    ("__meta_pod", "web-1"),
+                    ("app", "web"),
+                    ("ns", "Prod"),
+                    ("pod", "web-1"),
+                ])),
             ),
-            ("labeldrop removes matching names", rule(|a| { a.action = "labeldrop".into(); a.regex = "__meta_.*".into(); }), Some(labels(&[("app", "web")]))),
-            ("labelkeep keeps matching names", rule(|a| { a.action = "labelkeep".into(); a.regex = "__meta_.*".into(); }), Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1")]))),
+            (
+                "labeldrop removes matching names",
+                rule(|a| {
+                    a.action = "labeldrop".into();
+                    a.regex = "__meta_.*".into();
+                }),
+                Some(labels(&[("app", "web")])),
+            ),
+            (
+                "labelkeep keeps matching names",
+                rule(|a| {
+                    a.action = "labelkeep".into();
+                    a.regex = "__meta_.*".into();
+                }),
+                Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1")])),
+            ),
             (
                 "lowercase",
-                rule(|a| { a.action = "lowercase".into(); a.source_labels = vec!["__meta_ns".into()]; a.target_label = "ns".into(); }),
-                Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1"), ("app", "web"), ("ns", "prod")])),
+                rule(|a| {
+                    a.action = "lowercase".into();
+                    a.source_labels = vec!["__meta_ns".into()];
+                    a.target_label = "ns".into();
+                }),
+                Some(labels(&[
+                    ("__meta_ns", "Prod"),
+                    ("__meta_pod", "web-1"),
+                    ("app", "web"),
+                    ("ns", "prod"),
+                ])),
             ),
             (
                 "uppercase",
-                rule(|a| { a.action = "uppercase".into(); a.source_labels = vec!["app".into()]; a.target_label = "app".into(); }),
-                Some(labels(&[("__meta_ns", "Prod"), ("__meta_pod", "web-1"), ("app", "WEB")])),
+                rule(|a| {
+                    a.action = "uppercase".into();
+                    a.source_labels = vec!["app".into()];
+                    a.target_label = "app".into();
+                }),
+                Some(labels(&[
+                    ("__meta_ns", "Prod"),
+                    ("__meta_pod", "web-1"),
+                    ("app", "WEB"),
+                ])),
             ),
         ];
         for (name, r, want) in cases {
@@ -371,12 +527,21 @@ mod tests {
     #[test]
     fn validation_errors() {
         let mut a = RuleArgs::default();
-        assert_eq!(a.clone().build().unwrap_err(), RuleError::Missing("replace", "target_label"));
+        assert_eq!(
+            a.clone().build().unwrap_err(),
+            RuleError::Missing("replace", "target_label")
+        );
         a.action = "hashmod".into();
         a.target_label = "x".into();
-        assert_eq!(a.clone().build().unwrap_err(), RuleError::Missing("hashmod", "modulus"));
+        assert_eq!(
+            a.clone().build().unwrap_err(),
+            RuleError::Missing("hashmod", "modulus")
+        );
         a.action = "nope".into();
-        assert!(matches!(a.clone().build(), Err(RuleError::UnknownAction(_))));
+        assert!(matches!(
+            a.clone().build(),
+            Err(RuleError::UnknownAction(_))
+        ));
         a.action = "keep".into();
         a.regex = "(".into();
         assert!(matches!(a.build(), Err(RuleError::Regex(..))));

@@ -194,9 +194,17 @@ impl<'a> Scanner<'a> {
         let Some(c) = self.peek() else {
             if self.insert_term {
                 self.insert_term = false;
-                return Token { tok: Tok::Terminator, offset: start, lit: "\n".into() };
+                return Token {
+                    tok: Tok::Terminator,
+                    offset: start,
+                    lit: "\n".into(),
+                };
             }
-            return Token { tok: Tok::Eof, offset: start, lit: String::new() };
+            return Token {
+                tok: Tok::Eof,
+                offset: start,
+                lit: String::new(),
+            };
         };
         let (tok, lit) = if is_letter(c) {
             let lit = self.ident();
@@ -207,7 +215,9 @@ impl<'a> Scanner<'a> {
                 _ => Tok::Ident,
             };
             (tok, lit)
-        } else if c.is_ascii_digit() || (c == '.' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit())) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit()))
+        {
             insert = true;
             self.number()
         } else {
@@ -215,7 +225,11 @@ impl<'a> Scanner<'a> {
             match c {
                 '\n' => {
                     self.insert_term = false;
-                    return Token { tok: Tok::Terminator, offset: start, lit: "\n".into() };
+                    return Token {
+                        tok: Tok::Terminator,
+                        offset: start,
+                        lit: "\n".into(),
+                    };
                 }
                 '\'' => {
                     self.err(start, "illegal single-quoted string; use double quotes");
@@ -259,11 +273,19 @@ impl<'a> Scanner<'a> {
                     if self.insert_term && self.comment_reaches_line_end(start) {
                         self.off = start;
                         self.insert_term = false;
-                        return Token { tok: Tok::Terminator, offset: start, lit: "\n".into() };
+                        return Token {
+                            tok: Tok::Terminator,
+                            offset: start,
+                            lit: "\n".into(),
+                        };
                     }
                     let lit = self.comment(start);
                     self.insert_term = false;
-                    return Token { tok: Tok::Comment, offset: start, lit };
+                    return Token {
+                        tok: Tok::Comment,
+                        offset: start,
+                        lit,
+                    };
                 }
                 '/' => (Tok::Div, String::new()),
                 '%' => (Tok::Mod, String::new()),
@@ -301,7 +323,11 @@ impl<'a> Scanner<'a> {
             }
         };
         self.insert_term = insert;
-        Token { tok, offset: start, lit }
+        Token {
+            tok,
+            offset: start,
+            lit,
+        }
     }
 
     fn switch2(&mut self, one: Tok, two: Tok) -> Tok {
@@ -433,7 +459,10 @@ impl<'a> Scanner<'a> {
                 None => {
                     let msg = match self.peek() {
                         None | Some('\n') => "escape sequence not terminated".to_string(),
-                        Some(c) => format!("illegal character U+{:04X} '{c}' in escape sequence", c as u32),
+                        Some(c) => format!(
+                            "illegal character U+{:04X} '{c}' in escape sequence",
+                            c as u32
+                        ),
                     };
                     self.err(at, msg);
                     return;
@@ -551,7 +580,11 @@ pub fn unquote(lit: &str) -> String {
             'U' => (8, 16),
             _ => continue,
         };
-        let mut x: u32 = if base == 8 { e.to_digit(8).unwrap_or(0) } else { 0 };
+        let mut x: u32 = if base == 8 {
+            e.to_digit(8).unwrap_or(0)
+        } else {
+            0
+        };
         for _ in 0..n {
             if let Some(d) = chars.peek().and_then(|c| c.to_digit(base)) {
                 x = x.saturating_mul(base).saturating_add(d);
@@ -611,15 +644,24 @@ mod tests {
     #[test]
     fn newline_after_value_is_a_terminator() {
         use Tok::*;
-        assert_eq!(toks("a = 1\nb {\n}\n"), vec![Ident, Assign, Number, Terminator, Ident, LCurly, RCurly, Terminator]);
+        assert_eq!(
+            toks("a = 1\nb {\n}\n"),
+            vec![Ident, Assign, Number, Terminator, Ident, LCurly, RCurly, Terminator]
+        );
         // no terminator after an operator: the expression continues on the next line
-        assert_eq!(toks("a = 1 +\n2"), vec![Ident, Assign, Number, Add, Number, Terminator]);
+        assert_eq!(
+            toks("a = 1 +\n2"),
+            vec![Ident, Assign, Number, Add, Number, Terminator]
+        );
     }
 
     #[test]
     fn line_comment_after_value_yields_terminator_then_comment() {
         use Tok::*;
-        assert_eq!(toks("a = 1 // c\n"), vec![Ident, Assign, Number, Terminator, Comment]);
+        assert_eq!(
+            toks("a = 1 // c\n"),
+            vec![Ident, Assign, Number, Terminator, Comment]
+        );
     }
 
     #[test]
@@ -645,7 +687,10 @@ mod tests {
         }
         for (src, msg) in [
             (r#""\q""#, "unknown escape sequence"),
-            (r#""\uD800""#, "escape sequence is invalid Unicode code point"),
+            (
+                r#""\uD800""#,
+                "escape sequence is invalid Unicode code point",
+            ),
             ("\"abc\n", "string literal not terminated"),
             ("'x'", "illegal single-quoted string; use double quotes"),
             ("1e", "exponent has no digits"),

@@ -50,7 +50,9 @@ pub fn namespaces() -> BTreeMap<String, Value> {
         if ns.is_empty() {
             root.insert(name.to_string(), Value::Function(full));
         } else {
-            let e = root.entry(ns.to_string()).or_insert_with(|| Value::Object(BTreeMap::new()));
+            let e = root
+                .entry(ns.to_string())
+                .or_insert_with(|| Value::Object(BTreeMap::new()));
             if let Value::Object(o) = e {
                 o.insert(name.to_string(), Value::Function(full));
             }
@@ -67,7 +69,10 @@ pub fn namespaces() -> BTreeMap<String, Value> {
         other => other,
     };
     c.insert("arch".into(), Value::String(arch.into()));
-    c.insert("version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    c.insert(
+        "version".into(),
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    );
     root.insert("constants".into(), Value::Object(c));
     root
 }
@@ -97,9 +102,17 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
             arity(args, 1)?;
             Ok(Value::String((scope.env)(&s(0)?).unwrap_or_default()))
         }
-        "coalesce" => Ok(args.iter().find(|v| !v.is_zero()).or(args.last()).cloned().unwrap_or(Value::Null)),
+        "coalesce" => Ok(args
+            .iter()
+            .find(|v| !v.is_zero())
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Null)),
         "string.format" => {
-            let fmt = args.first().ok_or("expected at least 1 argument")?.to_str()?;
+            let fmt = args
+                .first()
+                .ok_or("expected at least 1 argument")?
+                .to_str()?;
             Ok(Value::String(sprintf(&fmt, &args[1..])?))
         }
         "string.join" => {
@@ -112,7 +125,9 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
             let parts: Vec<Value> = if sep.is_empty() {
                 v.chars().map(|c| Value::String(c.to_string())).collect()
             } else {
-                v.split(sep.as_str()).map(|p| Value::String(p.into())).collect()
+                v.split(sep.as_str())
+                    .map(|p| Value::String(p.into()))
+                    .collect()
             };
             Ok(Value::Array(parts))
         }
@@ -131,17 +146,23 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
         "string.trim" => {
             arity(args, 2)?;
             let cut: Vec<char> = s(1)?.chars().collect();
-            Ok(Value::String(s(0)?.trim_matches(|c| cut.contains(&c)).into()))
+            Ok(Value::String(
+                s(0)?.trim_matches(|c| cut.contains(&c)).into(),
+            ))
         }
         "string.trim_prefix" => {
             arity(args, 2)?;
             let (v, p) = (s(0)?, s(1)?);
-            Ok(Value::String(v.strip_prefix(p.as_str()).unwrap_or(&v).into()))
+            Ok(Value::String(
+                v.strip_prefix(p.as_str()).unwrap_or(&v).into(),
+            ))
         }
         "string.trim_suffix" => {
             arity(args, 2)?;
             let (v, p) = (s(0)?, s(1)?);
-            Ok(Value::String(v.strip_suffix(p.as_str()).unwrap_or(&v).into()))
+            Ok(Value::String(
+                v.strip_suffix(p.as_str()).unwrap_or(&v).into(),
+            ))
         }
         "string.trim_space" => {
             arity(args, 1)?;
@@ -150,7 +171,8 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
         "array.concat" => concat(args),
         "encoding.from_json" => {
             arity(args, 1)?;
-            let j: serde_json::Value = serde_json::from_str(&s(0)?).map_err(|e| format!("invalid JSON: {e}"))?;
+            let j: serde_json::Value =
+                serde_json::from_str(&s(0)?).map_err(|e| format!("invalid JSON: {e}"))?;
             Ok(from_json(j))
         }
         "encoding.to_json" => {
@@ -165,7 +187,10 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
             }
         }
         "file.path_join" => {
-            let parts = args.iter().map(Value::to_str).collect::<Result<Vec<_>, _>>()?;
+            let parts = args
+                .iter()
+                .map(Value::to_str)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Value::String(path_join(&parts)))
         }
         other => Err(format!("unknown function {other}")),
@@ -174,7 +199,10 @@ pub fn call(name: &str, args: &[Value], scope: &Scope) -> Result<Value, String> 
 
 /// Concatenates arrays. Run-time target sets (from discovery) concatenate symbolically.
 fn concat(args: &[Value]) -> Result<Value, String> {
-    if args.iter().any(|a| matches!(a, Value::Capsule(Capsule::Targets(_)))) {
+    if args
+        .iter()
+        .any(|a| matches!(a, Value::Capsule(Capsule::Targets(_))))
+    {
         let mut parts = Vec::new();
         for a in args {
             parts.push(match a {
@@ -183,7 +211,9 @@ fn concat(args: &[Value]) -> Result<Value, String> {
                 other => return Err(format!("expected array, got {}", other.type_name())),
             });
         }
-        return Ok(Value::Capsule(Capsule::Targets(TargetSource::Concat(parts))));
+        return Ok(Value::Capsule(Capsule::Targets(TargetSource::Concat(
+            parts,
+        ))));
     }
     let mut out = Vec::new();
     for a in args {
@@ -202,7 +232,9 @@ fn from_json(j: serde_json::Value) -> Value {
         serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
         serde_json::Value::String(s) => Value::String(s),
         serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
     }
 }
 
@@ -218,15 +250,26 @@ fn to_json(v: &Value) -> Result<serde_json::Value, String> {
             }
         }
         Value::String(s) => serde_json::Value::String(s.clone()),
-        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect::<Result<_, _>>()?),
-        Value::Object(o) => serde_json::Value::Object(o.iter().map(|(k, v)| Ok((k.clone(), to_json(v)?))).collect::<Result<_, String>>()?),
+        Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        Value::Object(o) => serde_json::Value::Object(
+            o.iter()
+                .map(|(k, v)| Ok((k.clone(), to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
         other => return Err(format!("cannot encode {} as JSON", other.type_name())),
     })
 }
 
 /// Go's `filepath.Join`: joins non-empty parts with `/` and cleans the result.
 fn path_join(parts: &[String]) -> String {
-    let joined = parts.iter().filter(|p| !p.is_empty()).cloned().collect::<Vec<_>>().join("/");
+    let joined = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("/");
     if joined.is_empty() {
         return String::new();
     }
@@ -335,10 +378,16 @@ mod tests {
             ("env(\"UNSET_VAR\")", s("")),
             ("coalesce(sys.env(\"UNSET\"), \"x\")", s("x")),
             ("coalesce(\"\", 0)", Value::Number(0.0)),
-            ("string.format(\"%s-%d-%q\", \"a\", 3, \"b\")", s("a-3-\"b\"")),
+            (
+                "string.format(\"%s-%d-%q\", \"a\", 3, \"b\")",
+                s("a-3-\"b\""),
+            ),
             ("format(\"%5.1f|%-3s|\", 2.5, \"x\")", s("  2.5|x  |")),
             ("string.join([\"a\", \"b\"], \",\")", s("a,b")),
-            ("string.split(\"a/b\", \"/\")", Value::Array(vec![s("a"), s("b")])),
+            (
+                "string.split(\"a/b\", \"/\")",
+                Value::Array(vec![s("a"), s("b")]),
+            ),
             ("string.replace(\"aXa\", \"a\", \"b\")", s("bXb")),
             ("to_upper(\"ab\")", s("AB")),
             ("string.to_lower(\"AB\")", s("ab")),
@@ -346,12 +395,28 @@ mod tests {
             ("string.trim_prefix(\"pre-x\", \"pre-\")", s("x")),
             ("string.trim_suffix(\"x.log\", \".log\")", s("x")),
             ("string.trim_space(\"  a \")", s("a")),
-            ("array.concat([1], [2, 3])", Value::Array(vec![Value::Number(1.0), Value::Number(2.0), Value::Number(3.0)])),
+            (
+                "array.concat([1], [2, 3])",
+                Value::Array(vec![
+                    Value::Number(1.0),
+                    Value::Number(2.0),
+                    Value::Number(3.0),
+                ]),
+            ),
             ("concat([], [1])", Value::Array(vec![Value::Number(1.0)])),
-            ("encoding.from_json(\"{\\\"a\\\": [1, true]}\").a[1]", Value::Bool(true)),
-            ("encoding.to_json({a = 1, b = \"x\"})", s("{\"a\":1,\"b\":\"x\"}")),
+            (
+                "encoding.from_json(\"{\\\"a\\\": [1, true]}\").a[1]",
+                Value::Bool(true),
+            ),
+            (
+                "encoding.to_json({a = 1, b = \"x\"})",
+                s("{\"a\":1,\"b\":\"x\"}"),
+            ),
             ("convert.nonsensitive(\"x\")", s("x")),
-            ("file.path_join(\"/var/log\", \"pods\", \"../x\")", s("/var/log/x")),
+            (
+                "file.path_join(\"/var/log\", \"pods\", \"../x\")",
+                s("/var/log/x"),
+            ),
             ("constants.os", s(std::env::consts::OS)),
         ];
         for (src, want) in cases {

@@ -45,7 +45,10 @@ pub struct KubeletPods {
 pub fn targets_from_value(v: &Value) -> Result<Vec<Labels>, String> {
     match v {
         Value::Array(a) => a.iter().map(|t| t.to_string_map()).collect(),
-        other => Err(format!("expected list(map(string)), got {}", other.type_name())),
+        other => Err(format!(
+            "expected list(map(string)), got {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -60,7 +63,11 @@ impl TargetSource {
                 .into_iter()
                 .filter_map(|mut l| relabel::apply(rules, &mut l).then_some(l))
                 .collect(),
-            TargetSource::FileMatch(inner) => inner.resolve(pods_root).into_iter().flat_map(|t| expand_target(&t, pods_root)).collect(),
+            TargetSource::FileMatch(inner) => inner
+                .resolve(pods_root)
+                .into_iter()
+                .flat_map(|t| expand_target(&t, pods_root))
+                .collect(),
             TargetSource::Concat(v) => v.iter().flat_map(|s| s.resolve(pods_root)).collect(),
         }
     }
@@ -82,7 +89,9 @@ impl KubeletPods {
     pub fn scan(&self, root: &Path) -> Vec<Labels> {
         let mut out = Vec::new();
         for (name, dir) in read_dir_sorted(root) {
-            let Some((ns, pod, uid)) = parse_pod_dir(&name) else { continue };
+            let Some((ns, pod, uid)) = parse_pod_dir(&name) else {
+                continue;
+            };
             if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == ns) {
                 continue;
             }
@@ -105,7 +114,10 @@ impl KubeletPods {
                 l.insert("__meta_kubernetes_namespace".into(), ns.into());
                 l.insert("__meta_kubernetes_pod_name".into(), pod.into());
                 l.insert("__meta_kubernetes_pod_uid".into(), uid.into());
-                l.insert("__meta_kubernetes_pod_container_name".into(), container.clone());
+                l.insert(
+                    "__meta_kubernetes_pod_container_name".into(),
+                    container.clone(),
+                );
                 l.insert("__path__".into(), format!("{}/*.log", cdir.display()));
                 out.push(l);
             }
@@ -116,7 +128,10 @@ impl KubeletPods {
 
 fn read_dir_sorted(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut v: Vec<(String, PathBuf)> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(Result::ok).filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect(),
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .collect(),
         Err(_) => Vec::new(),
     };
     v.sort();
@@ -126,7 +141,10 @@ fn read_dir_sorted(dir: &Path) -> Vec<(String, PathBuf)> {
 /// Rewrites `/var/log/pods/...` onto `pods_root`.
 pub fn rebase(path: &str, pods_root: &Path) -> String {
     match path.strip_prefix(KUBELET_PODS_ROOT) {
-        Some(rest) if pods_root != Path::new(KUBELET_PODS_ROOT) && (rest.is_empty() || rest.starts_with('/')) => {
+        Some(rest)
+            if pods_root != Path::new(KUBELET_PODS_ROOT)
+                && (rest.is_empty() || rest.starts_with('/')) =>
+        {
             format!("{}{rest}", pods_root.display())
         }
         _ => path.to_string(),
@@ -135,10 +153,16 @@ pub fn rebase(path: &str, pods_root: &Path) -> String {
 
 /// Expands one target's `__path__` glob into one target per existing file.
 fn expand_target(t: &Labels, pods_root: &Path) -> Vec<Labels> {
-    let Some(pattern) = t.get("__path__") else { return Vec::new() };
+    let Some(pattern) = t.get("__path__") else {
+        return Vec::new();
+    };
     let pattern = rebase(pattern, pods_root);
-    let exclude = t.get("__path_exclude__").and_then(|e| Glob::new(&rebase(e, pods_root)));
-    let Some(g) = Glob::new(&pattern) else { return Vec::new() };
+    let exclude = t
+        .get("__path_exclude__")
+        .and_then(|e| Glob::new(&rebase(e, pods_root)));
+    let Some(g) = Glob::new(&pattern) else {
+        return Vec::new();
+    };
     g.files()
         .into_iter()
         .filter(|p| !exclude.as_ref().is_some_and(|e| e.matches(p)))
@@ -163,9 +187,20 @@ pub struct Glob {
 impl Glob {
     pub fn new(pattern: &str) -> Option<Glob> {
         let segs: Vec<&str> = pattern.split('/').collect();
-        let first_wild = segs.iter().position(|s| s.contains(['*', '?', '[', '{'])).unwrap_or(segs.len());
-        let base = if first_wild == 0 { PathBuf::from(".") } else { PathBuf::from(segs[..first_wild].join("/")) };
-        let base = if base.as_os_str().is_empty() { PathBuf::from("/") } else { base };
+        let first_wild = segs
+            .iter()
+            .position(|s| s.contains(['*', '?', '[', '{']))
+            .unwrap_or(segs.len());
+        let base = if first_wild == 0 {
+            PathBuf::from(".")
+        } else {
+            PathBuf::from(segs[..first_wild].join("/"))
+        };
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from("/")
+        } else {
+            base
+        };
         let depth = (!pattern.contains("**")).then(|| segs.len().saturating_sub(first_wild));
         let mut re = String::from("^");
         let chars: Vec<char> = pattern.chars().collect();
@@ -229,10 +264,14 @@ impl Glob {
         let mut out = Vec::new();
         let mut stack = vec![(self.base.clone(), 0usize)];
         while let Some((dir, d)) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.filter_map(Result::ok) {
                 let p = e.path();
-                let Ok(ft) = std::fs::metadata(&p).map(|m| m.file_type()) else { continue };
+                let Ok(ft) = std::fs::metadata(&p).map(|m| m.file_type()) else {
+                    continue;
+                };
                 let s = p.to_string_lossy().to_string();
                 if ft.is_dir() {
                     if self.depth.is_none_or(|max| d + 1 < max) {
@@ -266,13 +305,18 @@ impl AlloyDiscovery {
 
     /// Resolved targets, `__` labels still present (for tests and `agent check -v`).
     pub fn resolve(&self) -> Vec<Labels> {
-        self.sources.iter().flat_map(|s| s.resolve(&self.pods_root)).collect()
+        self.sources
+            .iter()
+            .flat_map(|s| s.resolve(&self.pods_root))
+            .collect()
     }
 }
 
 impl Discovery for AlloyDiscovery {
     fn scan(&mut self) -> Vec<Target> {
-        if !self.announced.swap(true, Ordering::Relaxed) && self.sources.iter().any(TargetSource::uses_kubelet) {
+        if !self.announced.swap(true, Ordering::Relaxed)
+            && self.sources.iter().any(TargetSource::uses_kubelet)
+        {
             tracing::info!(
                 pods_root = %self.pods_root.display(),
                 "discovery.kubernetes: no Kubernetes API client; pod targets come from kubelet paths (namespace, pod, uid, container)"
@@ -280,7 +324,9 @@ impl Discovery for AlloyDiscovery {
         }
         let mut by_path: BTreeMap<PathBuf, Target> = BTreeMap::new();
         for t in self.resolve() {
-            let Some(path) = t.get("__path__") else { continue };
+            let Some(path) = t.get("__path__") else {
+                continue;
+            };
             let path = PathBuf::from(path);
             let namespace = t
                 .get("namespace")
@@ -288,7 +334,11 @@ impl Discovery for AlloyDiscovery {
                 .cloned()
                 .unwrap_or_default();
             // Alloy labels each entry with `filename`; `__*` labels are internal.
-            let mut labels: Vec<(String, String)> = t.iter().filter(|(k, _)| !k.starts_with("__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut labels: Vec<(String, String)> = t
+                .iter()
+                .filter(|(k, _)| !k.starts_with("__"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             labels.push(("filename".into(), path.display().to_string()));
             labels.sort();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -299,7 +349,9 @@ impl Discovery for AlloyDiscovery {
                 if let Some(dir) = path.parent() {
                     for (sib, sp) in read_dir_sorted(dir) {
                         match classify(&sib) {
-                            Some(k @ (FileKind::Rotated | FileKind::RotatedGz)) if sib.starts_with(name) => {
+                            Some(k @ (FileKind::Rotated | FileKind::RotatedGz))
+                                if sib.starts_with(name) =>
+                            {
                                 by_path.entry(sp.clone()).or_insert(Target {
                                     path: sp,
                                     kind: k,
@@ -312,7 +364,15 @@ impl Discovery for AlloyDiscovery {
                     }
                 }
             }
-            by_path.insert(path.clone(), Target { path, kind, labels, namespace });
+            by_path.insert(
+                path.clone(),
+                Target {
+                    path,
+                    kind,
+                    labels,
+                    namespace,
+                },
+            );
         }
         by_path.into_values().collect()
     }
@@ -329,8 +389,16 @@ mod tests {
     #[test]
     fn glob_table() {
         let cases = [
-            ("/var/log/pods/*/*/*.log", "/var/log/pods/ns_p_u/c/0.log", true),
-            ("/var/log/pods/*/*/*.log", "/var/log/pods/ns_p_u/c/0.log.2024", false),
+            (
+                "/var/log/pods/*/*/*.log",
+                "/var/log/pods/ns_p_u/c/0.log",
+                true,
+            ),
+            (
+                "/var/log/pods/*/*/*.log",
+                "/var/log/pods/ns_p_u/c/0.log.2024",
+                false,
+            ),
             ("/var/log/**/*.log", "/var/log/a/b/c.log", true),
             ("/var/log/**/*.log", "/var/log/c.log", true),
             ("/var/log/{a,b}/x.log", "/var/log/b/x.log", true),
@@ -338,14 +406,24 @@ mod tests {
             ("/var/log/*.log", "/var/log/sub/a.log", false),
         ];
         for (pat, path, want) in cases {
-            assert_eq!(Glob::new(pat).map(|g| g.matches(path)), Some(want), "{pat} {path}");
+            assert_eq!(
+                Glob::new(pat).map(|g| g.matches(path)),
+                Some(want),
+                "{pat} {path}"
+            );
         }
     }
 
     #[test]
     fn rebases_kubelet_paths() {
-        assert_eq!(rebase("/var/log/pods/*/x.log", Path::new("/tmp/n")), "/tmp/n/*/x.log");
-        assert_eq!(rebase("/var/log/podsx", Path::new("/tmp/n")), "/var/log/podsx");
+        assert_eq!(
+            rebase("/var/log/pods/*/x.log", Path::new("/tmp/n")),
+            "/tmp/n/*/x.log"
+        );
+        assert_eq!(
+            rebase("/var/log/podsx", Path::new("/tmp/n")),
+            "/var/log/podsx"
+        );
     }
 
     #[test]
@@ -356,7 +434,11 @@ mod tests {
             std::fs::create_dir_all(root.join(pod).join(c)).expect("mkdir");
             std::fs::write(root.join(pod).join(c).join("0.log"), "x\n").expect("write");
         }
-        std::fs::write(root.join("default_web_u1/app/0.log.20240101-000000"), "old\n").expect("write");
+        std::fs::write(
+            root.join("default_web_u1/app/0.log.20240101-000000"),
+            "old\n",
+        )
+        .expect("write");
         let k = TargetSource::Kubelet(KubeletPods {
             namespaces: vec!["default".into()],
             ..Default::default()
@@ -365,7 +447,10 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0]["__meta_kubernetes_pod_uid"], "u1");
         assert_eq!(t[0]["__meta_kubernetes_pod_container_name"], "app");
-        let mut d = AlloyDiscovery::new(vec![TargetSource::FileMatch(Box::new(k))], root.to_path_buf());
+        let mut d = AlloyDiscovery::new(
+            vec![TargetSource::FileMatch(Box::new(k))],
+            root.to_path_buf(),
+        );
         let files = d.scan();
         assert_eq!(files.len(), 2, "{files:?}");
         assert!(files.iter().any(|f| f.kind == FileKind::Rotated));

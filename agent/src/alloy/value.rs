@@ -73,7 +73,9 @@ impl Value {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(format_number(*n)),
             Value::Bool(b) => Ok(b.to_string()),
-            Value::Secret(_) => Err("expected string, got secret (use convert.nonsensitive to reveal it)".into()),
+            Value::Secret(_) => {
+                Err("expected string, got secret (use convert.nonsensitive to reveal it)".into())
+            }
             other => Err(format!("expected string, got {}", other.type_name())),
         }
     }
@@ -96,7 +98,10 @@ impl Value {
     pub fn to_number(&self) -> Result<f64, String> {
         match self {
             Value::Number(n) => Ok(*n),
-            Value::String(s) => s.trim().parse().map_err(|_| format!("cannot convert {s:?} to number")),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("cannot convert {s:?} to number")),
             other => Err(format!("expected number, got {}", other.type_name())),
         }
     }
@@ -104,7 +109,10 @@ impl Value {
     pub fn to_u64(&self) -> Result<u64, String> {
         let n = self.to_number()?;
         if n < 0.0 || n.fract() != 0.0 || n > u64::MAX as f64 {
-            return Err(format!("expected a non-negative integer, got {}", format_number(n)));
+            return Err(format!(
+                "expected a non-negative integer, got {}",
+                format_number(n)
+            ));
         }
         Ok(n as u64)
     }
@@ -112,7 +120,8 @@ impl Value {
     /// A Go duration string (`"250ms"`, `"5m"`, `"1h30m"`).
     pub fn to_duration(&self) -> Result<Duration, String> {
         let s = self.to_str()?;
-        parse_go_duration(&s).ok_or_else(|| format!("invalid duration {s:?} (e.g. \"250ms\", \"5m\")"))
+        parse_go_duration(&s)
+            .ok_or_else(|| format!("invalid duration {s:?} (e.g. \"250ms\", \"5m\")"))
     }
 
     /// A byte size: `"1MiB"` (base 2) or a plain number of bytes.
@@ -130,7 +139,10 @@ impl Value {
 
     pub fn to_string_map(&self) -> Result<BTreeMap<String, String>, String> {
         match self {
-            Value::Object(o) => o.iter().map(|(k, v)| Ok((k.clone(), v.to_str().map_err(|e| format!("{k}: {e}"))?))).collect(),
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), v.to_str().map_err(|e| format!("{k}: {e}"))?)))
+                .collect(),
             other => Err(format!("expected object, got {}", other.type_name())),
         }
     }
@@ -163,7 +175,9 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         }
         let n: f64 = rest[..n_end].parse().ok()?;
         rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..u_end] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
