@@ -1,0 +1,168 @@
+//! The per-entry processing an Alloy config describes, as plain data the agent calls per line:
+//! an [`Entry`], a [`Pipeline`] of `loki.process` stages, and a [`Route`] (process stages and
+//! `loki.relabel` rules in `forward_to` order) from a source to `loki.write`.
+
+use std::collections::BTreeMap;
+
+use super::relabel::{self, Labels, Rule};
+use super::stages::Stage;
+
+/// One log entry as `loki.process` sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Entry {
+    pub labels: Labels,
+    /// Values extracted by parsing stages, read by later stages.
+    pub extracted: BTreeMap<String, String>,
+    /// Unix nanoseconds; the read time until a stage sets it.
+    pub ts: i64,
+    pub line: String,
+    pub structured_metadata: Labels,
+}
+
+impl Entry {
+    pub fn new(labels: Labels, ts: i64, line: impl Into<String>) -> Self {
+        Entry {
+            labels,
+            ts,
+            line: line.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The stream key (labels), used for per-stream state like CRI partials and multiline.
+    pub fn stream_key(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A value named by a stage's `source`: the extracted map, or the line when unset.
+    pub fn source(&self, source: Option<&str>) -> Option<String> {
+        match source {
+            None | Some("") => Some(self.line.clone()),
+            Some(s) => self.extracted.get(s).cloned(),
+        }
+    }
+}
+
+/// `loki.process` stages in source order, with their per-stream state and drop counters.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    pub stages: Vec<Stage>,
+    /// Drops by reason, like `loki_process_dropped_lines_total{reason}`.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+impl Pipeline {
+    pub fn new(stages: Vec<Stage>) -> Self {
+        Pipeline {
+            stages,
+            dropped: BTreeMap::new(),
+        }
+    }
+
+    /// Runs one entry through every stage. Stages may hold an entry back (CRI partials,
+    /// multiline), emit several, or drop it. `now` is Unix nanoseconds.
+    pub fn process(&mut self, e: Entry, now: i64) -> Vec<Entry> {
+        let mut batch = vec![e];
+        for st in &mut self.stages {
+            let mut next = Vec::with_capacity(batch.len());
+            for e in batch {
+                st.process(e, now, &mut next, &mut self.dropped);
+            }
+            batch = next;
+            if batch.is_empty() {
+                break;
+            }
+        }
+        batch
+    }
+
+    /// Emits entries whose wait time has passed (multiline `max_wait_time`); call periodically.
+    pub fn flush(&mut self, now: i64, force: bool) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for i in 0..self.stages.len() {
+            let released = self.stages[i].flush(now, force);
+            if released.is_empty() {
+                continue;
+            }
+            // Released entries continue through the stages after the one that held them.
+            let mut batch = released;
+            for st in &mut self.stages[i + 1..] {
+                let mut next = Vec::new();
+                for e in batch {
+                    st.process(e, now, &mut next, &mut self.dropped);
+                }
+                batch = next;
+            }
+            out.extend(batch);
+        }
+        out
+    }
+}
+
+/// One hop on the way from a source to `loki.write`.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A `loki.process` component.
+    Process { id: String, pipeline: Pipeline },
+    /// A `loki.relabel` component; an entry whose labels end up empty is dropped.
+    Relabel { id: String, rules: Vec<Rule> },
+}
+
+/// The chain of components a source's entries pass through, ending at `loki.write`.
+#[derive(Debug, Clone, Default)]
+pub struct Route {
+    pub steps: Vec<Step>,
+}
+
+impl Route {
+    /// Processes one entry through every step.
+    pub fn process(&mut self, e: Entry, now: i64) -> Vec<Entry> {
+        let mut batch = vec![e];
+        for step in &mut self.steps {
+            batch = step_run(step, batch, now);
+        }
+        batch
+    }
+
+    /// Releases held entries (multiline timeouts) through the remaining steps.
+    pub fn flush(&mut self, now: i64, force: bool) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for i in 0..self.steps.len() {
+            let released = match &mut self.steps[i] {
+                Step::Process { pipeline, .. } => pipeline.flush(now, force),
+                Step::Relabel { .. } => Vec::new(),
+            };
+            let mut batch = released;
+            for step in &mut self.steps[i + 1..] {
+                batch = step_run(step, batch, now);
+            }
+            out.extend(batch);
+        }
+        out
+    }
+
+    /// Whether the route does nothing (the agent can skip calling it).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+fn step_run(step: &mut Step, batch: Vec<Entry>, now: i64) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for e in batch {
+        match step {
+            Step::Process { pipeline, .. } => out.extend(pipeline.process(e, now)),
+            Step::Relabel { rules, .. } => {
+                let mut e = e;
+                if relabel::apply(rules, &mut e.labels) && !e.labels.is_empty() {
+                    out.push(e);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1279 @@
+//! `loki.process` stages as pure state machines over [`Entry`] values (spec §2.6): parsing
+//! (cri, docker, json, logfmt, regex), labels, timestamps, output, filtering (drop, match,
+//! limit), multiline joining, tenant and structured metadata.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use regex::Regex;
+
+use super::pipeline::{Entry, Pipeline};
+use super::relabel::Labels;
+
+/// The label Loki clients read the tenant from.
+pub const TENANT_LABEL: &str = "__tenant_id__";
+
+#[derive(Debug, Clone)]
+pub enum Stage {
+    Cri(Cri),
+    Docker,
+    Json {
+        expressions: Vec<(String, String)>,
+        source: Option<String>,
+        drop_malformed: bool,
+    },
+    Logfmt {
+        mapping: Vec<(String, String)>,
+        source: Option<String>,
+    },
+    Regex {
+        expression: Regex,
+        source: Option<String>,
+        labels_from_groups: bool,
+    },
+    Labels {
+        values: Vec<(String, String)>,
+        from_structured_metadata: bool,
+    },
+    StaticLabels(Labels),
+    LabelDrop(Vec<String>),
+    LabelKeep(Vec<String>),
+    StructuredMetadata {
+        values: Vec<(String, String)>,
+        regex: Option<Regex>,
+    },
+    Timestamp(Timestamp),
+    Output {
+        source: String,
+    },
+    Drop(DropStage),
+    Match(Box<MatchStage>),
+    Multiline(Multiline),
+    Tenant(TenantFrom),
+    Limit(Limit),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cri {
+    pub max_partial_lines: usize,
+    pub max_partial_line_size: usize,
+    pub max_partial_line_size_truncate: bool,
+    /// Buffered `P` chunks per stream.
+    pub partials: BTreeMap<String, Entry>,
+}
+
+impl Cri {
+    pub fn new(max_partial_lines: usize, max_partial_line_size: usize, truncate: bool) -> Self {
+        Cri {
+            max_partial_lines,
+            max_partial_line_size,
+            max_partial_line_size_truncate: truncate,
+            partials: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timestamp {
+    pub source: String,
+    pub format: String,
+    pub fallback_formats: Vec<String>,
+    /// On failure keep the entry's time (`fudge`/`skip` both keep the line; we never drop).
+    pub action_on_failure: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DropStage {
+    pub source: Vec<String>,
+    pub separator: String,
+    pub expression: Option<Regex>,
+    pub value: Option<String>,
+    pub older_than: Option<Duration>,
+    pub longer_than: Option<usize>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchStage {
+    pub selector: Selector,
+    pub drop: bool,
+    pub reason: String,
+    pub pipeline: Pipeline,
+}
+
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    pub firstline: Regex,
+    pub max_lines: usize,
+    pub max_wait: Duration,
+    pub trim_newlines: bool,
+    /// Per stream: the entry being built, its line count and when it started waiting.
+    pub buffers: BTreeMap<String, (Entry, usize, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TenantFrom {
+    Label(String),
+    Source(String),
+    Value(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub rate: f64,
+    pub burst: f64,
+    pub drop: bool,
+    pub by_label_name: Option<String>,
+    pub max_distinct_labels: usize,
+    /// Token buckets: (tokens, last refill ns), per label value ("" without `by_label_name`).
+    pub buckets: BTreeMap<String, (f64, i64)>,
+}
+
+fn count_drop(dropped: &mut BTreeMap<String, u64>, reason: &str) {
+    *dropped.entry(reason.to_string()).or_default() += 1;
+}
+
+impl Stage {
+    /// Processes one entry, pushing what continues to `out`.
+    pub fn process(
+        &mut self,
+        mut e: Entry,
+        now: i64,
+        out: &mut Vec<Entry>,
+        dropped: &mut BTreeMap<String, u64>,
+    ) {
+        match self {
+            Stage::Cri(c) => cri(c, e, out),
+            Stage::Docker => {
+                docker(&mut e);
+                out.push(e);
+            }
+            Stage::Json {
+                expressions,
+                source,
+                drop_malformed,
+            } => {
+                let parsed = e
+                    .source(source.as_deref())
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+                match parsed {
+                    Some(j) => {
+                        for (name, expr) in expressions.iter() {
+                            let path = if expr.is_empty() {
+                                name.as_str()
+                            } else {
+                                expr.as_str()
+                            };
+                            if let Some(v) = json_path(&j, path) {
+                                e.extracted.insert(name.clone(), v);
+                            }
+                        }
+                        out.push(e);
+                    }
+                    None if *drop_malformed => count_drop(dropped, "drop_malformed"),
+                    None => out.push(e),
+                }
+            }
+            Stage::Logfmt { mapping, source } => {
+                if let Some(s) = e.source(source.as_deref()) {
+                    let kv = logfmt(&s);
+                    for (name, key) in mapping.iter() {
+                        let key = if key.is_empty() { name } else { key };
+                        if let Some(v) = kv.get(key.as_str()) {
+                            e.extracted.insert(name.clone(), v.clone());
+                        }
+                    }
+                }
+                out.push(e);
+            }
+            Stage::Regex {
+                expression,
+                source,
+                labels_from_groups,
+            } => {
+                if let Some(s) = e.source(source.as_deref()) {
+                    if let Some(c) = expression.captures(&s) {
+                        for name in expression.capture_names().flatten() {
+                            if let Some(m) = c.name(name) {
+                                e.extracted.insert(name.to_string(), m.as_str().to_string());
+                                if *labels_from_groups {
+                                    e.labels.insert(name.to_string(), m.as_str().to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                out.push(e);
+            }
+            Stage::Labels {
+                values,
+                from_structured_metadata,
+            } => {
+                for (label, src) in values.iter() {
+                    let src = if src.is_empty() { label } else { src };
+                    let v = if *from_structured_metadata {
+                        e.structured_metadata.get(src)
+                    } else {
+                        e.extracted.get(src)
+                    };
+                    if let Some(v) = v.cloned() {
+                        e.labels.insert(label.clone(), v);
+                    }
+                }
+                out.push(e);
+            }
+            Stage::StaticLabels(l) => {
+                e.labels
+                    .extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                out.push(e);
+            }
+            Stage::LabelDrop(names) => {
+                e.labels.retain(|k, _| !names.contains(k));
+                out.push(e);
+            }
+            Stage::LabelKeep(names) => {
+                e.labels.retain(|k, _| names.contains(k));
+                out.push(e);
+            }
+            Stage::StructuredMetadata { values, regex } => {
+                for (name, src) in values.iter() {
+                    let src = if src.is_empty() { name } else { src };
+                    if let Some(v) = e.extracted.get(src).cloned() {
+                        // A value promoted to metadata moves out of the labels.
+                        e.labels.remove(name);
+                        e.structured_metadata.insert(name.clone(), v);
+                    }
+                }
+                if let Some(re) = regex {
+                    let moved: Vec<String> = e
+                        .labels
+                        .keys()
+                        .filter(|k| re.is_match(k))
+                        .cloned()
+                        .collect();
+                    for k in moved {
+                        if let Some(v) = e.labels.remove(&k) {
+                            e.structured_metadata.insert(k, v);
+                        }
+                    }
+                }
+                out.push(e);
+            }
+            Stage::Timestamp(t) => {
+                if let Some(v) = e.extracted.get(&t.source) {
+                    let parsed = std::iter::once(&t.format)
+                        .chain(t.fallback_formats.iter())
+                        .find_map(|f| parse_time(v, f, now));
+                    if let Some(ts) = parsed {
+                        e.ts = ts;
+                    }
+                }
+                out.push(e);
+            }
+            Stage::Output { source } => {
+                if let Some(v) = e.extracted.get(source.as_str()) {
+                    e.line = v.clone();
+                }
+                out.push(e);
+            }
+            Stage::Drop(d) => {
+                if d.matches(&e, now) {
+                    count_drop(dropped, &d.reason);
+                } else {
+                    out.push(e);
+                }
+            }
+            Stage::Match(m) => {
+                if !m.selector.matches(&e) {
+                    out.push(e);
+                } else if m.drop {
+                    count_drop(dropped, &m.reason);
+                } else {
+                    out.extend(m.pipeline.process(e, now));
+                }
+            }
+            Stage::Multiline(m) => m.process(e, now, out),
+            Stage::Tenant(t) => {
+                let v = match t {
+                    TenantFrom::Label(l) => e.labels.get(l.as_str()).cloned(),
+                    TenantFrom::Source(s) => e.extracted.get(s.as_str()).cloned(),
+                    TenantFrom::Value(v) => Some(v.clone()),
+                };
+                if let Some(v) = v.filter(|v| !v.is_empty()) {
+                    e.labels.insert(TENANT_LABEL.into(), v);
+                }
+                out.push(e);
+            }
+            Stage::Limit(l) => {
+                if l.allow(&e, now) || !l.drop {
+                    // Without `drop`, Alloy blocks the pipeline; the agent's back-pressure from
+                    // Loki does that job, so the entry passes.
+                    out.push(e);
+                } else {
+                    count_drop(dropped, "ratelimit_drop_stage");
+                }
+            }
+        }
+    }
+
+    /// Releases held entries whose time is up (or all, when `force`).
+    pub fn flush(&mut self, now: i64, force: bool) -> Vec<Entry> {
+        match self {
+            Stage::Multiline(m) => {
+                let wait = m.max_wait.as_nanos() as i64;
+                let due: Vec<String> = m
+                    .buffers
+                    .iter()
+                    .filter(|(_, (_, _, t))| force || now - t >= wait)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let held: Vec<Entry> = due
+                    .into_iter()
+                    .filter_map(|k| m.buffers.remove(&k))
+                    .map(|(e, _, _)| e)
+                    .collect();
+                held.into_iter().map(|e| m.finish(e)).collect()
+            }
+            Stage::Match(m) => m.pipeline.flush(now, force),
+            Stage::Cri(c) if force => std::mem::take(&mut c.partials).into_values().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `TS STREAM FLAGS CONTENT`; `P` chunks are held per stream until the `F` chunk.
+fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
+    let Some(p) = crate_cri_split(&e.line) else {
+        out.push(e); // not CRI: pass through unchanged
+        return;
+    };
+    let (ts, stream, flags, content) = p;
+    if let Some(t) = ts {
+        e.ts = t;
+    }
+    e.labels.insert("stream".into(), stream.clone());
+    e.extracted.insert("stream".into(), stream);
+    e.extracted.insert("flags".into(), flags.clone());
+    e.extracted.insert("content".into(), content.clone());
+    e.line = content;
+    let key = e.stream_key();
+    let partial = flags.split(':').any(|f| f == "P");
+    if let Some(mut held) = c.partials.remove(&key) {
+        held.line.push_str(&e.line);
+        if c.max_partial_line_size > 0
+            && held.line.len() > c.max_partial_line_size
+            && c.max_partial_line_size_truncate
+        {
+            let mut cut = c.max_partial_line_size;
+            while !held.line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            held.line.truncate(cut);
+        }
+        if partial {
+            c.partials.insert(key, held);
+        } else {
+            held.extracted.insert("content".into(), held.line.clone());
+            out.push(held);
+        }
+        return;
+    }
+    if partial {
+        if c.partials.len() >= c.max_partial_lines {
+            // At the cap every held partial goes out as its own entry.
+            out.extend(std::mem::take(&mut c.partials).into_values());
+        }
+        c.partials.insert(key, e);
+    } else {
+        out.push(e);
+    }
+}
+
+type CriParts = (Option<i64>, String, String, String);
+
+fn crate_cri_split(line: &str) -> Option<CriParts> {
+    let (ts, rest) = line.split_once(' ')?;
+    let (stream, rest) = rest.split_once(' ')?;
+    if stream != "stdout" && stream != "stderr" {
+        return None;
+    }
+    let t = DateTime::parse_from_rfc3339(ts).ok()?.timestamp_nanos_opt();
+    // The flags field may be missing: then it is a full line.
+    let (flags, content) = match rest.split_once(' ') {
+        Some((f, c)) if !f.is_empty() && f.split(':').all(|x| x == "P" || x == "F") => {
+            (f.to_string(), c.to_string())
+        }
+        None if rest == "P" || rest == "F" => (rest.to_string(), String::new()),
+        _ => ("F".to_string(), rest.to_string()),
+    };
+    Some((t, stream.to_string(), flags, content))
+}
+
+fn docker(e: &mut Entry) {
+    let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(&e.line)
+    else {
+        return;
+    };
+    let (Some(log), Some(stream)) = (
+        o.get("log").and_then(|v| v.as_str()),
+        o.get("stream").and_then(|v| v.as_str()),
+    ) else {
+        return;
+    };
+    if let Some(t) = o
+        .get("time")
+        .and_then(|v| v.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| t.timestamp_nanos_opt())
+    {
+        e.ts = t;
+    }
+    e.labels.insert("stream".into(), stream.into());
+    e.extracted.insert("stream".into(), stream.into());
+    e.extracted.insert("output".into(), log.into());
+    // Alloy keeps the trailing newline of `log`.
+    e.line = log.to_string();
+}
+
+/// A JMESPath subset: `a.b`, `"quoted-key".c`, `a[0]`.
+pub fn json_path(v: &serde_json::Value, path: &str) -> Option<String> {
+    let mut cur = v;
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        let key;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"')?;
+            key = &r[..end];
+            rest = &r[end + 1..];
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            key = &rest[..end];
+            rest = &rest[end..];
+        }
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let i: usize = r[..end].trim().parse().ok()?;
+            cur = cur.get(i)?;
+            rest = &r[end + 1..];
+        }
+    }
+    Some(match cur {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => return None,
+        other => other.to_string(),
+    })
+}
+
+/// `key=value key="quoted value"` pairs.
+pub fn logfmt(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut it = s.chars().peekable();
+    loop {
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = it.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            it.next();
+        }
+        if key.is_empty() {
+            if it.next().is_none() {
+                return out;
+            }
+            continue;
+        }
+        let mut val = String::new();
+        if it.peek() == Some(&'=') {
+            it.next();
+            if it.peek() == Some(&'"') {
+                it.next();
+                while let Some(c) = it.next() {
+                    match c {
+                        '\\' => {
+                            if let Some(n) = it.next() {
+                                val.push(if n == 'n' { '\n' } else { n });
+                            }
+                        }
+                        '"' => break,
+                        c => val.push(c),
+                    }
+                }
+            } else {
+                while let Some(&c) = it.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    val.push(c);
+                    it.next();
+                }
+            }
+        }
+        out.insert(key, val);
+    }
+}
+
+impl DropStage {
+    /// All configured conditions must hold (AND), like Alloy.
+    fn matches(&self, e: &Entry, now: i64) -> bool {
+        let mut any = false;
+        if self.expression.is_some() || self.value.is_some() {
+            let v = if self.source.is_empty() {
+                Some(e.line.clone())
+            } else {
+                let parts: Vec<Option<&String>> =
+                    self.source.iter().map(|s| e.extracted.get(s)).collect();
+                if parts.iter().any(Option::is_none) {
+                    return false;
+                }
+                Some(
+                    parts
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(&self.separator),
+                )
+            };
+            let Some(v) = v else { return false };
+            if let Some(re) = &self.expression {
+                if !re.is_match(&v) {
+                    return false;
+                }
+            }
+            if let Some(want) = &self.value {
+                if &v != want {
+                    return false;
+                }
+            }
+            any = true;
+        } else if !self.source.is_empty() {
+            // Only `source`: drop when every named value exists.
+            if self.source.iter().any(|s| !e.extracted.contains_key(s)) {
+                return false;
+            }
+            any = true;
+        }
+        if let Some(age) = self.older_than {
+            if now - e.ts <= age.as_nanos() as i64 {
+                return false;
+            }
+            any = true;
+        }
+        if let Some(n) = self.longer_than {
+            if e.line.len() <= n {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+}
+
+impl Multiline {
+    fn finish(&self, mut e: Entry) -> Entry {
+        if self.trim_newlines {
+            while e.line.ends_with('\n') || e.line.ends_with('\r') {
+                e.line.pop();
+            }
+        }
+        e
+    }
+
+    fn process(&mut self, e: Entry, now: i64, out: &mut Vec<Entry>) {
+        let key = e.stream_key();
+        let first = self.firstline.is_match(&e.line);
+        match self.buffers.remove(&key) {
+            Some((mut held, n, t)) if !first => {
+                held.line.push('\n');
+                held.line.push_str(&e.line);
+                if n + 1 >= self.max_lines {
+                    out.push(self.finish(held));
+                } else {
+                    self.buffers.insert(key, (held, n + 1, t));
+                }
+            }
+            prev => {
+                if let Some((held, _, _)) = prev {
+                    out.push(self.finish(held));
+                }
+                if first {
+                    self.buffers.insert(key, (e, 1, now));
+                } else {
+                    // A continuation with no first line before it passes alone.
+                    out.push(self.finish(e));
+                }
+            }
+        }
+    }
+}
+
+impl Limit {
+    fn allow(&mut self, e: &Entry, now: i64) -> bool {
+        let key = match &self.by_label_name {
+            Some(l) => match e.labels.get(l) {
+                Some(v) => v.clone(),
+                None => return true, // entries without the label are not limited
+            },
+            None => String::new(),
+        };
+        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_distinct_labels {
+            return true;
+        }
+        let b = self.buckets.entry(key).or_insert((self.burst, now));
+        let elapsed = (now - b.1).max(0) as f64 / 1e9;
+        b.0 = (b.0 + elapsed * self.rate).min(self.burst);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A LogQL stream selector with optional line filters, for `stage.match`.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub matchers: Vec<(String, MatchOp, String, Option<Regex>)>,
+    pub filters: Vec<(FilterOp, String, Option<Regex>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    Neq,
+    Re,
+    NotRe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Contains,
+    NotContains,
+    Re,
+    NotRe,
+}
+
+impl Selector {
+    /// Parses `{a="x", b=~"y.*"} |= "err" !~ "debug"`.
+    pub fn parse(s: &str) -> Result<Selector, String> {
+        let s = s.trim();
+        let inner_end = s
+            .find('}')
+            .ok_or("selector must be a stream selector like {app=\"x\"}")?;
+        let inner = s.strip_prefix('{').ok_or("selector must start with {")?;
+        let body = &inner[..inner_end - 1];
+        let mut matchers = Vec::new();
+        let mut rest = body.trim();
+        while !rest.is_empty() {
+            let name_end = rest
+                .find(['=', '!'])
+                .ok_or_else(|| format!("invalid matcher in {s:?}"))?;
+            let name = rest[..name_end].trim().to_string();
+            let r = &rest[name_end..];
+            let (op, r) = if let Some(r) = r.strip_prefix("=~") {
+                (MatchOp::Re, r)
+            } else if let Some(r) = r.strip_prefix("!~") {
+                (MatchOp::NotRe, r)
+            } else if let Some(r) = r.strip_prefix("!=") {
+                (MatchOp::Neq, r)
+            } else if let Some(r) = r.strip_prefix('=') {
+                (MatchOp::Eq, r)
+            } else {
+                return Err(format!("invalid matcher operator in {s:?}"));
+            };
+            let (val, r) = take_quoted(r.trim_start())?;
+            let re = match op {
+                MatchOp::Re | MatchOp::NotRe => {
+                    Some(Regex::new(&format!("^(?:{val})$")).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            matchers.push((name, op, val, re));
+            rest = r.trim_start().trim_start_matches(',').trim_start();
+        }
+        if matchers.is_empty() {
+            return Err("selector needs at least one label matcher".into());
+        }
+        let mut filters = Vec::new();
+        let mut rest = s[inner_end + 1..].trim();
+        while !rest.is_empty() {
+            let (op, r) = if let Some(r) = rest.strip_prefix("|=") {
+                (FilterOp::Contains, r)
+            } else if let Some(r) = rest.strip_prefix("|~") {
+                (FilterOp::Re, r)
+            } else if let Some(r) = rest.strip_prefix("!=") {
+                (FilterOp::NotContains, r)
+            } else if let Some(r) = rest.strip_prefix("!~") {
+                (FilterOp::NotRe, r)
+            } else {
+                return Err(format!(
+                    "unsupported selector part {rest:?} (only |= != |~ !~ line filters)"
+                ));
+            };
+            let (val, r) = take_quoted(r.trim_start())?;
+            let re = match op {
+                FilterOp::Re | FilterOp::NotRe => {
+                    Some(Regex::new(&val).map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            filters.push((op, val, re));
+            rest = r.trim();
+        }
+        Ok(Selector { matchers, filters })
+    }
+
+    pub fn matches(&self, e: &Entry) -> bool {
+        let labels_ok = self.matchers.iter().all(|(n, op, v, re)| {
+            let have = e.labels.get(n).map(String::as_str).unwrap_or("");
+            match op {
+                MatchOp::Eq => have == v,
+                MatchOp::Neq => have != v,
+                MatchOp::Re => re.as_ref().is_some_and(|r| r.is_match(have)),
+                MatchOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(have)),
+            }
+        });
+        labels_ok
+            && self.filters.iter().all(|(op, v, re)| match op {
+                FilterOp::Contains => e.line.contains(v.as_str()),
+                FilterOp::NotContains => !e.line.contains(v.as_str()),
+                FilterOp::Re => re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+                FilterOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+            })
+    }
+}
+
+fn take_quoted(s: &str) -> Result<(String, &str), String> {
+    if let Some(r) = s.strip_prefix('`') {
+        let end = r.find('`').ok_or("unterminated `")?;
+        return Ok((r[..end].to_string(), &r[end + 1..]));
+    }
+    let r = s
+        .strip_prefix('"')
+        .ok_or_else(|| format!("expected a quoted string at {s:?}"))?;
+    let mut out = String::new();
+    let mut it = r.char_indices();
+    while let Some((i, c)) = it.next() {
+        match c {
+            '\\' => {
+                if let Some((_, n)) = it.next() {
+                    out.push(match n {
+                        'n' => '\n',
+                        't' => '\t',
+                        other => other,
+                    });
+                }
+            }
+            '"' => return Ok((out, &r[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    Err("unterminated string in selector".into())
+}
+
+/// Whether `format` is a timestamp format this agent understands.
+pub fn valid_time_format(format: &str) -> bool {
+    matches!(format, "Unix" | "UnixMs" | "UnixUs" | "UnixNs")
+        || named_layout(format).is_some()
+        || go_layout_to_chrono(format).is_some()
+}
+
+fn named_layout(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ANSIC" => "Mon Jan _2 15:04:05 2006",
+        "UnixDate" => "Mon Jan _2 15:04:05 MST 2006",
+        "RubyDate" => "Mon Jan 02 15:04:05 -0700 2006",
+        "RFC822" => "02 Jan 06 15:04 MST",
+        "RFC822Z" => "02 Jan 06 15:04 -0700",
+        "RFC850" => "Monday, 02-Jan-06 15:04:05 MST",
+        "RFC1123" => "Mon, 02 Jan 2006 15:04:05 MST",
+        "RFC1123Z" => "Mon, 02 Jan 2006 15:04:05 -0700",
+        "RFC3339" => "2006-01-02T15:04:05Z07:00",
+        "RFC3339Nano" => "2006-01-02T15:04:05.999999999Z07:00",
+        _ => return None,
+    })
+}
+
+/// Translates a Go reference-time layout into a chrono format string.
+pub fn go_layout_to_chrono(layout: &str) -> Option<String> {
+    const TOKENS: &[(&str, &str)] = &[
+        ("2006", "%Y"),
+        ("Z07:00", "%:z"),
+        ("-07:00", "%:z"),
+        ("-0700", "%z"),
+        ("Z0700", "%z"),
+        (".000000000", "%.9f"),
+        (".999999999", "%.f"),
+        (".000000", "%.6f"),
+        (".999999", "%.f"),
+        (".000", "%.3f"),
+        (".999", "%.f"),
+        ("January", "%B"),
+        ("Monday", "%A"),
+        ("Jan", "%b"),
+        ("Mon", "%a"),
+        ("MST", "%Z"),
+        ("01", "%m"),
+        ("02", "%d"),
+        ("_2", "%e"),
+        ("06", "%y"),
+        ("15", "%H"),
+        ("03", "%I"),
+        ("04", "%M"),
+        ("05", "%S"),
+        ("PM", "%p"),
+        ("1", "%-m"),
+        ("2", "%-d"),
+        ("3", "%-I"),
+        ("4", "%-M"),
+        ("5", "%-S"),
+    ];
+    let mut out = String::new();
+    let mut rest = layout;
+    let mut any = false;
+    'outer: while !rest.is_empty() {
+        for (go, ch) in TOKENS {
+            if let Some(r) = rest.strip_prefix(go) {
+                out.push_str(ch);
+                rest = r;
+                any = true;
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next()?;
+        if c == '%' {
+            out.push_str("%%");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    any.then_some(out)
+}
+
+/// Parses `v` with a Go layout, a named layout or Unix*; `now` supplies a missing year.
+pub fn parse_time(v: &str, format: &str, now: i64) -> Option<i64> {
+    let v = v.trim();
+    match format {
+        "Unix" => {
+            let f: f64 = v.parse().ok()?;
+            return Some((f * 1e9) as i64);
+        }
+        "UnixMs" => return v.parse::<i64>().ok()?.checked_mul(1_000_000),
+        "UnixUs" => return v.parse::<i64>().ok()?.checked_mul(1_000),
+        "UnixNs" => return v.parse::<i64>().ok(),
+        "RFC3339" | "RFC3339Nano" => {
+            return DateTime::parse_from_rfc3339(v).ok()?.timestamp_nanos_opt()
+        }
+        _ => {}
+    }
+    let layout = named_layout(format).unwrap_or(format);
+    let mut fmt = go_layout_to_chrono(layout)?;
+    // Go's `Z07:00` accepts a literal Z for UTC.
+    let v = if fmt.contains("%:z") && v.ends_with('Z') {
+        format!("{}+00:00", &v[..v.len() - 1])
+    } else {
+        v.to_string()
+    };
+    if let Ok(t) = DateTime::parse_from_str(&v, &fmt) {
+        return t.timestamp_nanos_opt();
+    }
+    // Layouts without a zone are UTC; layouts without a year get the current year.
+    fmt = fmt.replace("%Z", "").trim().to_string();
+    if !fmt.contains("%Y") && !fmt.contains("%y") {
+        let year = Utc.timestamp_nanos(now).format("%Y").to_string();
+        let t = NaiveDateTime::parse_from_str(&format!("{year} {v}"), &format!("%Y {fmt}")).ok()?;
+        return t.and_utc().timestamp_nanos_opt();
+    }
+    NaiveDateTime::parse_from_str(&v, &fmt)
+        .ok()?
+        .and_utc()
+        .timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(line: &str) -> Entry {
+        let mut l = Labels::new();
+        l.insert("job".into(), "x".into());
+        Entry::new(l, 7, line)
+    }
+
+    fn run(stages: Vec<Stage>, lines: &[&str]) -> (Vec<Entry>, BTreeMap<String, u64>) {
+        let mut p = Pipeline::new(stages);
+        let mut out = Vec::new();
+        for l in lines {
+            out.extend(p.process(entry(l), 1_000_000_000_000));
+        }
+        out.extend(p.flush(i64::MAX, true));
+        (out, p.dropped)
+    }
+
+    fn ex(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cri_table() {
+        let cri_stage = || Stage::Cri(Cri::new(100, 0, false));
+        // (lines, expected lines out)
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["2024-05-01T10:00:00.123456789Z stdout F hi"], &["hi"]),
+            (
+                &[
+                    "2024-05-01T10:00:00Z stdout P a",
+                    "2024-05-01T10:00:01Z stdout P b",
+                    "2024-05-01T10:00:02Z stdout F c",
+                ],
+                &["abc"],
+            ),
+            (
+                &["2024-05-01T10:00:00Z stderr no flags here"],
+                &["no flags here"],
+            ),
+            (&["not cri at all"], &["not cri at all"]),
+            (
+                &["2024-05-01T10:00:00+00:00 stdout F crio offset"],
+                &["crio offset"],
+            ),
+        ];
+        for (lines, want) in cases {
+            let (out, _) = run(vec![cri_stage()], lines);
+            assert_eq!(
+                out.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(),
+                *want,
+                "{lines:?}"
+            );
+        }
+        let (out, _) = run(vec![cri_stage()], &["2024-05-01T10:00:00.5Z stderr F x"]);
+        assert_eq!(out[0].labels["stream"], "stderr");
+        assert_eq!(out[0].ts, 1_714_557_600_500_000_000);
+        // P chunks of different streams do not mix.
+        let mut c = Cri::new(100, 0, false);
+        let mut o = Vec::new();
+        cri(&mut c, entry("2024-05-01T10:00:00Z stdout P a"), &mut o);
+        cri(&mut c, entry("2024-05-01T10:00:00Z stderr F e"), &mut o);
+        cri(&mut c, entry("2024-05-01T10:00:00Z stdout F b"), &mut o);
+        assert_eq!(
+            o.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(),
+            ["e", "ab"]
+        );
+    }
+
+    #[test]
+    fn docker_keeps_trailing_newline() {
+        let (out, _) = run(
+            vec![Stage::Docker],
+            &[
+                r#"{"log":"hi\n","stream":"stderr","time":"2024-05-01T10:00:00Z"}"#,
+                "plain",
+            ],
+        );
+        assert_eq!(out[0].line, "hi\n");
+        assert_eq!(out[0].labels["stream"], "stderr");
+        assert_eq!(out[1].line, "plain");
+    }
+
+    #[test]
+    fn json_logfmt_regex_extract() {
+        let json = Stage::Json {
+            expressions: vec![
+                ("level".into(), "".into()),
+                ("user".into(), "ctx.\"user-id\"".into()),
+                ("first".into(), "items[0]".into()),
+            ],
+            source: None,
+            drop_malformed: false,
+        };
+        let (out, _) = run(
+            vec![json],
+            &[r#"{"level":"info","ctx":{"user-id":42},"items":["a"]}"#],
+        );
+        assert_eq!(
+            out[0].extracted,
+            ex(&[("level", "info"), ("user", "42"), ("first", "a")])
+        );
+        let (out, d) = run(
+            vec![Stage::Json {
+                expressions: vec![],
+                source: None,
+                drop_malformed: true,
+            }],
+            &["{bad"],
+        );
+        assert!(out.is_empty() && d["drop_malformed"] == 1);
+
+        let lf = Stage::Logfmt {
+            mapping: vec![("lvl".into(), "level".into()), ("msg".into(), "".into())],
+            source: None,
+        };
+        let (out, _) = run(vec![lf], &[r#"level=warn msg="a b" x"#]);
+        assert_eq!(out[0].extracted, ex(&[("lvl", "warn"), ("msg", "a b")]));
+
+        let re = Stage::Regex {
+            expression: Regex::new(r"^(?P<level>\w+) (?P<rest>.*)$").unwrap(),
+            source: None,
+            labels_from_groups: true,
+        };
+        let (out, _) = run(vec![re], &["ERROR boom"]);
+        assert_eq!(
+            out[0].extracted,
+            ex(&[("level", "ERROR"), ("rest", "boom")])
+        );
+        assert_eq!(out[0].labels["level"], "ERROR");
+    }
+
+    #[test]
+    fn label_stages_table() {
+        let extract = Stage::Regex {
+            expression: Regex::new(r"(?P<lvl>\w+)").unwrap(),
+            source: None,
+            labels_from_groups: false,
+        };
+        let cases: Vec<(Stage, &[(&str, &str)])> = vec![
+            (
+                Stage::Labels {
+                    values: vec![("level".into(), "lvl".into()), ("lvl".into(), "".into())],
+                    from_structured_metadata: false,
+                },
+                &[("job", "x"), ("level", "info"), ("lvl", "info")],
+            ),
+            (
+                Stage::StaticLabels([("env".to_string(), "prod".to_string())].into()),
+                &[("env", "prod"), ("job", "x")],
+            ),
+            (Stage::LabelDrop(vec!["job".into()]), &[]),
+            (Stage::LabelKeep(vec!["nope".into()]), &[]),
+            (
+                Stage::Tenant(TenantFrom::Value("t1".into())),
+                &[("__tenant_id__", "t1"), ("job", "x")],
+            ),
+            (
+                Stage::Tenant(TenantFrom::Source("lvl".into())),
+                &[("__tenant_id__", "info"), ("job", "x")],
+            ),
+            (
+                Stage::Tenant(TenantFrom::Label("job".into())),
+                &[("__tenant_id__", "x"), ("job", "x")],
+            ),
+        ];
+        for (st, want) in cases {
+            let name = format!("{st:?}");
+            let (out, _) = run(vec![extract.clone(), st], &["info"]);
+            let want: Labels = want
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(out[0].labels, want, "{name}");
+        }
+        let sm = Stage::StructuredMetadata {
+            values: vec![("lvl".into(), "".into())],
+            regex: None,
+        };
+        let to_label = Stage::Labels {
+            values: vec![("lvl".into(), "".into())],
+            from_structured_metadata: false,
+        };
+        let (out, _) = run(vec![extract, to_label, sm], &["info"]);
+        assert!(!out[0].labels.contains_key("lvl"), "moved out of labels");
+        assert_eq!(out[0].structured_metadata["lvl"], "info");
+    }
+
+    #[test]
+    fn timestamp_and_output() {
+        let cases = [
+            (
+                "2024-05-01T10:00:00Z",
+                "RFC3339",
+                Some(1_714_557_600_000_000_000),
+            ),
+            ("1714557600", "Unix", Some(1_714_557_600_000_000_000)),
+            ("1714557600123", "UnixMs", Some(1_714_557_600_123_000_000)),
+            (
+                "2024-05-01 10:00:00.250",
+                "2006-01-02 15:04:05.000",
+                Some(1_714_557_600_250_000_000),
+            ),
+            (
+                "01 May 24 10:00 +0000",
+                "RFC822Z",
+                Some(1_714_557_600_000_000_000),
+            ),
+            ("garbage", "RFC3339", None),
+        ];
+        for (v, f, want) in cases {
+            assert_eq!(parse_time(v, f, 0), want, "{v} {f}");
+        }
+        let extract = Stage::Regex {
+            expression: Regex::new(r"^(?P<t>\S+) (?P<msg>.*)$").unwrap(),
+            source: None,
+            labels_from_groups: false,
+        };
+        let ts = Stage::Timestamp(Timestamp {
+            source: "t".into(),
+            format: "RFC3339".into(),
+            fallback_formats: vec![],
+            action_on_failure: "fudge".into(),
+        });
+        let (out, _) = run(
+            vec![
+                extract,
+                ts,
+                Stage::Output {
+                    source: "msg".into(),
+                },
+            ],
+            &["2024-05-01T10:00:00Z hello", "bad hi"],
+        );
+        assert_eq!(
+            (out[0].ts, out[0].line.as_str()),
+            (1_714_557_600_000_000_000, "hello")
+        );
+        assert_eq!(
+            (out[1].ts, out[1].line.as_str()),
+            (7, "hi"),
+            "failure keeps the read time"
+        );
+    }
+
+    #[test]
+    fn drop_table() {
+        let d = |f: &dyn Fn(&mut DropStage)| {
+            let mut s = DropStage {
+                separator: ";".into(),
+                reason: "drop_stage".into(),
+                ..Default::default()
+            };
+            f(&mut s);
+            Stage::Drop(s)
+        };
+        let cases: Vec<(Stage, &str, bool)> = vec![
+            (
+                d(&|s| s.expression = Some(Regex::new("debug").unwrap())),
+                "a debug line",
+                true,
+            ),
+            (
+                d(&|s| s.expression = Some(Regex::new("debug").unwrap())),
+                "info",
+                false,
+            ),
+            (d(&|s| s.longer_than = Some(3)), "abcd", true),
+            (d(&|s| s.longer_than = Some(3)), "abc", false),
+            (
+                d(&|s| s.older_than = Some(Duration::from_secs(1))),
+                "old",
+                true,
+            ),
+            (
+                d(&|s| {
+                    s.longer_than = Some(3);
+                    s.expression = Some(Regex::new("x").unwrap());
+                }),
+                "abcd",
+                false,
+            ),
+        ];
+        for (st, line, dropped) in cases {
+            let name = format!("{st:?} {line}");
+            let (out, d) = run(vec![st], &[line]);
+            assert_eq!(out.is_empty(), dropped, "{name}");
+            assert_eq!(
+                d.get("drop_stage").copied().unwrap_or(0),
+                u64::from(dropped)
+            );
+        }
+    }
+
+    #[test]
+    fn match_selects_and_runs_nested_stages() {
+        let sel = Selector::parse(r#"{job="x", env!~"prod.*"} |= "err" != "ignore""#).unwrap();
+        let m = Stage::Match(Box::new(MatchStage {
+            selector: sel,
+            drop: false,
+            reason: "match_stage".into(),
+            pipeline: Pipeline::new(vec![Stage::StaticLabels(
+                [("hit".to_string(), "1".to_string())].into(),
+            )]),
+        }));
+        let (out, _) = run(vec![m], &["an err", "fine", "err ignore"]);
+        assert_eq!(
+            out.iter()
+                .map(|e| e.labels.contains_key("hit"))
+                .collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let drop = Stage::Match(Box::new(MatchStage {
+            selector: Selector::parse(r#"{job=~"x|y"}"#).unwrap(),
+            drop: true,
+            reason: "match_stage".into(),
+            pipeline: Pipeline::default(),
+        }));
+        let (out, d) = run(vec![drop], &["a"]);
+        assert!(out.is_empty() && d["match_stage"] == 1);
+        assert!(Selector::parse(r#"{a="b"} | json"#).is_err());
+    }
+
+    #[test]
+    fn multiline_joins_stack_traces() {
+        let ml = || {
+            Stage::Multiline(Multiline {
+                firstline: Regex::new(r"^\d{4}").unwrap(),
+                max_lines: 3,
+                max_wait: Duration::from_secs(3),
+                trim_newlines: true,
+                buffers: BTreeMap::new(),
+            })
+        };
+        let (out, _) = run(
+            vec![ml()],
+            &["2024 boom", "  at a", "  at b", "2024 next", "  at c"],
+        );
+        assert_eq!(
+            out.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(),
+            ["2024 boom\n  at a\n  at b", "2024 next\n  at c"]
+        );
+        // max_lines cuts a long trace.
+        let (out, _) = run(vec![ml()], &["2024 x", "1", "2", "3"]);
+        assert_eq!(
+            out.iter().map(|e| e.line.as_str()).collect::<Vec<_>>(),
+            ["2024 x\n1\n2", "3"]
+        );
+        // max_wait_time releases a held entry.
+        let mut p = Pipeline::new(vec![ml()]);
+        assert!(p.process(entry("2024 a"), 0).is_empty());
+        assert!(p.flush(2_000_000_000, false).is_empty());
+        assert_eq!(p.flush(3_000_000_000, false).len(), 1);
+    }
+
+    #[test]
+    fn limit_token_bucket() {
+        let lim = Stage::Limit(Limit {
+            rate: 1.0,
+            burst: 2.0,
+            drop: true,
+            by_label_name: None,
+            max_distinct_labels: 10,
+            buckets: BTreeMap::new(),
+        });
+        let (out, d) = run(vec![lim], &["a", "b", "c"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(d["ratelimit_drop_stage"], 1);
+    }
+}
