@@ -18,6 +18,7 @@ import difflib
 import json
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -291,8 +292,23 @@ def check_invariants(res: Results, label: str, docs: list[dict[str, Any]],
 # Charts
 
 
+def helm_binary_render(helm_bin: str, chart_dir: Path, values_file: Path | None,
+                       kube_version: str) -> list[dict[str, Any]]:
+    """`helm template` with a real helm binary (GitHub CI), as parsed objects."""
+    cmd = [helm_bin, "template", chart_dir.name, str(chart_dir), "--namespace", RELEASE_NAMESPACE,
+           "--kube-version", kube_version]
+    if values_file is not None:
+        cmd += ["--values", str(values_file)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def object_key(d: dict[str, Any]) -> tuple[str, str, str]:
+    return (d.get("apiVersion", ""), d.get("kind", ""), d.get("metadata", {}).get("name", ""))
+
+
 def check_chart(res: Results, chart_dir: Path, kube_version: str, update: bool,
-                monitoring: dict[str, Any]) -> None:
+                monitoring: dict[str, Any], helm_bin: str | None = None) -> None:
     name = chart_dir.name
     chart = res.run(f"{name}: Chart.load", lambda: helm.Chart.load(str(chart_dir)))
     if chart is None:
@@ -345,6 +361,13 @@ def check_chart(res: Results, chart_dir: Path, kube_version: str, update: bool,
             "pvc": bool(values.get("persistence", {}).get("existingClaim")),
         }
         check_invariants(res, label, docs, allow)
+        if helm_bin:
+            theirs = res.run(f"{label}: {helm_bin} template",
+                             lambda: helm_binary_render(helm_bin, chart_dir, values_file, kube_version))
+            if theirs is not None:
+                ours = sorted(docs, key=object_key)
+                theirs = sorted(theirs, key=object_key)
+                res.check(ours == theirs, f"{label}: `{helm_bin} template` renders the same objects as the SDK")
         if name == "agent" and case.startswith("env-"):
             env = case.removeprefix("env-")
             args = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -431,6 +454,8 @@ def check_generator_job(res: Results, kube_version: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--update", action="store_true", help="rewrite the goldens under charts/tests/")
+    ap.add_argument("--helm-binary", metavar="HELM",
+                    help="also render with this helm binary and require the same objects (GitHub CI)")
     ap.add_argument("--kube-version", default="1.35.0",
                     help="Kubernetes version for schemas and lint (default 1.35.0, the pinned kind node)")
     a = ap.parse_args()
@@ -443,7 +468,7 @@ def main() -> int:
     charts = sorted(p.parent for p in CHARTS.glob("*/Chart.yaml"))
     res.check(bool(charts), "charts/*/Chart.yaml exist")
     for chart_dir in charts:
-        check_chart(res, chart_dir, a.kube_version, a.update, monitoring)
+        check_chart(res, chart_dir, a.kube_version, a.update, monitoring, a.helm_binary)
     check_kind_configs(res)
     check_generator_job(res, a.kube_version)
 
