@@ -477,7 +477,8 @@ def main() -> int:
         print(f"\n{len(res.failed)} check(s) failed:", file=sys.stderr)
         for f in res.failed:
             print(f"  - {f}", file=sys.stderr)
-    print(f"charts: {res.passed} passed, {len(res.failed)} failed ({took:.1f}s)")
+    print(f"charts: checked in {took:.1f}s")
+    print(f"charts: {res.passed} passed, {len(res.failed)} failed")
     return 1 if res.failed else 0
 
 
