@@ -33,10 +33,52 @@ pub struct PushOutcome {
     pub stored: u64,
 }
 
+/// A line as text: the received bytes when they are UTF-8 (no copy), else a lossy copy.
+enum Line {
+    Utf8(bytes::Bytes),
+    Replaced(String),
+}
+
+impl Line {
+    fn new(b: bytes::Bytes) -> Line {
+        match std::str::from_utf8(&b) {
+            Ok(_) => Line::Utf8(b),
+            Err(_) => Line::Replaced(String::from_utf8_lossy(&b).into_owned()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Checked in `new`; re-validating is cheaper than the copy it avoids.
+            Line::Utf8(b) => std::str::from_utf8(b).unwrap_or_default(),
+            Line::Replaced(s) => s,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Line::Utf8(b) => b.len(),
+            Line::Replaced(s) => s.len(),
+        }
+    }
+
+    fn truncate(self, at: usize) -> Line {
+        let s = self.as_str();
+        let cut = floor_char_boundary(s, at);
+        match self {
+            Line::Utf8(b) => Line::Utf8(b.slice(..cut)),
+            Line::Replaced(mut s) => {
+                s.truncate(cut);
+                Line::Replaced(s)
+            }
+        }
+    }
+}
+
 /// An entry that passed validation and is bound for the ingester.
 struct Valid {
     ts: i64,
-    line: String,
+    line: Line,
     metadata: Vec<(String, String)>,
 }
 
@@ -232,13 +274,12 @@ pub fn ingest(
                 ));
                 continue;
             }
-            let mut line = String::from_utf8_lossy(&e.line).into_owned();
+            let mut line = Line::new(e.line);
             if limits.max_line_size > 0 && line_len > limits.max_line_size {
                 if limits.max_line_size_truncate {
-                    let cut = floor_char_boundary(&line, limits.max_line_size as usize);
+                    line = line.truncate(limits.max_line_size as usize);
                     ctx.metrics
-                        .mutated(t, "line_too_long", 1, line_len - cut as u64);
-                    line.truncate(cut);
+                        .mutated(t, "line_too_long", 1, line_len - line.len() as u64);
                 } else {
                     ctx.metrics.discarded(t, "line_too_long", 1, line_len);
                     errors.add(format!(
@@ -286,7 +327,7 @@ pub fn ingest(
                 && labels.get(DETECTED_LEVEL).is_none()
                 && !metadata.iter().any(|(k, _)| k == DETECTED_LEVEL)
             {
-                let level = levels::detect(&labels, &metadata, &line);
+                let level = levels::detect(&labels, &metadata, line.as_str());
                 metadata.push((DETECTED_LEVEL.to_string(), level.to_string()));
             }
             entries.push(Valid { ts, line, metadata });
@@ -392,9 +433,9 @@ pub fn ingest(
                 rate_limited_bytes += e.line.len() as u64;
                 continue;
             }
-            if tenant_data.insert(idx, e.ts, &e.line, &e.metadata) {
+            if tenant_data.insert(idx, e.ts, e.line.as_str(), &e.metadata) {
                 stored += 1;
-                written.push((e.ts, &e.line, &e.metadata));
+                written.push((e.ts, e.line.as_str(), &e.metadata));
             }
         }
         if !written.is_empty() {

@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let mut config = Config {
@@ -69,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let loki = FakeLoki::start(config)
         .await
         .context("starting fake-loki")?;
-    tracing::info!(addr = %loki.addr(), "listening on {}", loki.addr());
+    tracing::info!("listening on {}", loki.addr());
     shutdown_signal().await;
     tracing::info!("shutting down");
     loki.shutdown().await;

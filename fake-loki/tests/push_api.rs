@@ -722,3 +722,127 @@ async fn ops_endpoints() {
     assert_eq!(v["tenants"]["t"]["last_entry_ns"], now.to_string());
     loki.shutdown().await;
 }
+
+#[tokio::test]
+async fn per_stream_rate_limit_is_429_and_keeps_what_fit() {
+    let mut cfg = Config::for_tests();
+    cfg.limits.defaults.per_stream_rate_limit = 100;
+    cfg.limits.defaults.per_stream_rate_limit_burst = 100;
+    let loki = start(cfg).await;
+    let now = now_ns();
+    let line = "y".repeat(60);
+    let req = request(&[(
+        "{a=\"b\"}",
+        vec![(now, &line, vec![]), (now + 1, &line, vec![])],
+    )]);
+    let r = push(&loki.url(), "t", &req).await;
+    assert_eq!(r.status, 429);
+    assert!(r.body.starts_with("Per stream rate limit exceeded (limit: 100 B/sec) while attempting to ingest for stream '{a=\"b\"}' totaling 60B"), "{}", r.body);
+    assert_eq!(
+        loki.entries("t").len(),
+        1,
+        "the entry within the burst was stored"
+    );
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn latency_fault_delays_then_accepts() {
+    let loki = start(Config::for_tests()).await;
+    loki.faults()
+        .add(
+            FaultRule::new(FaultAction::Latency)
+                .latency_ms(300)
+                .count(1),
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[("{a=\"b\"}", vec![(now_ns(), "x", vec![])])]),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(loki.entries("t").len(), 1);
+    loki.shutdown().await;
+}
+
+#[test]
+fn the_binary_serves_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fake-loki"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut addr = None;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    let addr = addr.expect("fake-loki printed its address");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(get(&format!("http://{addr}/ready"), &[]));
+    assert_eq!(r.status, 200);
+    // The workspace forbids unsafe, so SIGTERM goes through kill(1).
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_fake-loki"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--listen", "--auth-enabled", "--limits", "--data-dir"] {
+        assert!(help.contains(flag), "{flag} in --help");
+    }
+}
+
+#[tokio::test]
+async fn max_line_size_truncate_keeps_a_truncated_line() {
+    let mut cfg = Config::for_tests();
+    cfg.limits.defaults.max_line_size = 5;
+    cfg.limits.defaults.max_line_size_truncate = true;
+    let loki = start(cfg).await;
+    let r = push(
+        &loki.url(),
+        "t",
+        &request(&[("{a=\"b\"}", vec![(now_ns(), "abcdéfgh", vec![])])]),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // 5 bytes would split 'é'; the cut falls back to the character boundary.
+    assert_eq!(loki.entries("t")[0].line, "abcd");
+    let metrics = get(&format!("{}/metrics", loki.url()), &[]).await.body;
+    assert!(
+        metrics.contains("loki_mutated_samples_total{reason=\"line_too_long\",tenant=\"t\"} 1"),
+        "{metrics}"
+    );
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_lines_are_kept_with_replacement_characters() {
+    let loki = start(Config::for_tests()).await;
+    let mut req = request(&[("{a=\"b\"}", vec![(now_ns(), "x", vec![])])]);
+    req.streams[0].entries[0].line = bytes::Bytes::from_static(b"ok \xff\xfe end");
+    assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
+    assert_eq!(loki.entries("t")[0].line, "ok \u{fffd}\u{fffd} end");
+    loki.shutdown().await;
+}
