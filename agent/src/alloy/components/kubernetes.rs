@@ -1,0 +1,124 @@
+//! `discovery.kubernetes` and `loki.source.kubernetes`, mapped onto node-local file tailing:
+//! pod targets come from the kubelet's `/var/log/pods/<ns>_<pod>_<uid>/<container>/` layout
+//! and `loki.source.kubernetes` tails those files instead of streaming from the API server.
+
+use crate::alloy::args::{Args, Ctx, Schema, A, B, EMPTY};
+use crate::alloy::targets::KubeletPods;
+use crate::alloy::value::Value;
+
+const NO_API: &str = "this agent has no Kubernetes API client yet; pod targets come from the kubelet's log directories on this node";
+
+static NAMESPACES: Schema = Schema {
+    attrs: &[
+        ("names", A::Optional),
+        ("own_namespace", A::Unsupported(NO_API)),
+    ],
+    blocks: &[],
+};
+
+static SELECTORS: Schema = Schema {
+    attrs: &[
+        ("role", A::Required),
+        ("label", A::Optional),
+        ("field", A::Optional),
+    ],
+    blocks: &[],
+};
+
+pub static DISCOVERY_KUBERNETES: Schema = Schema {
+    attrs: &[
+        ("role", A::Required),
+        ("api_server", A::Unsupported(NO_API)),
+        ("kubeconfig_file", A::Unsupported(NO_API)),
+        ("bearer_token", A::Unsupported(NO_API)),
+        ("bearer_token_file", A::Unsupported(NO_API)),
+        ("proxy_url", A::Unsupported(NO_API)),
+        ("follow_redirects", A::Unsupported(NO_API)),
+        ("enable_http2", A::Unsupported(NO_API)),
+        ("http_headers", A::Unsupported(NO_API)),
+    ],
+    blocks: &[
+        ("namespaces", B::One, &NAMESPACES),
+        ("selectors", B::Many, &SELECTORS),
+        (
+            "attach_metadata",
+            B::Unsupported("node and namespace metadata need the Kubernetes API"),
+            &EMPTY,
+        ),
+        ("basic_auth", B::Unsupported(NO_API), &EMPTY),
+        ("authorization", B::Unsupported(NO_API), &EMPTY),
+        ("oauth2", B::Unsupported(NO_API), &EMPTY),
+        ("tls_config", B::Unsupported(NO_API), &EMPTY),
+    ],
+};
+
+pub static SOURCE_KUBERNETES: Schema = Schema {
+    attrs: &[("targets", A::Required), ("forward_to", A::Required)],
+    blocks: &[
+        (
+            "client",
+            B::Unsupported("logs are read from the node's files, not through the API server"),
+            &EMPTY,
+        ),
+        (
+            "clustering",
+            B::Unsupported(
+                "each DaemonSet pod reads its own node's files; no clustering is needed",
+            ),
+            &EMPTY,
+        ),
+    ],
+};
+
+/// Builds the path-answerable part of a pod-role discovery.
+pub fn discovery(args: &Args, ctx: &mut Ctx<'_>) -> KubeletPods {
+    let mut k = KubeletPods::default();
+    let role = args.string("role", "", ctx);
+    if args.has("role") && role != "pod" {
+        ctx.error(
+            args.pos_of("role"),
+            format!("attribute \"role\": {role:?} is not supported by this agent (only \"pod\")"),
+        );
+    }
+    if let Some(ns) = args.blocks_named("namespaces").next() {
+        k.namespaces = ns
+            .get("names", ctx, Value::to_string_list)
+            .unwrap_or_default();
+    }
+    for sel in args.blocks_named("selectors") {
+        let r = sel.string("role", "", ctx);
+        if sel.has("role") && r != "pod" {
+            ctx.error(
+                sel.pos_of("role"),
+                format!("selectors role {r:?} is not supported (only \"pod\")"),
+            );
+        }
+        if let Some(l) = sel.opt_string("label", ctx).filter(|l| !l.is_empty()) {
+            ctx.error(sel.pos_of("label"), format!("label selector {l:?} is not supported by this agent: pod labels need the Kubernetes API"));
+        }
+        if let Some(f) = sel.opt_string("field", ctx) {
+            for part in f.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (key, val, eq) = if let Some((k, v)) = part.split_once("!=") {
+                    (k, v, false)
+                } else if let Some((k, v)) = part.split_once("==") {
+                    (k, v, true)
+                } else if let Some((k, v)) = part.split_once('=') {
+                    (k, v, true)
+                } else {
+                    ctx.error(
+                        sel.pos_of("field"),
+                        format!("invalid field selector {part:?}"),
+                    );
+                    continue;
+                };
+                match key.trim() {
+                    // Every pod whose logs are on this node runs on this node.
+                    "spec.nodeName" => {}
+                    "metadata.name" | "metadata.namespace" => k.field_equals.push((key.trim().to_string(), val.trim().to_string(), eq)),
+                    other => ctx.error(sel.pos_of("field"), format!("field selector on {other:?} is not supported: only spec.nodeName, metadata.name and metadata.namespace can be answered from the node's files")),
+                }
+            }
+        }
+    }
+    k
+}

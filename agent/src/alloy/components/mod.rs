@@ -1,0 +1,72 @@
+//! The Alloy components this agent understands: their schemas, how their arguments become
+//! agent settings, and what they export to other components.
+
+pub mod file;
+pub mod kubernetes;
+pub mod process;
+pub mod relabel;
+pub mod write;
+
+use super::args::Schema;
+
+/// Component names that are loaded (see the README's compatibility table).
+pub const SUPPORTED: &[&str] = &[
+    "local.file_match",
+    "loki.source.file",
+    "loki.source.kubernetes",
+    "discovery.kubernetes",
+    "discovery.relabel",
+    "loki.relabel",
+    "loki.process",
+    "loki.write",
+];
+
+/// Top-level blocks that are not components.
+pub const CONFIG_BLOCKS: &[&str] = &[
+    "logging",
+    "livedebugging",
+    "http",
+    "tracing",
+    "remotecfg",
+    "declare",
+    "argument",
+    "export",
+    "foreach",
+];
+
+/// The schema of a supported component.
+pub fn schema(name: &str) -> Option<&'static Schema> {
+    Some(match name {
+        "local.file_match" => &file::FILE_MATCH,
+        "loki.source.file" => &file::SOURCE_FILE,
+        "loki.source.kubernetes" => &kubernetes::SOURCE_KUBERNETES,
+        "discovery.kubernetes" => &kubernetes::DISCOVERY_KUBERNETES,
+        "discovery.relabel" => &relabel::DISCOVERY_RELABEL,
+        "loki.relabel" => &relabel::LOKI_RELABEL,
+        "loki.process" => &process::LOKI_PROCESS,
+        "loki.write" => &write::LOKI_WRITE,
+        _ => return None,
+    })
+}
+
+/// Why a well-known Alloy component that this agent does not run is rejected.
+pub fn unsupported_reason(name: &str) -> Option<&'static str> {
+    let prefixes: &[(&str, &str)] = &[
+        ("loki.source.", "this agent tails node-local files; only loki.source.file and loki.source.kubernetes are supported"),
+        ("loki.", "not implemented by this agent"),
+        ("discovery.", "only discovery.kubernetes (role pod) and discovery.relabel are supported"),
+        ("local.", "only local.file_match is supported"),
+        ("prometheus.", "this agent ships logs only"),
+        ("otelcol.", "this agent ships logs only"),
+        ("pyroscope.", "this agent ships logs only"),
+        ("faro.", "this agent ships logs only"),
+        ("beyla.", "this agent ships logs only"),
+        ("remote.", "remote configuration sources are not supported"),
+        ("mimir.", "this agent ships logs only"),
+        ("import.", "modules are not supported"),
+    ];
+    prefixes
+        .iter()
+        .find(|(p, _)| name.starts_with(p))
+        .map(|(_, why)| *why)
+}

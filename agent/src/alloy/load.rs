@@ -1,0 +1,643 @@
+//! Loading a config: components found, ordered as a DAG by their references (cycles are an
+//! error, declaration order is irrelevant), evaluated, and assembled into a [`Plan`]: the
+//! agent's [`Settings`] plus the targets and per-entry routes the config describes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::args::{decode, Args, Ctx};
+use super::ast::{Block, Expr, ExprKind, Stmt};
+use super::components::{self, file, kubernetes, process, relabel as relabel_c, write};
+use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
+use super::eval::Scope;
+use super::parser::parse_file;
+use super::pipeline::{Route, Step};
+use super::relabel::{Rule, RuleArgs};
+use super::stages::Stage;
+use super::targets::{targets_from_value, AlloyDiscovery, TargetSource};
+use super::value::{Capsule, Value};
+use crate::config::{LineFormat, Settings};
+
+/// Everything the agent needs to run an Alloy config.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Settings with the `loki.write` endpoint and source options applied. The caller may
+    /// still override `pods_root`, `positions_path` and `listen` from its own flags.
+    pub settings: Settings,
+    /// `loki.write` parts the settings have no field for.
+    pub write: write::WriteExtras,
+    /// One per `loki.source.*` component.
+    pub sources: Vec<SourcePlan>,
+    /// Things the operator should know (logged at startup by the caller).
+    pub notes: Vec<String>,
+}
+
+/// A log source: which files, and what happens to each entry before `loki.write`.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    /// Component id, e.g. `loki.source.file.pods`.
+    pub id: String,
+    pub targets: TargetSource,
+    /// One route per `forward_to` path to `loki.write` (usually exactly one). A leading
+    /// `stage.cri`/`stage.docker` is lifted into `settings.format`, because the agent's own
+    /// parser does that job (bounded partial joining) before the route runs.
+    pub routes: Vec<Route>,
+}
+
+impl Plan {
+    /// A [`Discovery`](crate::discovery::Discovery) over every source's targets, for
+    /// `agent::run_with`.
+    pub fn discovery(&self) -> AlloyDiscovery {
+        AlloyDiscovery::new(
+            self.sources.iter().map(|s| s.targets.clone()).collect(),
+            self.settings.pods_root.clone(),
+        )
+    }
+}
+
+/// What a component turned into.
+#[derive(Debug, Clone)]
+enum Built {
+    Targets,
+    Source {
+        targets: TargetSource,
+        forward_to: Vec<String>,
+        kubernetes: bool,
+        file: file::SourceFileArgs,
+    },
+    Relabel {
+        forward_to: Vec<String>,
+        rules: Vec<Rule>,
+    },
+    Process {
+        forward_to: Vec<String>,
+        pipeline: super::pipeline::Pipeline,
+    },
+    Write {
+        settings: Box<Settings>,
+        extras: write::WriteExtras,
+    },
+    Nothing,
+}
+
+struct Component<'a> {
+    id: String,
+    name: String,
+    block: &'a Block,
+}
+
+/// Loads a config from source text. `scope` supplies the environment for `sys.env`.
+pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostics> {
+    let (ast, mut diags) = parse_file(file_name, src);
+    let mut scope = scope;
+    let mut comps: Vec<Component<'_>> = Vec::new();
+    let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
+    let mut ctx_diags = Diagnostics::default();
+    {
+        let mut ctx = Ctx {
+            file: file_name,
+            diags: &mut ctx_diags,
+        };
+        for s in &ast.body {
+            let b = match s {
+                Stmt::Attr(a) => {
+                    ctx.error(a.name.pos, format!("unrecognized attribute name {:?}: only blocks are allowed at the top level", a.name.name));
+                    continue;
+                }
+                Stmt::Block(b) => b,
+            };
+            let name = b.full_name();
+            if components::CONFIG_BLOCKS.contains(&name.as_str()) {
+                if name != "logging" && name != "livedebugging" {
+                    ctx.diags.push(
+                        Diagnostic::new(
+                            file_name,
+                            b.name_pos,
+                            format!("block {name:?} is not supported by this agent"),
+                        )
+                        .with_hint("remove it; see agent/README.md"),
+                    );
+                }
+                continue;
+            }
+            if components::schema(&name).is_none() {
+                let d = match components::unsupported_reason(&name) {
+                    Some(why) => Diagnostic::new(
+                        file_name,
+                        b.name_pos,
+                        format!("component {name:?} is not supported by this agent"),
+                    )
+                    .with_hint(why),
+                    None => {
+                        let mut d = Diagnostic::new(
+                            file_name,
+                            b.name_pos,
+                            format!("unrecognized block name {name:?}"),
+                        );
+                        if let Some(s) = suggest(&name, components::SUPPORTED.iter().copied()) {
+                            d = d.with_hint(format!("did you mean {s}?"));
+                        }
+                        d
+                    }
+                };
+                ctx.diags.push(d);
+                continue;
+            }
+            let Some(label) = &b.label else {
+                ctx.error(b.name_pos, format!("component {name:?} must have a label"));
+                continue;
+            };
+            let id = format!("{name}.{label}");
+            if let Some(prev) = seen.get(&id) {
+                ctx.error(
+                    b.name_pos,
+                    format!(
+                        "block {id} already declared at {file_name}:{}:{}",
+                        prev.line, prev.col
+                    ),
+                );
+                continue;
+            }
+            seen.insert(id.clone(), b.name_pos);
+            comps.push(Component { id, name, block: b });
+        }
+    }
+    diags.extend(ctx_diags);
+
+    let order = match order_by_references(&comps) {
+        Ok(o) => o,
+        Err((i, cycle)) => {
+            diags.push(Diagnostic::new(
+                file_name,
+                comps[i].block.name_pos,
+                format!("cycle detected: {}", cycle.join(" -> ")),
+            ));
+            diags.sort();
+            return Err(diags);
+        }
+    };
+
+    let mut built: BTreeMap<String, (Built, Pos)> = BTreeMap::new();
+    for i in order {
+        let c = &comps[i];
+        let schema = components::schema(&c.name).unwrap_or(&super::args::EMPTY);
+        let mut cd = Diagnostics::default();
+        let mut ctx = Ctx {
+            file: file_name,
+            diags: &mut cd,
+        };
+        let args = decode(&c.block.body, c.block.name_pos, schema, &scope, &mut ctx);
+        let (b, exports) = build(c, &args, &mut ctx);
+        diags.extend(cd);
+        let path: Vec<String> = c.id.split('.').map(str::to_string).collect();
+        scope.insert_path(&path, Value::Object(exports));
+        built.insert(c.id.clone(), (b, c.block.name_pos));
+    }
+
+    let plan = assemble(file_name, &built, &mut diags);
+    diags.sort();
+    diags.0.dedup();
+    match plan {
+        Some(p) if diags.is_empty() => Ok(p),
+        _ => Err(diags),
+    }
+}
+
+/// Orders components so every component comes after those it references. On a cycle returns
+/// the index of a component on it and the cycle's ids.
+fn order_by_references(comps: &[Component<'_>]) -> Result<Vec<usize>, (usize, Vec<String>)> {
+    let ids: BTreeMap<&str, usize> = comps
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let deps: Vec<BTreeSet<usize>> = comps
+        .iter()
+        .map(|c| {
+            let mut paths = Vec::new();
+            collect_refs_body(&c.block.body, &mut paths);
+            paths
+                .iter()
+                .filter_map(|p| {
+                    (2..=p.len())
+                        .rev()
+                        .find_map(|n| ids.get(p[..n].join(".").as_str()).copied())
+                })
+                .collect()
+        })
+        .collect();
+    // Depth-first with colours: 0 new, 1 on the stack, 2 done.
+    let mut colour = vec![0u8; comps.len()];
+    let mut order = Vec::new();
+    fn visit(
+        i: usize,
+        deps: &[BTreeSet<usize>],
+        colour: &mut [u8],
+        stack: &mut Vec<usize>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), Vec<usize>> {
+        match colour[i] {
+            2 => return Ok(()),
+            1 => {
+                let from = stack.iter().position(|&s| s == i).unwrap_or(0);
+                let mut cyc = stack[from..].to_vec();
+                cyc.push(i);
+                return Err(cyc);
+            }
+            _ => {}
+        }
+        colour[i] = 1;
+        stack.push(i);
+        for &d in &deps[i] {
+            visit(d, deps, colour, stack, order)?;
+        }
+        stack.pop();
+        colour[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..comps.len() {
+        let mut stack = Vec::new();
+        if let Err(cyc) = visit(i, &deps, &mut colour, &mut stack, &mut order) {
+            return Err((cyc[0], cyc.iter().map(|&k| comps[k].id.clone()).collect()));
+        }
+    }
+    Ok(order)
+}
+
+fn collect_refs_body(body: &[Stmt], out: &mut Vec<Vec<String>>) {
+    for s in body {
+        match s {
+            Stmt::Attr(a) => collect_refs(&a.value, out),
+            Stmt::Block(b) => collect_refs_body(&b.body, out),
+        }
+    }
+}
+
+fn collect_refs(e: &Expr, out: &mut Vec<Vec<String>>) {
+    if let Some(p) = e.reference_path() {
+        out.push(p);
+        return;
+    }
+    match &e.kind {
+        ExprKind::Literal(_) | ExprKind::Ident(_) => {}
+        ExprKind::Array(v) => v.iter().for_each(|x| collect_refs(x, out)),
+        ExprKind::Object(f) => f.iter().for_each(|x| collect_refs(&x.value, out)),
+        ExprKind::Access(a, _) | ExprKind::Unary(_, a) | ExprKind::Paren(a) => collect_refs(a, out),
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+            collect_refs(a, out);
+            collect_refs(b, out);
+        }
+        ExprKind::Call(f, args) => {
+            collect_refs(f, out);
+            args.iter().for_each(|x| collect_refs(x, out));
+        }
+    }
+}
+
+fn receiver(id: &str) -> Value {
+    Value::Capsule(Capsule::Receiver(id.to_string()))
+}
+
+fn forward_to(args: &Args, ctx: &mut Ctx<'_>) -> Vec<String> {
+    args.get("forward_to", ctx, |v| match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|r| match r {
+                Value::Capsule(Capsule::Receiver(id)) => Ok(id.clone()),
+                other => Err(format!(
+                    "expected a list of receivers (e.g. loki.write.default.receiver), got {}",
+                    other.type_name()
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "expected a list of receivers, got {}",
+            other.type_name()
+        )),
+    })
+    .unwrap_or_default()
+}
+
+fn targets_arg(args: &Args, ctx: &mut Ctx<'_>, name: &str) -> TargetSource {
+    args.get(name, ctx, |v| match v {
+        Value::Capsule(Capsule::Targets(t)) => Ok(t.clone()),
+        v => targets_from_value(v).map(TargetSource::Static),
+    })
+    .unwrap_or(TargetSource::Static(Vec::new()))
+}
+
+/// Builds one component and its exports.
+fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<String, Value>) {
+    let mut exports = BTreeMap::new();
+    let built = match c.name.as_str() {
+        "discovery.kubernetes" => {
+            let k = kubernetes::discovery(args, ctx);
+            exports.insert(
+                "targets".into(),
+                Value::Capsule(Capsule::Targets(TargetSource::Kubelet(k))),
+            );
+            Built::Targets
+        }
+        "local.file_match" => {
+            let _ = file::sync_period(args, ctx);
+            file::check_ignore_older_than(args, ctx);
+            let t = targets_arg(args, ctx, "path_targets");
+            exports.insert(
+                "targets".into(),
+                Value::Capsule(Capsule::Targets(TargetSource::FileMatch(Box::new(t)))),
+            );
+            Built::Targets
+        }
+        "discovery.relabel" => {
+            let t = targets_arg(args, ctx, "targets");
+            let rules = relabel_c::rules(args, ctx);
+            exports.insert(
+                "output".into(),
+                Value::Capsule(Capsule::Targets(TargetSource::Relabel(
+                    Box::new(t),
+                    rules.clone(),
+                ))),
+            );
+            exports.insert("rules".into(), Value::Capsule(Capsule::Rules(rules)));
+            Built::Targets
+        }
+        "loki.relabel" => {
+            let rules = relabel_c::rules(args, ctx);
+            exports.insert("receiver".into(), receiver(&c.id));
+            exports.insert(
+                "rules".into(),
+                Value::Capsule(Capsule::Rules(rules.clone())),
+            );
+            Built::Relabel {
+                forward_to: forward_to(args, ctx),
+                rules,
+            }
+        }
+        "loki.process" => {
+            exports.insert("receiver".into(), receiver(&c.id));
+            Built::Process {
+                forward_to: forward_to(args, ctx),
+                pipeline: process::pipeline(args, ctx),
+            }
+        }
+        "loki.write" => {
+            exports.insert("receiver".into(), receiver(&c.id));
+            let mut s = Settings::default();
+            let extras = write::apply(args, &mut s, ctx);
+            Built::Write {
+                settings: Box::new(s),
+                extras,
+            }
+        }
+        "loki.source.file" => {
+            let f = file::source_file(args, ctx);
+            let t = targets_arg(args, ctx, "targets");
+            Built::Source {
+                targets: TargetSource::FileMatch(Box::new(t)),
+                forward_to: forward_to(args, ctx),
+                kubernetes: false,
+                file: f,
+            }
+        }
+        "loki.source.kubernetes" => {
+            let t = targets_arg(args, ctx, "targets");
+            Built::Source {
+                targets: TargetSource::FileMatch(Box::new(TargetSource::Relabel(
+                    Box::new(t),
+                    kubernetes_default_labels(),
+                ))),
+                forward_to: forward_to(args, ctx),
+                kubernetes: true,
+                file: Default::default(),
+            }
+        }
+        _ => Built::Nothing,
+    };
+    (built, exports)
+}
+
+/// `namespace`, `pod` and `container` labels from the pod metadata when the config did not
+/// set them, so API-style configs without relabel rules still get meaningful streams.
+fn kubernetes_default_labels() -> Vec<Rule> {
+    [
+        ("namespace", "__meta_kubernetes_namespace"),
+        ("pod", "__meta_kubernetes_pod_name"),
+        ("container", "__meta_kubernetes_pod_container_name"),
+    ]
+    .into_iter()
+    .filter_map(|(target, meta)| {
+        RuleArgs {
+            source_labels: vec![target.into(), meta.into()],
+            regex: ";(.+)".into(),
+            target_label: target.into(),
+            ..Default::default()
+        }
+        .build()
+        .ok()
+    })
+    .collect()
+}
+
+/// Follows `forward_to` from each source to `loki.write` and fills the settings.
+fn assemble(
+    file_name: &str,
+    built: &BTreeMap<String, (Built, Pos)>,
+    diags: &mut Diagnostics,
+) -> Option<Plan> {
+    let mut sources = Vec::new();
+    let mut writes_used: BTreeSet<String> = BTreeSet::new();
+    let mut formats: Vec<LineFormat> = Vec::new();
+    let mut notes = Vec::new();
+    let mut tail_from_end = false;
+    let mut poll = None;
+    let mut rescan = None;
+    for (id, (b, pos)) in built {
+        let Built::Source {
+            targets,
+            forward_to,
+            kubernetes,
+            file,
+        } = b
+        else {
+            continue;
+        };
+        let mut routes = Vec::new();
+        for r in forward_to {
+            follow(
+                file_name,
+                r,
+                Vec::new(),
+                built,
+                &mut routes,
+                &mut writes_used,
+                diags,
+                *pos,
+                0,
+            );
+        }
+        // The agent parses CRI/docker framing itself; lift a leading parser stage.
+        let mut format = if *kubernetes {
+            LineFormat::Cri
+        } else {
+            LineFormat::Plain
+        };
+        for (route, _) in &mut routes {
+            if let Some(Step::Process { pipeline, .. }) = route.steps.first_mut() {
+                match pipeline.stages.first() {
+                    Some(Stage::Cri(_)) => {
+                        pipeline.stages.remove(0);
+                        format = LineFormat::Cri;
+                    }
+                    Some(Stage::Docker) => {
+                        pipeline.stages.remove(0);
+                        format = LineFormat::Docker;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+        if targets.uses_kubelet() {
+            notes.push(format!(
+                "{id}: no Kubernetes API client; targets come from the kubelet paths on this node"
+            ));
+        }
+        tail_from_end |= file.tail_from_end;
+        poll = poll.or(file.poll_interval);
+        rescan = rescan.or(file.rescan_interval);
+        sources.push(SourcePlan {
+            id: id.clone(),
+            targets: targets.clone(),
+            routes: routes.into_iter().map(|(r, _)| r).collect(),
+        });
+    }
+    if sources.is_empty() {
+        diags.push(Diagnostic::new(
+            file_name,
+            Pos {
+                offset: 0,
+                line: 1,
+                col: 1,
+            },
+            "no log source: add a loki.source.file or loki.source.kubernetes component",
+        ));
+        return None;
+    }
+    let mut writes = writes_used.iter();
+    let first = writes.next()?;
+    for other in writes {
+        if let Some((_, p)) = built.get(other) {
+            diags.push(Diagnostic::new(
+                file_name,
+                *p,
+                format!(
+                    "{other}: only one loki.write is supported (entries already go to {first})"
+                ),
+            ));
+        }
+    }
+    let (Built::Write { settings, extras }, _) = built.get(first)? else {
+        return None;
+    };
+    let mut settings = (**settings).clone();
+    settings.tail_from_end = tail_from_end;
+    if let Some(p) = poll {
+        settings.poll_interval = p;
+    }
+    if let Some(r) = rescan {
+        settings.rescan_interval = r;
+    }
+    settings.format = if formats.len() == 1 {
+        formats[0]
+    } else {
+        LineFormat::Auto
+    };
+    Some(Plan {
+        settings,
+        write: extras.clone(),
+        sources,
+        notes,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn follow(
+    file_name: &str,
+    id: &str,
+    steps: Vec<Step>,
+    built: &BTreeMap<String, (Built, Pos)>,
+    routes: &mut Vec<(Route, String)>,
+    writes: &mut BTreeSet<String>,
+    diags: &mut Diagnostics,
+    pos: Pos,
+    depth: usize,
+) {
+    // forward_to graphs are DAGs by construction (references), but stay defensive.
+    if depth > 64 {
+        diags.push(Diagnostic::new(
+            file_name,
+            pos,
+            "forward_to chain is too deep",
+        ));
+        return;
+    }
+    match built.get(id) {
+        Some((Built::Write { .. }, _)) => {
+            writes.insert(id.to_string());
+            routes.push((Route { steps }, id.to_string()));
+        }
+        Some((
+            Built::Process {
+                forward_to,
+                pipeline,
+            },
+            p,
+        )) => {
+            for next in forward_to {
+                let mut s = steps.clone();
+                s.push(Step::Process {
+                    id: id.to_string(),
+                    pipeline: pipeline.clone(),
+                });
+                follow(
+                    file_name,
+                    next,
+                    s,
+                    built,
+                    routes,
+                    writes,
+                    diags,
+                    *p,
+                    depth + 1,
+                );
+            }
+        }
+        Some((Built::Relabel { forward_to, rules }, p)) => {
+            for next in forward_to {
+                let mut s = steps.clone();
+                s.push(Step::Relabel {
+                    id: id.to_string(),
+                    rules: rules.clone(),
+                });
+                follow(
+                    file_name,
+                    next,
+                    s,
+                    built,
+                    routes,
+                    writes,
+                    diags,
+                    *p,
+                    depth + 1,
+                );
+            }
+        }
+        _ => diags.push(Diagnostic::new(
+            file_name,
+            pos,
+            format!("{id} is not a receiver"),
+        )),
+    }
+}
