@@ -28,8 +28,11 @@ fn err<T>(pos: Pos, msg: impl Into<String>) -> Result<T, EvalError> {
 /// `sys.env` (injectable so tests do not touch the process environment).
 pub struct Scope {
     pub root: BTreeMap<String, Value>,
-    pub env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
 }
+
+/// Looks up an environment variable.
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl Scope {
     /// The standard library plus the real process environment.
@@ -217,9 +220,8 @@ fn binary(op: Tok, l: Value, r: Value) -> Result<Value, String> {
         }
         (Tok::Sub, Number(a), Number(b)) => Number(a - b),
         (Tok::Mul, Number(a), Number(b)) => Number(a * b),
-        (Tok::Div, Number(_), Number(b)) if b == 0.0 => return Err("division by zero".into()),
+        (Tok::Div | Tok::Mod, Number(_), Number(0.0)) => return Err("division by zero".into()),
         (Tok::Div, Number(a), Number(b)) => Number(a / b),
-        (Tok::Mod, Number(_), Number(b)) if b == 0.0 => return Err("division by zero".into()),
         (Tok::Mod, Number(a), Number(b)) => Number(a % b),
         (Tok::Pow, Number(a), Number(b)) => Number(a.powf(b)),
         (Tok::Lt | Tok::Lte | Tok::Gt | Tok::Gte, a, b) => {

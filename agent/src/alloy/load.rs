@@ -120,7 +120,11 @@ pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostic
                 continue;
             }
             if components::schema(&name).is_none() {
-                let d = match components::unsupported_reason(&name) {
+                // A near-miss of a supported name is a typo, not an unsupported component.
+                let typo = components::SUPPORTED
+                    .iter()
+                    .find(|s| super::diag::edit_distance(&name, s) <= 2);
+                let d = match components::unsupported_reason(&name).filter(|_| typo.is_none()) {
                     Some(why) => Diagnostic::new(
                         file_name,
                         b.name_pos,
