@@ -25,6 +25,51 @@ struct Cli {
 enum Cmd {
     /// Tail the pods root and push to Loki until SIGTERM/SIGINT.
     Run(RunArgs),
+    /// Validate a Grafana Alloy config file without running it (exit 1 on problems).
+    Check { config: PathBuf },
+    /// Print an Alloy config file in canonical format (`-w` rewrites it in place).
+    Fmt {
+        config: PathBuf,
+        #[arg(short = 'w', long)]
+        write: bool,
+    },
+}
+
+/// `agent check` / `agent fmt`: print diagnostics like `alloy` does and fail on any.
+fn alloy_cmd(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Check { config } => match agent::alloy::check(&config) {
+            Ok(plan) => {
+                for n in &plan.notes {
+                    eprintln!("note: {n}");
+                }
+                eprintln!("{}: ok", config.display());
+                Ok(())
+            }
+            Err(d) => {
+                let src = std::fs::read_to_string(&config).unwrap_or_default();
+                eprint!("{}", d.render(&src));
+                bail!("{} problem(s) in {}", d.len(), config.display())
+            }
+        },
+        Cmd::Fmt { config, write } => {
+            let src = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            match agent::alloy::fmt(&src) {
+                Ok(out) if write => std::fs::write(&config, out)
+                    .with_context(|| format!("writing {}", config.display())),
+                Ok(out) => {
+                    print!("{out}");
+                    Ok(())
+                }
+                Err(d) => {
+                    eprint!("{}", d.render(&src));
+                    bail!("{} problem(s) in {}", d.len(), config.display())
+                }
+            }
+        }
+        Cmd::Run(_) => Ok(()),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -196,7 +241,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Cmd::Run(args) = cli.cmd;
+    let args = match cli.cmd {
+        Cmd::Run(args) => args,
+        other => return alloy_cmd(other),
+    };
     let settings = args.into_settings()?;
     // Two worker threads: the tailer has its own thread; the runtime only batches and pushes.
     let rt = tokio::runtime::Builder::new_multi_thread()
