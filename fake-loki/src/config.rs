@@ -30,6 +30,8 @@ pub struct Config {
     pub fault_seed: u64,
     /// Fault rules active from the start.
     pub faults: Vec<FaultRule>,
+    /// The stream label the usage ledger groups by (besides tenant and day).
+    pub usage_label: String,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             max_chunk_age_ns: DEFAULT_MAX_CHUNK_AGE_NS,
             fault_seed: 0,
             faults: Vec::new(),
+            usage_label: "cluster".into(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::levels::{self, DETECTED_LEVEL};
 use crate::limits::Limits;
 use crate::ratelimit::TokenBucket;
 use crate::store::Store;
+use crate::usage::Delta;
 use crate::Metrics;
 
 /// An entry newly stored by a push: timestamp, line, structured metadata.
@@ -31,6 +32,8 @@ pub struct PushOutcome {
     pub body: String,
     /// Entries newly stored by this push.
     pub stored: u64,
+    /// What the push adds to the usage ledger.
+    pub usage: Delta,
 }
 
 /// A line as text: the received bytes when they are UTF-8 (no copy), else a lossy copy.
@@ -175,6 +178,7 @@ pub fn ingest(
 ) -> PushOutcome {
     let t = ctx.tenant;
     let limits = ctx.limits;
+    let mut delta = Delta::default();
     let total_lines: u64 = req.streams.iter().map(|s| s.entries.len() as u64).sum();
     let total_bytes: u64 = req
         .streams
@@ -195,6 +199,7 @@ pub fn ingest(
             status: 422,
             body: "error at least one valid stream is required for ingestion\n".into(),
             stored: 0,
+            usage: std::mem::take(&mut delta),
         };
     }
 
@@ -236,8 +241,14 @@ pub fn ingest(
         }
         if let Err((reason, msg)) = validate_labels(limits, &labels, &s.labels) {
             let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
-            ctx.metrics
-                .discarded(t, reason, s.entries.len() as u64, bytes);
+            discard(
+                ctx,
+                &mut delta,
+                &labels.to_string(),
+                reason,
+                s.entries.len() as u64,
+                bytes,
+            );
             errors.add(msg);
             continue;
         }
@@ -248,7 +259,14 @@ pub fn ingest(
             let ts = match e.timestamp.and_then(|ts| ts.to_unix_nanos()) {
                 Some(ts) => ts,
                 None => {
-                    ctx.metrics.discarded(t, "invalid_timestamp", 1, line_len);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &labels_string,
+                        "invalid_timestamp",
+                        1,
+                        line_len,
+                    );
                     errors.add(format!(
                         "entry for stream '{labels_string}' has an invalid timestamp"
                     ));
@@ -257,8 +275,14 @@ pub fn ingest(
             };
             let oldest = ctx.now_ns.saturating_sub(limits.reject_old_samples_max_age);
             if limits.reject_old_samples && ts < oldest {
-                ctx.metrics
-                    .discarded(t, "greater_than_max_sample_age", 1, line_len);
+                discard(
+                    ctx,
+                    &mut delta,
+                    &labels_string,
+                    "greater_than_max_sample_age",
+                    1,
+                    line_len,
+                );
                 errors.add(format!(
                     "entry for stream '{labels_string}' has timestamp too old: {}, oldest acceptable timestamp is: {}",
                     rfc3339(ts),
@@ -267,7 +291,14 @@ pub fn ingest(
                 continue;
             }
             if ts > ctx.now_ns.saturating_add(limits.creation_grace_period) {
-                ctx.metrics.discarded(t, "too_far_in_future", 1, line_len);
+                discard(
+                    ctx,
+                    &mut delta,
+                    &labels_string,
+                    "too_far_in_future",
+                    1,
+                    line_len,
+                );
                 errors.add(format!(
                     "entry for stream '{labels_string}' has timestamp too new: {}",
                     rfc3339(ts)
@@ -281,7 +312,14 @@ pub fn ingest(
                     ctx.metrics
                         .mutated(t, "line_too_long", 1, line_len - line.len() as u64);
                 } else {
-                    ctx.metrics.discarded(t, "line_too_long", 1, line_len);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &labels_string,
+                        "line_too_long",
+                        1,
+                        line_len,
+                    );
                     errors.add(format!(
                         "max entry size '{}' bytes exceeded for stream '{labels_string}' while adding an entry with length '{line_len}' bytes",
                         limits.max_line_size
@@ -300,24 +338,42 @@ pub fn ingest(
                     .map(|(k, v)| (k.len() + v.len()) as u64)
                     .sum();
                 if !limits.allow_structured_metadata {
-                    ctx.metrics
-                        .discarded(t, "disallowed_structured_metadata", 1, line_len);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &labels_string,
+                        "disallowed_structured_metadata",
+                        1,
+                        line_len,
+                    );
                     errors.add(format!("stream '{labels_string}' includes structured metadata, but this feature is disallowed. Please see `limits_config.structured_metadata` or contact your Loki administrator to enable it."));
                     continue;
                 }
                 if limits.max_structured_metadata_size > 0
                     && sm_size > limits.max_structured_metadata_size
                 {
-                    ctx.metrics
-                        .discarded(t, "structured_metadata_too_large", 1, line_len);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &labels_string,
+                        "structured_metadata_too_large",
+                        1,
+                        line_len,
+                    );
                     errors.add(format!("stream '{labels_string}' has structured metadata too large: '{sm_size}' bytes, limit: '{}' bytes. Please see `limits_config.max_structured_metadata_size` or contact your Loki administrator to increase it.", limits.max_structured_metadata_size));
                     continue;
                 }
                 if limits.max_structured_metadata_entries_count > 0
                     && metadata.len() > limits.max_structured_metadata_entries_count
                 {
-                    ctx.metrics
-                        .discarded(t, "structured_metadata_too_many", 1, line_len);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &labels_string,
+                        "structured_metadata_too_many",
+                        1,
+                        line_len,
+                    );
                     errors.add(format!("stream '{labels_string}' has too many structured metadata labels: '{}', limit: '{}'. Please see `limits_config.max_structured_metadata_entries_count` or contact your Loki administrator to increase it.", metadata.len(), limits.max_structured_metadata_entries_count));
                     continue;
                 }
@@ -361,6 +417,9 @@ pub fn ingest(
         let lines: usize = valid_streams.iter().map(|s| s.entries.len()).sum();
         ctx.metrics
             .discarded(t, "rate_limited", lines as u64, valid_bytes as u64);
+        for vs in &valid_streams {
+            delta.rejected(&vs.labels_string, "rate_limited", vs.entries.len() as u64);
+        }
         return PushOutcome {
             status: 429,
             body: format!(
@@ -369,6 +428,7 @@ pub fn ingest(
                 valid_bytes as u64
             ),
             stored: 0,
+            usage: std::mem::take(&mut delta),
         };
     }
 
@@ -384,8 +444,14 @@ pub fn ingest(
                 let max = limits.max_streams();
                 if max > 0 && tenant_data.streams().len() >= max {
                     let bytes: u64 = vs.entries.iter().map(|e| e.line.len() as u64).sum();
-                    ctx.metrics
-                        .discarded(t, "stream_limit", total as u64, bytes);
+                    discard(
+                        ctx,
+                        &mut delta,
+                        &vs.labels_string,
+                        "stream_limit",
+                        total as u64,
+                        bytes,
+                    );
                     ingester_error = Some((429, format!(
                         "maximum active stream limit exceeded when trying to create stream {}, reduce the number of active streams (reduce labels or reduce label values), or contact your Loki administrator to see if the limit can be increased, user: '{t}'",
                         vs.labels_string
@@ -416,8 +482,14 @@ pub fn ingest(
             let max_ts = tenant_data.max_ts(idx);
             let cutoff = max_ts.saturating_sub(ctx.max_chunk_age_ns / 2);
             if max_ts != i64::MIN && e.ts < cutoff {
-                ctx.metrics
-                    .discarded(t, "too_far_behind", 1, e.line.len() as u64);
+                discard(
+                    ctx,
+                    &mut delta,
+                    &vs.labels_string,
+                    "too_far_behind",
+                    1,
+                    e.line.len() as u64,
+                );
                 failures.push(format!(
                     "entry with timestamp {} ignored, reason: 'entry too far behind, entry timestamp is: {}, oldest acceptable timestamp is: {}',",
                     go_time_string(e.ts),
@@ -439,11 +511,17 @@ pub fn ingest(
             }
         }
         if !written.is_empty() {
+            let bytes: u64 = written.iter().map(|w| w.1.len() as u64).sum();
+            let sm: u64 = written.iter().map(|w| sm_bytes_pairs(w.2)).sum();
+            delta.stored(&vs.labels_string, written.len() as u64, bytes, bytes + sm);
+            tenant_data.touch(idx, ctx.now_ns);
             on_stored(&vs.labels_string, &written);
         }
         if rate_limited > 0 {
-            ctx.metrics.discarded(
-                t,
+            discard(
+                ctx,
+                &mut delta,
+                &vs.labels_string,
                 "per_stream_rate_limit",
                 rate_limited as u64,
                 rate_limited_bytes,
@@ -474,6 +552,7 @@ pub fn ingest(
             status,
             body: format!("{msg}\n"),
             stored,
+            usage: std::mem::take(&mut delta),
         };
     }
     if !errors.is_empty() {
@@ -481,13 +560,28 @@ pub fn ingest(
             status: 400,
             body: format!("{}\n", errors.render()),
             stored,
+            usage: std::mem::take(&mut delta),
         };
     }
     PushOutcome {
         status: 204,
         body: String::new(),
         stored,
+        usage: std::mem::take(&mut delta),
     }
+}
+
+/// Counts rejected entries in the metrics and the usage delta.
+fn discard(
+    ctx: &IngestContext<'_>,
+    delta: &mut Delta,
+    stream: &str,
+    reason: &str,
+    n: u64,
+    bytes: u64,
+) {
+    ctx.metrics.discarded(ctx.tenant, reason, n, bytes);
+    delta.rejected(stream, reason, n);
 }
 
 fn refuse_all(ctx: &IngestContext<'_>, req: &PushRequest, msg: String) -> PushOutcome {
@@ -500,10 +594,13 @@ fn refuse_all(ctx: &IngestContext<'_>, req: &PushRequest, msg: String) -> PushOu
         .sum();
     ctx.metrics
         .discarded(ctx.tenant, "invalid_labels", lines, bytes);
+    let mut usage = Delta::default();
+    usage.rejected("", "invalid_labels", lines);
     PushOutcome {
         status: 400,
         body: format!("{msg}\n"),
         stored: 0,
+        usage,
     }
 }
 

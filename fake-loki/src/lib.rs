@@ -27,6 +27,7 @@ pub mod persist;
 pub mod ratelimit;
 pub mod store;
 pub mod tenant;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct State {
     pub metrics: Metrics,
     pub faults: Faults,
     pub data_dir: Option<Mutex<persist::DataDir>>,
+    pub usage: Mutex<usage::Ledger>,
 }
 
 impl State {
@@ -91,7 +93,9 @@ impl State {
                 Some(Mutex::new(dd))
             }
         };
+        let ledger = usage::Ledger::open(&config.usage_label, config.data_dir.as_deref())?;
         Ok(State {
+            usage: Mutex::new(ledger),
             metrics: Metrics::new(),
             faults,
             store: RwLock::new(store),
@@ -196,6 +200,9 @@ impl FakeLoki {
             if let Err(e) = dd.lock().sync() {
                 tracing::warn!(error = %e, "syncing the data dir at shutdown");
             }
+        }
+        if let Err(e) = self.state.usage.lock().save() {
+            tracing::warn!(error = %e, "saving the usage ledger at shutdown");
         }
     }
 }

@@ -34,6 +34,9 @@ struct Cli {
     /// Seed for probabilistic faults.
     #[arg(long, default_value_t = 0)]
     fault_seed: u64,
+    /// Stream label the usage ledger groups by (with tenant and day).
+    #[arg(long, default_value = "cluster")]
+    usage_label: String,
     /// Largest accepted push body in bytes (compressed).
     #[arg(long, default_value_t = 100 << 20)]
     max_recv_msg_size: usize,
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         multi_tenant_queries_enabled: cli.multi_tenant_queries_enabled,
         fault_seed: cli.fault_seed,
         max_recv_msg_size: cli.max_recv_msg_size,
+        usage_label: cli.usage_label,
         ..Config::default()
     };
     if let Some(path) = &cli.limits {

@@ -4,6 +4,8 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -23,6 +25,8 @@ pub struct Metrics {
     streams_created: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
     faults_applied: Family<Labels, Counter>,
+    stream_last_push_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    tenant_last_push_age: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -50,6 +54,8 @@ impl Metrics {
             streams_created: Family::default(),
             requests: Family::default(),
             faults_applied: Family::default(),
+            stream_last_push_age: Family::default(),
+            tenant_last_push_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -106,6 +112,16 @@ impl Metrics {
             "loki_fake_faults_applied",
             "Push requests answered by an injected fault, by action.",
             m.faults_applied.clone(),
+        );
+        registry.register(
+            "loki_fake_stream_last_push_age_seconds",
+            "Seconds since each stream last stored an entry (freshness).",
+            m.stream_last_push_age.clone(),
+        );
+        registry.register(
+            "loki_fake_tenant_last_push_age_seconds",
+            "Seconds since each tenant last stored an entry (freshness).",
+            m.tenant_last_push_age.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -164,6 +180,33 @@ impl Metrics {
         self.faults_applied
             .get_or_create(&vec![("action".into(), action.into())])
             .inc();
+    }
+
+    /// Sets the freshness gauges from `(tenant, stream labels, last push ns)` triples.
+    pub fn set_freshness<'a>(
+        &self,
+        now_ns: i64,
+        streams: impl Iterator<Item = (&'a str, &'a str, i64)>,
+    ) {
+        self.stream_last_push_age.clear();
+        self.tenant_last_push_age.clear();
+        let mut newest: std::collections::BTreeMap<&str, i64> = Default::default();
+        for (t, stream, at) in streams {
+            let age = (now_ns - at) as f64 / 1e9;
+            self.stream_last_push_age
+                .get_or_create(&vec![
+                    ("tenant".into(), t.into()),
+                    ("stream".into(), stream.into()),
+                ])
+                .set(age);
+            let n = newest.entry(t).or_insert(at);
+            *n = (*n).max(at);
+        }
+        for (t, at) in newest {
+            self.tenant_last_push_age
+                .get_or_create(&tenant(t))
+                .set((now_ns - at) as f64 / 1e9);
+        }
     }
 
     /// Prometheus text exposition.

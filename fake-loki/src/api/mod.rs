@@ -211,6 +211,10 @@ async fn route(
         "/loki/api/v1/status/buildinfo" => ("buildinfo", r(ops::buildinfo())),
         "/fake-loki/api/v1/faults" => ("faults", r(ops::faults(state, method, req).await)),
         "/fake-loki/api/v1/stats" => ("stats", r(ops::stats(state))),
+        "/fake-loki/api/v1/usage" => {
+            let q = req.uri().query().map(str::to_string);
+            ("usage", r(ops::usage(state, q.as_deref())))
+        }
         p if p.starts_with("/loki/api/v1/label/") && p.ends_with("/values") && get_or_post => {
             let name = &p["/loki/api/v1/label/".len()..p.len() - "/values".len()];
             let name = percent_encoding::percent_decode_str(name)

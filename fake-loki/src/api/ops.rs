@@ -11,6 +11,19 @@ use crate::faults::FaultRule;
 use crate::State;
 
 pub fn metrics(state: &State) -> http::Response<Body> {
+    {
+        let store = state.store.read();
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        state.metrics.set_freshness(
+            now,
+            store.tenants.iter().flat_map(|(t, d)| {
+                d.streams().iter().enumerate().filter_map(move |(i, s)| {
+                    d.last_push(i)
+                        .map(|at| (t.as_str(), s.labels_string.as_str(), at))
+                })
+            }),
+        );
+    }
     let mut r = text(200, state.metrics.render());
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -62,6 +75,56 @@ pub async fn faults(
         }
         _ => text(405, "Method Not Allowed\n"),
     }
+}
+
+/// `GET /fake-loki/api/v1/usage?from=&to=&by=tenant,cluster`.
+pub fn usage(state: &State, query: Option<&str>) -> http::Response<Body> {
+    let mut p = super::params::Params::default();
+    if let Some(q) = query {
+        p.add_urlencoded(q.as_bytes());
+    }
+    let day = |name: &str| -> Result<Option<String>, String> {
+        match p.get(name) {
+            None | Some("") => Ok(None),
+            Some(v)
+                if v.len() == 10 && chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok() =>
+            {
+                Ok(Some(v.to_string()))
+            }
+            Some(v) => {
+                super::params::parse_timestamp(name, v).map(|ns| Some(crate::usage::day_of(ns)))
+            }
+        }
+    };
+    let (from, to) = match (day("from"), day("to")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return text(400, e),
+    };
+    let ledger = state.usage.lock();
+    let mut by = Vec::new();
+    for b in p
+        .get("by")
+        .unwrap_or("tenant")
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        match b {
+            "tenant" => by.push(crate::usage::By::Tenant),
+            b if b == ledger.label() => by.push(crate::usage::By::Group),
+            other => {
+                return text(
+                    400,
+                    format!(
+                        "cannot group usage by {other:?}: use tenant and/or {}",
+                        ledger.label()
+                    ),
+                )
+            }
+        }
+    }
+    let body = ledger.query(from.as_deref(), to.as_deref(), &by);
+    json(200, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 /// Per tenant: streams, entries, bytes, first/last entry timestamp, last push time.

@@ -198,6 +198,13 @@ pub fn ingest_request(
             },
         )
     };
+    {
+        let mut ledger = state.usage.lock();
+        ledger.apply(now_ns, tenant, outcome.usage.clone());
+        if let Err(e) = ledger.maybe_save() {
+            tracing::warn!(error = %e, "saving the usage ledger");
+        }
+    }
     if let Some(e) = wal_error {
         // Stored in memory but not durable: say so rather than acknowledge it.
         tracing::error!(error = %e, "data-dir append failed");

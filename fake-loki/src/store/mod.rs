@@ -16,6 +16,8 @@ pub struct TenantData {
     index: HashMap<String, usize>,
     /// Newest timestamp seen per stream (Loki's out-of-order window is relative to it).
     max_ts: Vec<i64>,
+    /// Wall-clock time each stream last stored an entry, ns since the epoch.
+    last_push: Vec<i64>,
     pub entries: u64,
     pub bytes: u64,
     pub pushes: u64,
@@ -40,7 +42,18 @@ impl TenantData {
         self.index.insert(s.labels_string.clone(), i);
         self.streams.push(s);
         self.max_ts.push(i64::MIN);
+        self.last_push.push(i64::MIN);
         i
+    }
+
+    /// Records that stream `i` stored entries at wall-clock `now_ns`.
+    pub fn touch(&mut self, i: usize, now_ns: i64) {
+        self.last_push[i] = now_ns;
+    }
+
+    /// When stream `i` last stored entries (None before its first).
+    pub fn last_push(&self, i: usize) -> Option<i64> {
+        Some(self.last_push[i]).filter(|t| *t != i64::MIN)
     }
 
     /// The stream's newest timestamp so far.
