@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use e2e::check::{self, Observer, Thresholds, WatchSettings};
 use e2e::content::ContentMix;
+use e2e::emit::{self, EmitConfig, PodIdentity};
 use e2e::gen::{self, ClusterSpec, GenConfig, Rotation};
 use e2e::loki::HttpLoki;
 use e2e::manifest::{ClusterInfo, Manifest};
@@ -36,6 +37,10 @@ enum Cmd {
     Check(CheckArgs),
     /// The whole pipeline on loopback: fake-loki + one agent per cluster + loadgen + check.
     Local(LocalArgs),
+    /// In-cluster generator (kind e2e): marker lines to stdout, then its record to a file.
+    Emit(EmitArgs),
+    /// Assemble the generators' records (JSON lines) into a manifest for `check`.
+    Manifest(ManifestArgs),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -259,6 +264,41 @@ struct LocalArgs {
     th: ThresholdArgs,
 }
 
+#[derive(Args, Debug)]
+struct EmitArgs {
+    /// Run id written into every marker.
+    #[arg(long)]
+    run_id: String,
+    /// The cluster name (the `cluster` label the agent adds).
+    #[arg(long)]
+    cluster: String,
+    /// Lines to write (sequence numbers 1..=count).
+    #[arg(long)]
+    count: u64,
+    /// Lines per second; 0 writes flat out.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Where the source record goes (the pod's terminationMessagePath).
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_log: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ManifestArgs {
+    /// Run id of the generators.
+    #[arg(long)]
+    run_id: String,
+    /// A cluster as name=tenant (repeatable); every record's cluster must be one of these.
+    #[arg(long = "cluster", value_parser = cluster, required = true)]
+    clusters: Vec<ClusterInfo>,
+    /// The records, one JSON object per line (blank lines are skipped).
+    #[arg(long)]
+    records: PathBuf,
+    /// Where to write the manifest.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -280,6 +320,10 @@ fn main() -> ExitCode {
             Cmd::Loadgen(a) => loadgen(a).await,
             Cmd::Check(a) => check_cmd(a).await,
             Cmd::Local(a) => local(a).await,
+            Cmd::Emit(a) => tokio::task::spawn_blocking(move || emit_cmd(a))
+                .await
+                .context("emit thread")?,
+            Cmd::Manifest(a) => manifest_cmd(a),
         }
     });
     match res {
@@ -341,6 +385,37 @@ async fn loadgen(a: LoadgenArgs) -> anyhow::Result<bool> {
         manifest.totals.truncations,
         manifest.totals.pods_deleted,
         path.display()
+    );
+    Ok(true)
+}
+
+fn emit_cmd(a: EmitArgs) -> anyhow::Result<bool> {
+    let who = PodIdentity::from_env(|k| std::env::var(k).ok())?;
+    let cfg = EmitConfig {
+        run_id: a.run_id,
+        cluster: a.cluster,
+        count: a.count,
+        rate_per_sec: (a.rate > 0.0).then_some(a.rate),
+    };
+    let stdout = std::io::stdout();
+    let rec = emit::emit(&cfg, &who, &mut stdout.lock())?;
+    let line = emit::record_line(&rec)?;
+    std::fs::write(&a.termination_log, &line)
+        .with_context(|| format!("writing {}", a.termination_log.display()))?;
+    Ok(true)
+}
+
+fn manifest_cmd(a: ManifestArgs) -> anyhow::Result<bool> {
+    let records = std::fs::read_to_string(&a.records)
+        .with_context(|| format!("reading {}", a.records.display()))?;
+    let m = emit::assemble(&a.run_id, &a.clusters, &records)
+        .with_context(|| format!("assembling {}", a.records.display()))?;
+    m.write(&a.out)?;
+    eprintln!(
+        "manifest {}: {} sources, {} entries",
+        a.out.display(),
+        m.sources.len(),
+        m.totals.entries
     );
     Ok(true)
 }
