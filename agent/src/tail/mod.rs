@@ -515,6 +515,9 @@ impl Tailer {
             t.read_offset = 0;
             t.skipping = false;
             t.parser.reset();
+            // New content, new identity: keep the stored fingerprint describing what is there.
+            t.fp = Fingerprint::of(&read_head(file)?);
+            self.positions.observe(t.meta.id, None, size, Some(t.fp));
             return Ok(Step::Chunk(self.make_chunk(
                 t,
                 Vec::new(),

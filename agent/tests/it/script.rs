@@ -42,6 +42,10 @@ async fn interpret(ops: Vec<Op>) {
     let mut agent = Some(Running::start(w.settings()).await);
     // 0.log was created while the agent was down (it never saw it).
     let mut created_while_stopped = false;
+    // 0.log was truncated and the agent may not have seen its new content yet, or it was
+    // empty when the agent stopped: its content identity is unknown to the agent.
+    let mut truncated = false;
+    let mut unidentifiable_at_stop = false;
     for op in ops {
         match op {
             Op::Write(n) => {
@@ -61,7 +65,7 @@ async fn interpret(ops: Vec<Op>) {
             Op::Rotate => {
                 // A file created and rotated entirely while the agent is down is a documented
                 // gap; rotating a file the agent knew is the scenario we guarantee.
-                if agent.is_none() && created_while_stopped {
+                if agent.is_none() && (created_while_stopped || unidentifiable_at_stop) {
                     continue;
                 }
                 if c.log(0).exists() {
@@ -93,13 +97,24 @@ async fn interpret(ops: Vec<Op>) {
                         .expect("open")
                         .set_len(0)
                         .expect("truncate");
+                    truncated = true;
                 }
             }
             Op::Restart => match agent.take() {
-                Some(a) => a.stop().await,
+                Some(a) => {
+                    if truncated {
+                        // Let the agent see what was written since the truncation.
+                        w.wait_entries(next as usize).await;
+                        truncated = false;
+                    }
+                    unidentifiable_at_stop =
+                        std::fs::metadata(c.log(0)).is_ok_and(|m| m.len() == 0);
+                    a.stop().await;
+                }
                 None => {
                     agent = Some(Running::start(w.settings()).await);
                     created_while_stopped = false;
+                    unidentifiable_at_stop = false;
                 }
             },
         }
