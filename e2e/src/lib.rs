@@ -7,12 +7,14 @@
 //! - [`loki`]: a query-API client that paginates `query_range` as a real client must.
 //! - [`check`]: the completeness checker (`e2e check`): gaps, duplicates, order, lag, tenant leaks.
 //! - [`procs`]: locating, spawning and measuring the `agent` and `fake-loki` processes.
+//! - [`cost`]: the pure cost engine (`e2e cost`): usage + prices → report by day/week/month/tenant/cluster, budgets.
 //! - [`emit`]: the kind e2e's in-cluster generator (`e2e emit`) and manifest assembler.
 //! - [`pipeline`]: the whole run (`e2e local` and the scenario tests): fake-loki + one agent per
 //!   cluster + generator + checker, with timed actions (faults, `kill -9`).
 
 pub mod check;
 pub mod content;
+pub mod cost;
 pub mod cri;
 pub mod emit;
 pub mod error;
