@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::fresh::{freshness, render_label_set, Freshness, PushTime};
 use crate::gen::now_ns;
 use crate::loki::{fetch_all, QueryApi, MAX_LIMIT};
 use crate::manifest::{ClusterInfo, Manifest, SourceRecord};
@@ -36,6 +37,8 @@ pub struct Hit {
     pub ts_ns: i64,
     /// The stream labels agree with the source named in the marker.
     pub labels_ok: bool,
+    /// The stream's labels as Loki returned them, rendered as a label set (freshness per stream).
+    pub stream: String,
 }
 
 /// Accumulates what repeated scans of Loki saw for one run.
@@ -52,6 +55,8 @@ pub struct Observer {
     last_scan: Vec<Hit>,
     scans: u64,
     failed_scans: u64,
+    /// Last push per stream, from fake-loki's gauges (empty against a real Loki).
+    pushes: Vec<PushTime>,
 }
 
 impl Observer {
@@ -79,6 +84,7 @@ impl Observer {
             last_scan: Vec::new(),
             scans: 0,
             failed_scans: 0,
+            pushes: Vec::new(),
         }
     }
 
@@ -124,6 +130,7 @@ impl Observer {
                         seq: m.seq,
                         ts_ns: ts,
                         labels_ok: labels_match(labels, m.src),
+                        stream: render_label_set(labels),
                     });
                 },
             )
@@ -169,15 +176,26 @@ impl Observer {
         self.scans
     }
 
-    /// Compares the last scan with the manifest.
+    /// Sets the last push time per stream (from fake-loki's `/metrics`) for the freshness check.
+    pub fn set_push_times(&mut self, pushes: Vec<PushTime>) {
+        self.pushes = pushes;
+    }
+
+    /// Compares the last scan with the manifest; with `max_lag_ms`, also judges freshness
+    /// against the wall clock now.
     pub fn report(&self, manifest: &Manifest, thresholds: &Thresholds) -> Report {
-        analyze(
+        let mut r = analyze(
             manifest,
             &self.last_scan,
             &self.first_seen,
             thresholds,
             self.scans,
-        )
+        );
+        if let Some(max) = thresholds.max_lag_ms {
+            let f = freshness(manifest, &self.last_scan, &self.pushes, now_ns(), max);
+            add_freshness(&mut r, f);
+        }
+        r
     }
 }
 
@@ -204,6 +222,9 @@ pub struct Thresholds {
     pub max_lag_p99_ms: Option<u64>,
     /// Duplicates fail the check unless allowed.
     pub allow_duplicates: bool,
+    /// Freshness: a source whose newest entry is older than this (ms) is late (`None`: not
+    /// judged).
+    pub max_lag_ms: Option<u64>,
 }
 
 impl Default for Thresholds {
@@ -212,6 +233,7 @@ impl Default for Thresholds {
             min_rate_pct: 95.0,
             max_lag_p99_ms: Some(60_000),
             allow_duplicates: false,
+            max_lag_ms: None,
         }
     }
 }
@@ -291,6 +313,8 @@ pub struct Report {
     pub no_data_sources: Vec<String>,
     pub leaks: Vec<Leak>,
     pub sources: Vec<SourceReport>,
+    /// With a freshness threshold: late and silent sources, per source and per stream.
+    pub freshness: Option<Freshness>,
 }
 
 /// At most this many missing ranges are listed per source (the count is always exact).
@@ -575,7 +599,52 @@ pub fn analyze(
         no_data_sources: no_data,
         leaks,
         sources,
+        freshness: None,
     }
+}
+
+/// Adds the freshness verdict (a `freshness` check naming late and silent sources) to a report.
+pub fn add_freshness(r: &mut Report, f: Freshness) {
+    let names = |v: &[String]| {
+        let mut s = v.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 10 {
+            s.push_str(&format!(" (+{} more)", v.len() - 10));
+        }
+        s
+    };
+    let pass = f.late.is_empty() && f.silent.is_empty();
+    let detail = if pass {
+        format!(
+            "all {} sources have an entry newer than {} ms",
+            f.sources.len(),
+            f.max_lag_ms
+        )
+    } else {
+        let mut parts = Vec::new();
+        if !f.late.is_empty() {
+            parts.push(format!(
+                "{} late (newest entry older than {} ms): {}",
+                f.late.len(),
+                f.max_lag_ms,
+                names(&f.late)
+            ));
+        }
+        if !f.silent.is_empty() {
+            parts.push(format!(
+                "{} silent (expected, nothing in Loki): {}",
+                f.silent.len(),
+                names(&f.silent)
+            ));
+        }
+        parts.join("; ")
+    };
+    r.checks.push(CheckResult {
+        name: "freshness",
+        pass,
+        detail,
+    });
+    r.pass &= pass;
+    r.freshness = Some(f);
 }
 
 /// How a watching check polls.
@@ -720,6 +789,7 @@ mod tests {
             seq,
             ts_ns: ts,
             labels_ok: true,
+            stream: String::new(),
         }
     }
 

@@ -280,11 +280,7 @@ pub fn price_items(
         let lb = u128::from(r.loki_bytes);
         let byte_days = lb * u128::from(prices.loki.retention.days(&r.tenant));
         for (item, quantity, micros) in [
-            (
-                Item::Ingest,
-                lb,
-                price(lb, prices.loki.ingest_per_gb, GB)?,
-            ),
+            (Item::Ingest, lb, price(lb, prices.loki.ingest_per_gb, GB)?),
             (
                 Item::Storage,
                 byte_days,
@@ -631,7 +627,12 @@ pub fn report(
     }
     let section = |p: Period| -> Vec<Row> {
         let mut amounts = group(items.iter(), |c| p.key(c.day));
-        let mut vols = volumes(&usage, &agents, |r| Some(p.key(r.day)), |a| Some(p.key(a.day)));
+        let mut vols = volumes(
+            &usage,
+            &agents,
+            |r| Some(p.key(r.day)),
+            |a| Some(p.key(a.day)),
+        );
         for d in &days {
             amounts.entry(p.key(*d)).or_default();
             vols.entry(p.key(*d)).or_default();
@@ -664,7 +665,9 @@ pub fn report(
 
     let mut alerts = Vec::new();
     for b in budgets {
-        let spent = group(items.iter().filter(|c| b.covers(c)), |c| b.period.key(c.day));
+        let spent = group(items.iter().filter(|c| b.covers(c)), |c| {
+            b.period.key(c.day)
+        });
         let buckets: BTreeSet<String> = match b.period {
             Period::Day => daily.iter().map(|r| r.key.clone()).collect(),
             Period::Week => weekly.iter().map(|r| r.key.clone()).collect(),
@@ -791,9 +794,8 @@ pub fn alert_line(a: &Alert, currency: &str) -> String {
 
 /// The report as CSV: one line per row of every section, then one per alert.
 pub fn render_csv(r: &CostReport) -> String {
-    let mut o = String::from(
-        "section,key,loki,agent,total,lines,bytes,loki_bytes,pushes,agent_cpu_ms\n",
-    );
+    let mut o =
+        String::from("section,key,loki,agent,total,lines,bytes,loki_bytes,pushes,agent_cpu_ms\n");
     let esc = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -865,8 +867,14 @@ mod tests {
         assert_eq!(format_micros(-5), "-0.000005");
         let err = serde_norway::from_str::<Money>("0.5").expect_err("float");
         assert!(err.to_string().contains("quote it"), "{err}");
-        assert_eq!(serde_norway::from_str::<Money>("\"0.5\"").ok(), Some(Money(500_000)));
-        assert_eq!(serde_norway::from_str::<Money>("3").ok(), Some(Money(3_000_000)));
+        assert_eq!(
+            serde_norway::from_str::<Money>("\"0.5\"").ok(),
+            Some(Money(500_000))
+        );
+        assert_eq!(
+            serde_norway::from_str::<Money>("3").ok(),
+            Some(Money(3_000_000))
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! - [`marker`]: the `run=<id> src=<source> seq=<n>` marker every entry carries.
 //! - [`loki`]: a query-API client that paginates `query_range` as a real client must.
 //! - [`check`]: the completeness checker (`e2e check`): gaps, duplicates, order, lag, tenant leaks.
+//! - [`fresh`]: freshness (`check --max-lag`): late and silent sources, per source and stream.
 //! - [`procs`]: locating, spawning and measuring the `agent` and `fake-loki` processes.
 //! - [`cost`]: the pure cost engine (`e2e cost`): usage + prices → report by day/week/month/tenant/cluster, budgets.
 //! - [`emit`]: the kind e2e's in-cluster generator (`e2e emit`) and manifest assembler.
+//! - [`usage`]: reading fake-loki's usage ledger and agents' `/metrics` for [`cost`].
 //! - [`pipeline`]: the whole run (`e2e local` and the scenario tests): fake-loki + one agent per
 //!   cluster + generator + checker, with timed actions (faults, `kill -9`).
 
@@ -18,6 +20,7 @@ pub mod cost;
 pub mod cri;
 pub mod emit;
 pub mod error;
+pub mod fresh;
 pub mod gen;
 pub mod loki;
 pub mod manifest;
@@ -25,5 +28,6 @@ pub mod marker;
 pub mod pipeline;
 pub mod procs;
 pub mod report;
+pub mod usage;
 
 pub use error::Error;

@@ -11,12 +11,14 @@ use clap::{Args, Parser, Subcommand};
 
 use e2e::check::{self, Observer, Thresholds, WatchSettings};
 use e2e::content::ContentMix;
+use e2e::cost;
 use e2e::emit::{self, EmitConfig, PodIdentity};
 use e2e::gen::{self, ClusterSpec, GenConfig, Rotation};
 use e2e::loki::HttpLoki;
 use e2e::manifest::{ClusterInfo, Manifest};
 use e2e::pipeline::{self, RunConfig};
 use e2e::report;
+use e2e::usage;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +43,41 @@ enum Cmd {
     Emit(EmitArgs),
     /// Assemble the generators' records (JSON lines) into a manifest for `check`.
     Manifest(ManifestArgs),
+    /// Price usage (fake-loki's ledger, agents' resources): by day, week, month, tenant, cluster;
+    /// exit 1 when a budget is exceeded.
+    Cost(CostArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("usage_source").required(true).args(["usage_url", "usage_file"])))]
+struct CostArgs {
+    /// fake-loki base URL to read `/fake-loki/api/v1/usage` from.
+    #[arg(long)]
+    usage_url: Option<String>,
+    /// A saved usage response (or a JSON array of its rows).
+    #[arg(long)]
+    usage_file: Option<PathBuf>,
+    /// The price file (YAML; see e2e/examples/prices.yaml).
+    #[arg(long)]
+    prices: PathBuf,
+    /// Scrape an agent's /metrics now, as URL=cluster (repeatable); booked on today (UTC).
+    #[arg(long = "agents-metrics")]
+    agents_metrics: Vec<String>,
+    /// Agent usage records (JSON array, as `e2e local --usage-out` writes).
+    #[arg(long)]
+    agent_usage: Option<PathBuf>,
+    /// The window: the day, ISO week or month containing --at, or everything.
+    #[arg(long, value_parser = cost::Period::parse, default_value = "all")]
+    period: cost::Period,
+    /// A day (YYYY-MM-DD) inside the window (default: the latest day with usage).
+    #[arg(long)]
+    at: Option<String>,
+    /// Budgets (YAML; see e2e/examples/budgets.yaml).
+    #[arg(long)]
+    budget: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_parser = ["table", "json", "csv"], default_value = "table")]
+    format: String,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -195,6 +232,10 @@ struct ThresholdArgs {
     /// Do not fail on duplicates.
     #[arg(long)]
     allow_duplicates: bool,
+    /// Freshness: fail naming every source whose newest entry is older than this, or that has
+    /// no entry at all (silent).
+    #[arg(long, value_parser = duration)]
+    max_lag: Option<Duration>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -218,6 +259,7 @@ impl ThresholdArgs {
             min_rate_pct: self.min_rate,
             max_lag_p99_ms,
             allow_duplicates: self.allow_duplicates,
+            max_lag_ms: self.max_lag.map(|d| d.as_millis() as u64),
         })
     }
 }
@@ -324,6 +366,7 @@ fn main() -> ExitCode {
                 .await
                 .context("emit thread")?,
             Cmd::Manifest(a) => manifest_cmd(a),
+            Cmd::Cost(a) => cost_cmd(a).await,
         }
     });
     match res {
@@ -420,6 +463,71 @@ fn manifest_cmd(a: ManifestArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+async fn cost_cmd(a: CostArgs) -> anyhow::Result<bool> {
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let prices = cost::Prices::from_yaml(&String::from_utf8_lossy(&read(&a.prices)?))?;
+    let budgets = match &a.budget {
+        Some(p) => {
+            let b = cost::Budgets::from_yaml(&String::from_utf8_lossy(&read(p)?))?;
+            if let Some(c) = b.currency.as_deref().filter(|c| *c != prices.currency) {
+                bail!("budget file is in {c}, prices in {}", prices.currency);
+            }
+            b.budgets
+        }
+        None => Vec::new(),
+    };
+    let usage = match (&a.usage_url, &a.usage_file) {
+        (Some(url), _) => usage::fetch_usage(&HttpLoki::new(url))
+            .await
+            .with_context(|| format!("reading usage from {url}"))?,
+        (None, Some(p)) => usage::parse_usage(&read(p)?)?,
+        (None, None) => bail!("--usage-url or --usage-file is required"),
+    };
+    let mut agents: Vec<cost::AgentUsage> = match &a.agent_usage {
+        Some(p) => serde_json::from_slice(&read(p)?)
+            .with_context(|| format!("agent usage {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let now = chrono::Utc::now();
+    for spec in &a.agents_metrics {
+        let (url, cluster) = spec
+            .rsplit_once('=')
+            .with_context(|| format!("expected URL=cluster, got {spec:?}"))?;
+        let (status, body) = HttpLoki::new(url)
+            .get("", None)
+            .await
+            .with_context(|| format!("scraping {url}"))?;
+        if status != 200 {
+            bail!("scraping {url}: status {status}");
+        }
+        let samples = usage::parse_prometheus(&String::from_utf8_lossy(&body));
+        let now_secs = now.timestamp_millis() as f64 / 1000.0;
+        agents.push(usage::agent_usage_from_metrics(
+            &samples,
+            cluster,
+            now.date_naive(),
+            now_secs,
+        )?);
+    }
+    let at =
+        a.at.as_deref()
+            .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+            .transpose()
+            .context("--at must be YYYY-MM-DD")?;
+    let r = cost::report(&usage, &agents, &prices, a.period, at, &budgets)?;
+    match a.format.as_str() {
+        "json" => println!("{}", serde_json::to_string_pretty(&r)?),
+        "csv" => print!("{}", cost::render_csv(&r)),
+        _ => print!("{}", cost::render_table(&r)),
+    }
+    if a.format != "table" {
+        for al in &r.alerts {
+            eprintln!("{}", cost::alert_line(al, &r.currency));
+        }
+    }
+    Ok(r.alerts.is_empty())
+}
+
 async fn check_cmd(a: CheckArgs) -> anyhow::Result<bool> {
     let manifest = Manifest::read(&a.manifest)?;
     let th = a.th.thresholds()?;
@@ -443,6 +551,14 @@ async fn check_cmd(a: CheckArgs) -> anyhow::Result<bool> {
     }
     if obs.scans() == 0 {
         bail!("no scan of Loki succeeded");
+    }
+    if th.max_lag_ms.is_some() {
+        // fake-loki's per-stream push gauges; a real Loki has none and the newest entry stands in.
+        let now = e2e::gen::now_ns();
+        if let Ok((200, body)) = api.get("/metrics", None).await {
+            let samples = usage::parse_prometheus(&String::from_utf8_lossy(&body));
+            obs.set_push_times(e2e::fresh::push_times(&samples, now));
+        }
     }
     let report = obs.report(&manifest, &th);
     if a.th.json {
