@@ -300,6 +300,10 @@ struct LocalArgs {
     /// Keep the work dir (pods roots, logs, manifest) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Write fake-loki's usage ledger (usage.json) and the agents' usage (agent-usage.json)
+    /// here, for `e2e cost --usage-file DIR/usage.json --agent-usage DIR/agent-usage.json`.
+    #[arg(long)]
+    usage_out: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
     #[command(flatten)]
@@ -620,6 +624,22 @@ async fn local(a: LocalArgs) -> anyhow::Result<bool> {
             "{}",
             report::render_run(&outcome.throughput, &outcome.agents)
         );
+    }
+    if let Some(dir) = &a.usage_out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let usage = outcome
+            .usage
+            .as_ref()
+            .context("fake-loki's usage ledger could not be read")?;
+        std::fs::write(
+            dir.join("usage.json"),
+            serde_json::to_vec_pretty(&serde_json::json!({ "rows": usage }))?,
+        )?;
+        std::fs::write(
+            dir.join("agent-usage.json"),
+            serde_json::to_vec_pretty(&outcome.agent_usage)?,
+        )?;
+        eprintln!("usage written to {}", dir.display());
     }
     if let Some(d) = &outcome.work_dir {
         eprintln!("work dir kept: {}", d.display());

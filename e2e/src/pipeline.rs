@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{self, Observer, Report, Thresholds, WatchSettings};
 use crate::content::ContentMix;
+use crate::cost::{AgentUsage, UsageRow};
 use crate::gen::{self, ClusterSpec, GenConfig, Rotation};
 use crate::loki::HttpLoki;
 use crate::manifest::{ClusterInfo, Manifest};
@@ -127,6 +128,11 @@ pub struct RunOutcome {
     pub manifest: Arc<Manifest>,
     /// The work dir, when kept.
     pub work_dir: Option<PathBuf>,
+    /// fake-loki's usage ledger by tenant and cluster, read after the agents stopped (`None`
+    /// when the endpoint failed; the reason is logged).
+    pub usage: Option<Vec<UsageRow>>,
+    /// Each agent's CPU and memory (from `/proc`), booked on today (UTC), for the cost report.
+    pub agent_usage: Vec<AgentUsage>,
 }
 
 struct AgentSlot {
@@ -137,6 +143,9 @@ struct AgentSlot {
     child: Option<ManagedChild>,
     cpu_seconds: f64,
     peak_rss_kib: u64,
+    /// When the running incarnation started, and the lifetime of the stopped ones.
+    started: Option<Instant>,
+    alive_seconds: f64,
 }
 
 impl AgentSlot {
@@ -148,6 +157,7 @@ impl AgentSlot {
             cmd,
             &self.log,
         )?);
+        self.started = Some(Instant::now());
         Ok(())
     }
 
@@ -160,6 +170,9 @@ impl AgentSlot {
 
     fn kill(&mut self) {
         self.record_stats();
+        if let Some(t) = self.started.take() {
+            self.alive_seconds += t.elapsed().as_secs_f64();
+        }
         if let Some(mut c) = self.child.take() {
             c.kill();
         }
@@ -309,6 +322,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
             child: None,
             cpu_seconds: 0.0,
             peak_rss_kib: 0,
+            started: None,
+            alive_seconds: 0.0,
         };
         slot.start(&bins)?;
         lock(&agents).insert(c.name.clone(), slot);
@@ -397,12 +412,25 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
     let outcome = outcome?;
 
     // Measure the agents just before stopping them.
+    let today = chrono::Utc::now().date_naive();
+    let mut agent_usage = Vec::new();
     let agent_stats: Vec<ProcStats> = {
         let mut slots = lock(&agents);
         slots
             .values_mut()
             .map(|s| {
                 s.kill();
+                let rss_bytes = s.peak_rss_kib * 1024;
+                agent_usage.push(AgentUsage {
+                    day: today,
+                    cluster: s.cluster.clone(),
+                    cpu_ms: (s.cpu_seconds * 1000.0).round() as u64,
+                    // Peak RSS over the whole lifetime: an upper bound of the integral.
+                    mem_byte_seconds: (rss_bytes as f64 * s.alive_seconds).round() as u64,
+                    peak_rss_bytes: rss_bytes,
+                    read_bytes: 0,
+                    sent_bytes: 0,
+                });
                 ProcStats {
                     name: s.cluster.clone(),
                     cpu_seconds: s.cpu_seconds,
@@ -410,6 +438,14 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
                 }
             })
             .collect()
+    };
+    // The agents are stopped, so the ledger is final; read it before fake-loki goes.
+    let usage = match crate::usage::fetch_usage(&api).await {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading fake-loki's usage ledger");
+            None
+        }
     };
     if let Some(mut c) = lock(&loki).child.take() {
         c.kill();
@@ -450,6 +486,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
         agents: agent_stats,
         manifest: outcome.manifest,
         work_dir,
+        usage,
+        agent_usage,
     })
 }
 
