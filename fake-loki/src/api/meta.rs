@@ -122,11 +122,8 @@ pub async fn series(state: &Arc<State>, req: Request<Incoming>) -> http::Respons
                 )
             })
             .collect();
-        let body = if data.is_empty() {
-            serde_json::json!({"status": "success"})
-        } else {
-            serde_json::json!({"status": "success", "data": data})
-        };
+        // Unlike labels (omitempty), series always carries `data`, `[]` when nothing matched.
+        let body = serde_json::json!({"status": "success", "data": data});
         Ok(serde_json::to_vec(&body).unwrap_or_default())
     };
     match run() {
