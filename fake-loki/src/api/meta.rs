@@ -8,7 +8,7 @@ use http::Request;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
-use super::{json, params, read_tenants, request_params, text, Body, TenantSource};
+use super::{answer, params, read_request, Body, ReadRequest, TenantSource};
 use crate::logql::{self, Matcher, Source};
 use crate::State;
 
@@ -35,13 +35,11 @@ pub async fn labels(
     req: Request<Incoming>,
     name: Option<String>,
 ) -> http::Response<Body> {
-    let (parts, p) = match request_params(req, MAX_BODY).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenants = match read_tenants(state, &parts) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let ReadRequest {
+        params: p, tenants, ..
+    } = match read_request(state, req, MAX_BODY).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let run = || -> Result<Vec<u8>, String> {
         let (start, end) = params::time_range(&p, now_ns())?;
@@ -70,21 +68,16 @@ pub async fn labels(
         }
         Ok(list(out))
     };
-    match run() {
-        Ok(b) => json(200, b),
-        Err(m) => text(400, m),
-    }
+    answer(run())
 }
 
 /// `series`: the label sets of streams matching any `match[]` selector.
 pub async fn series(state: &Arc<State>, req: Request<Incoming>) -> http::Response<Body> {
-    let (parts, p) = match request_params(req, MAX_BODY).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenants = match read_tenants(state, &parts) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let ReadRequest {
+        params: p, tenants, ..
+    } = match read_request(state, req, MAX_BODY).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let run = || -> Result<Vec<u8>, String> {
         let (start, end) = params::time_range(&p, now_ns())?;
@@ -126,21 +119,16 @@ pub async fn series(state: &Arc<State>, req: Request<Incoming>) -> http::Respons
         let body = serde_json::json!({"status": "success", "data": data});
         Ok(serde_json::to_vec(&body).unwrap_or_default())
     };
-    match run() {
-        Ok(b) => json(200, b),
-        Err(m) => text(400, m),
-    }
+    answer(run())
 }
 
 /// `index/stats`: exact counts where Loki estimates from its index.
 pub async fn index_stats(state: &Arc<State>, req: Request<Incoming>) -> http::Response<Body> {
-    let (parts, p) = match request_params(req, MAX_BODY).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenants = match read_tenants(state, &parts) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let ReadRequest {
+        params: p, tenants, ..
+    } = match read_request(state, req, MAX_BODY).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let run = || -> Result<Vec<u8>, String> {
         let (start, end) = params::time_range(&p, now_ns())?;
@@ -167,8 +155,5 @@ pub async fn index_stats(state: &Arc<State>, req: Request<Incoming>) -> http::Re
         let body = serde_json::json!({"streams": streams, "chunks": streams, "bytes": bytes, "entries": entries});
         Ok(serde_json::to_vec(&body).unwrap_or_default())
     };
-    match run() {
-        Ok(b) => json(200, b),
-        Err(m) => text(400, m),
-    }
+    answer(run())
 }

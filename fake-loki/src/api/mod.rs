@@ -233,6 +233,36 @@ async fn route(
     }
 }
 
+/// A read request (query or metadata): its parts, parameters and tenants.
+pub struct ReadRequest {
+    pub parts: http::request::Parts,
+    pub params: params::Params,
+    pub tenants: Vec<String>,
+}
+
+/// Reads the parameters and resolves the tenants of a query or metadata request.
+pub async fn read_request(
+    state: &State,
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<ReadRequest, Response<Body>> {
+    let (parts, params) = request_params(req, max).await?;
+    let tenants = read_tenants(state, &parts)?;
+    Ok(ReadRequest {
+        parts,
+        params,
+        tenants,
+    })
+}
+
+/// A JSON answer, or Loki's plain-text 400 for a bad request.
+pub fn answer(result: Result<Vec<u8>, String>) -> Response<Body> {
+    match result {
+        Ok(body) => json(200, body),
+        Err(msg) => text(400, msg),
+    }
+}
+
 /// Collects query-string and form-body parameters.
 pub async fn request_params(
     req: Request<Incoming>,

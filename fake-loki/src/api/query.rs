@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::params::{self, Params};
-use super::{json, read_tenants, request_params, text, Body, TenantSource};
+use super::{answer, read_request, Body, ReadRequest, TenantSource};
 use crate::logql::{self, RangeQuery};
 use crate::State;
 
@@ -33,18 +33,15 @@ fn categorize(parts: &http::request::Parts) -> bool {
 }
 
 pub async fn range(state: &Arc<State>, req: Request<Incoming>) -> http::Response<Body> {
-    let (parts, p) = match request_params(req, MAX_QUERY_BODY).await {
-        Ok(x) => x,
-        Err(r) => return r,
+    let ReadRequest {
+        parts,
+        params: p,
+        tenants,
+    } = match read_request(state, req, MAX_QUERY_BODY).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let tenants = match read_tenants(state, &parts) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match run_range(state, &tenants, &p, categorize(&parts)) {
-        Ok(body) => json(200, body),
-        Err(msg) => text(400, msg),
-    }
+    answer(run_range(state, &tenants, &p, categorize(&parts)))
 }
 
 fn run_range(
@@ -112,13 +109,13 @@ fn run_range(
 }
 
 pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Response<Body> {
-    let (parts, p) = match request_params(req, MAX_QUERY_BODY).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenants = match read_tenants(state, &parts) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let ReadRequest {
+        parts,
+        params: p,
+        tenants,
+    } = match read_request(state, req, MAX_QUERY_BODY).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     let cat = categorize(&parts);
     let run = || -> Result<Vec<u8>, String> {
@@ -142,10 +139,7 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
             logql::exec_instant(&expr, &src, time, limit, direction).map_err(|e| e.message)?;
         Ok(envelope(&result, cat, started))
     };
-    match run() {
-        Ok(body) => json(200, body),
-        Err(msg) => text(400, msg),
-    }
+    answer(run())
 }
 
 /// Loki's default step: max(floor(range_s / 250), 1) seconds.
