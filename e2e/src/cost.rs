@@ -719,9 +719,9 @@ pub fn render_table(r: &CostReport) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "cost report ({}), period {:?}: {} .. {}",
+        "cost report ({}), period {}: {} .. {}",
         r.currency,
-        r.period,
+        format!("{:?}", r.period).to_lowercase(),
         r.from.as_deref().unwrap_or("-"),
         r.to.as_deref().unwrap_or("-")
     );
