@@ -31,7 +31,7 @@ use std::sync::Arc;
 use notify::Watcher;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 pub use config::Settings;
 pub use error::AgentError;
@@ -57,6 +57,36 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 pub async fn run_with(
     settings: Settings,
     discovery: Box<dyn Discovery>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_inner(settings, discovery, None, bound, shutdown).await
+}
+
+/// Runs an Alloy config: `plan.settings` (with the caller's overrides already applied), the
+/// given discovery (usually [`alloy::Plan::discovery`]) and every entry through the plan's
+/// routes (`loki.process` / `loki.relabel`) before it is batched. The tenant may come from
+/// `stage.tenant`; `__*` labels are removed before pushing.
+pub async fn run_plan(
+    plan: &alloy::Plan,
+    discovery: Box<dyn Discovery>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_inner(
+        plan.settings.clone(),
+        discovery,
+        Some(plan.routes()),
+        bound,
+        shutdown,
+    )
+    .await
+}
+
+async fn run_inner(
+    settings: Settings,
+    discovery: Box<dyn Discovery>,
+    routes: Option<Vec<Vec<alloy::Route>>>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -94,7 +124,10 @@ pub async fn run_with(
     let _watcher = start_watcher(&discovery.watch_root(), wake_tx.clone(), rescan.clone());
 
     let pipelines: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-    let factory: SinkFactory = {
+    let aborts: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+    let aborting = Arc::new(AtomicBool::new(false));
+    // Batcher + sender of one tenant; returns its chunk queue.
+    let make_output = {
         let handle = tokio::runtime::Handle::current();
         let ctx = SenderCtx {
             client,
@@ -103,8 +136,9 @@ pub async fn run_with(
             metrics: metrics.clone(),
         };
         let pipelines = pipelines.clone();
+        let aborts = aborts.clone();
         let wake_tx = wake_tx.clone();
-        Box::new(move |tenant: &Arc<str>| {
+        move |tenant: &Arc<str>| {
             let (ctx_tx, ctx_rx) = mpsc::channel(ctx.settings.queue_chunks.max(1));
             let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
             let s = &ctx.settings;
@@ -116,9 +150,45 @@ pub async fn run_with(
                 wake_tx.clone(),
             ));
             let p = handle.spawn(push::run_sender(ctx.clone(), tenant.clone(), batch_rx));
+            aborts.lock().extend([b.abort_handle(), p.abort_handle()]);
             pipelines.lock().extend([b, p]);
             ctx_tx
-        })
+        }
+    };
+    let factory: SinkFactory = match routes {
+        None => Box::new(make_output),
+        Some(routes) => {
+            // Alloy mode: each tailer queue feeds a router that runs the config's stages and
+            // makes its own output pipelines per resulting tenant.
+            let handle = tokio::runtime::Handle::current();
+            let pipelines = pipelines.clone();
+            let aborts = aborts.clone();
+            let wake_tx = wake_tx.clone();
+            let settings = settings.clone();
+            let positions = positions.clone();
+            let metrics = metrics.clone();
+            let aborting = aborting.clone();
+            Box::new(move |tenant: &Arc<str>| {
+                let (tx, rx) = mpsc::channel(settings.queue_chunks.max(1));
+                let ctx = alloy::router::RouterCtx {
+                    tenant: tenant.clone(),
+                    routes: routes.clone(),
+                    external_labels: settings.external_labels.clone(),
+                    ack: {
+                        let positions = positions.clone();
+                        Arc::new(move |id, offset| positions.ack(id, offset))
+                    },
+                    metrics: metrics.clone(),
+                    outputs: Box::new(make_output.clone()),
+                    wake: wake_tx.clone(),
+                    aborting: aborting.clone(),
+                };
+                let r = handle.spawn(alloy::router::run_router(ctx, rx));
+                aborts.lock().push(r.abort_handle());
+                pipelines.lock().push(r);
+                tx
+            })
+        }
     };
 
     let tailer = Tailer::new(
@@ -160,17 +230,23 @@ pub async fn run_with(
     let _ = wake_tx.try_send(());
     // The tailer owns the chunk senders: when it ends, the batchers flush and the senders drain.
     let _ = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
-    let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *pipelines.lock());
-    let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+    // Routers may still start output pipelines while they drain: wait until none is left.
     let drained = tokio::time::timeout(settings.drain_timeout, async {
-        for h in handles {
-            let _ = h.await;
+        loop {
+            let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *pipelines.lock());
+            if handles.is_empty() {
+                break;
+            }
+            for h in handles {
+                let _ = h.await;
+            }
         }
     })
     .await;
     if drained.is_err() {
         tracing::warn!(timeout = ?settings.drain_timeout, "drain timeout: unacknowledged data will be re-read after restart");
-        for a in aborts {
+        aborting.store(true, Ordering::SeqCst);
+        for a in std::mem::take(&mut *aborts.lock()) {
             a.abort();
         }
     }

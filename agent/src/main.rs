@@ -90,21 +90,34 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Loki push URL (a bare base URL gets /loki/api/v1/push).
-    #[arg(long, env = "LOKI_URL")]
-    loki_url: String,
+    /// Grafana Alloy config file; without it the agent is configured by these flags.
+    config: Option<PathBuf>,
+    /// Loki push URL (a bare base URL gets /loki/api/v1/push); default $LOKI_URL. Not with a
+    /// config file.
+    #[arg(long)]
+    loki_url: Option<String>,
+    /// Alloy's flag: HTTP listen address (same as --listen).
+    #[arg(long = "server.http.listen-addr", value_name = "ADDR")]
+    server_http_listen_addr: Option<SocketAddr>,
+    /// Alloy's flag: data directory; positions go to DIR/positions.yaml.
+    #[arg(long = "storage.path", value_name = "DIR")]
+    storage_path: Option<PathBuf>,
+    /// Alloy's flag, accepted and ignored.
+    #[arg(long = "stability.level", value_name = "LEVEL", hide = true)]
+    stability_level: Option<String>,
     /// Tenant (X-Scope-OrgID); empty sends none.
     #[arg(long, default_value = "")]
     tenant: String,
     /// Per-namespace tenant override, namespace=tenant (repeatable).
     #[arg(long = "namespace-tenant", value_parser = key_value)]
     namespace_tenants: Vec<(String, String)>,
-    /// Root of the kubelet pod logs.
-    #[arg(long, default_value = "/var/log/pods")]
-    pods_root: PathBuf,
-    /// Positions file.
-    #[arg(long, default_value = "/var/lib/agent/positions.yaml")]
-    positions: PathBuf,
+    /// Root of the kubelet pod logs [default: /var/log/pods]. With a config file,
+    /// `/var/log/pods` paths in it are rebased onto this directory.
+    #[arg(long)]
+    pods_root: Option<PathBuf>,
+    /// Positions file [default: /var/lib/agent/positions.yaml].
+    #[arg(long)]
+    positions: Option<PathBuf>,
     /// Label added to every stream, k=v (repeatable).
     #[arg(long = "external-label", value_parser = key_value)]
     external_labels: Vec<(String, String)>,
@@ -114,9 +127,9 @@ struct RunArgs {
     /// Maximum batch age.
     #[arg(long, value_parser = duration, default_value = "1s")]
     batch_wait: Duration,
-    /// Address of /metrics, /-/ready, /-/healthy.
-    #[arg(long, default_value = "127.0.0.1:12345")]
-    listen: SocketAddr,
+    /// Address of /metrics, /-/ready, /-/healthy [default: 127.0.0.1:12345].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Read files without a stored position (found at startup) from their end.
     #[arg(long)]
     tail_from_end: bool,
@@ -169,8 +182,68 @@ struct RunArgs {
     drain_timeout: Duration,
 }
 
+const DEFAULT_PODS_ROOT: &str = "/var/log/pods";
+const DEFAULT_POSITIONS: &str = "/var/lib/agent/positions.yaml";
+
 impl RunArgs {
+    fn listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match (self.listen, self.server_http_listen_addr) {
+            (Some(a), Some(b)) if a != b => {
+                bail!("--listen and --server.http.listen-addr disagree ({a} vs {b})")
+            }
+            (a, b) => Ok(a.or(b)),
+        }
+    }
+
+    fn positions_path(&self) -> anyhow::Result<Option<PathBuf>> {
+        match (&self.positions, &self.storage_path) {
+            (Some(_), Some(_)) => bail!("use either --positions or --storage.path, not both"),
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(dir)) => Ok(Some(dir.join("positions.yaml"))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// `agent run CONFIG_FILE`: load the Alloy config and apply the command-line overrides.
+    fn into_plan(self, config: &std::path::Path) -> anyhow::Result<agent::alloy::Plan> {
+        if self.loki_url.is_some() {
+            bail!(
+                "--loki-url cannot be combined with a config file (set loki.write's endpoint url)"
+            );
+        }
+        let mut plan = match agent::alloy::check(config) {
+            Ok(p) => p,
+            Err(d) => {
+                let src = std::fs::read_to_string(config).unwrap_or_default();
+                eprint!("{}", d.render(&src));
+                bail!("{} problem(s) in {}", d.len(), config.display())
+            }
+        };
+        if let Some(root) = &self.pods_root {
+            plan.settings.pods_root = root.clone();
+        }
+        if let Some(p) = self.positions_path()? {
+            plan.settings.positions_path = p;
+        }
+        if let Some(a) = self.listen_addr()? {
+            plan.settings.listen = Some(a);
+        }
+        Ok(plan)
+    }
+
     fn into_settings(self) -> anyhow::Result<Settings> {
+        let listen = self
+            .listen_addr()?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 12345)));
+        let positions_path = self
+            .positions_path()?
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_POSITIONS));
+        let Some(loki_url) = self
+            .loki_url
+            .or_else(|| std::env::var("LOKI_URL").ok().filter(|u| !u.is_empty()))
+        else {
+            bail!("--loki-url (or LOKI_URL) is required without a config file");
+        };
         let format = match self.format.as_str() {
             "auto" => LineFormat::Auto,
             "cri" => LineFormat::Cri,
@@ -188,11 +261,13 @@ impl RunArgs {
             (None, _, None) => Auth::None,
         };
         Ok(Settings {
-            loki_url: self.loki_url,
+            loki_url,
             tenant: self.tenant,
             namespace_tenants: self.namespace_tenants.into_iter().collect(),
-            pods_root: self.pods_root,
-            positions_path: self.positions,
+            pods_root: self
+                .pods_root
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PODS_ROOT)),
+            positions_path,
             external_labels: self.external_labels.into_iter().collect::<BTreeMap<_, _>>(),
             pod_uid_label: self.pod_uid_label,
             format,
@@ -211,7 +286,7 @@ impl RunArgs {
             poll_interval: self.poll_interval,
             rescan_interval: self.rescan_interval,
             drain_timeout: self.drain_timeout,
-            listen: Some(self.listen),
+            listen: Some(listen),
             ..Settings::default()
         })
     }
@@ -247,13 +322,32 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(args) => args,
         other => return alloy_cmd(other),
     };
-    let settings = args.into_settings()?;
     // Two worker threads: the tailer has its own thread; the runtime only batches and pushes.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(agent::run(settings, shutdown_signal()))?;
+    match args.config.clone() {
+        None => {
+            let settings = args.into_settings()?;
+            rt.block_on(agent::run(settings, shutdown_signal()))?;
+        }
+        Some(config) => {
+            let plan = args.into_plan(&config)?;
+            for n in &plan.notes {
+                tracing::info!(config = %config.display(), "{n}");
+            }
+            tracing::info!(
+                config = %config.display(),
+                sources = plan.sources.len(),
+                pods_root = %plan.settings.pods_root.display(),
+                positions = %plan.settings.positions_path.display(),
+                "running Alloy config"
+            );
+            let discovery = Box::new(plan.discovery());
+            rt.block_on(agent::run_plan(&plan, discovery, None, shutdown_signal()))?;
+        }
+    }
     Ok(())
 }

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub request_duration: Family<Labels, Histogram, fn() -> Histogram>,
     pub request_size: Family<Labels, Histogram, fn() -> Histogram>,
     pub positions_saves_failed: Counter<u64, AtomicU64>,
+    /// Lines dropped by Alloy `loki.process` stages, by reason.
+    pub process_dropped: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +79,7 @@ impl Metrics {
             request_duration: Family::new_with_constructor(request_duration_histogram),
             request_size: Family::new_with_constructor(request_size_histogram),
             positions_saves_failed: Counter::default(),
+            process_dropped: Family::default(),
         };
         registry.register(
             "loki_source_file_read_lines",
@@ -157,6 +160,11 @@ impl Metrics {
             "agent_positions_save_failures",
             "Failed writes of the positions file.",
             m.positions_saves_failed.clone(),
+        );
+        registry.register(
+            "loki_process_dropped_lines",
+            "Lines dropped by loki.process stages, by reason.",
+            m.process_dropped.clone(),
         );
         Metrics { registry, ..m }
     }

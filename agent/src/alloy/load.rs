@@ -51,6 +51,17 @@ impl Plan {
             self.sources.iter().map(|s| s.targets.clone()).collect(),
             self.settings.pods_root.clone(),
         )
+        .with_filename_label(
+            self.sources
+                .iter()
+                .map(|s| !s.id.starts_with("loki.source.kubernetes."))
+                .collect(),
+        )
+    }
+
+    /// The routes of every source, indexed like the targets of [`Plan::discovery`].
+    pub fn routes(&self) -> Vec<Vec<Route>> {
+        self.sources.iter().map(|s| s.routes.clone()).collect()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod parser;
 pub mod pipeline;
 pub mod printer;
 pub mod relabel;
+pub mod router;
 pub mod scanner;
 pub mod stages;
 pub mod stdlib;

@@ -17,6 +17,9 @@ pub struct Entry {
     pub ts: i64,
     pub line: String,
     pub structured_metadata: Labels,
+    /// Opaque tag of where the entry came from (the agent's chunk sequence number); a held
+    /// entry that absorbs later ones keeps the tag of the first. Not visible to stages.
+    pub origin: u64,
 }
 
 impl Entry {
@@ -80,6 +83,12 @@ impl Pipeline {
         batch
     }
 
+    /// The smallest [`Entry::origin`] among entries a stage holds back (multiline buffers,
+    /// CRI partials), if any: nothing from that origin on has fully left the pipeline.
+    pub fn min_held(&self) -> Option<u64> {
+        self.stages.iter().filter_map(Stage::min_held).min()
+    }
+
     /// Emits entries whose wait time has passed (multiline `max_wait_time`); call periodically.
     pub fn flush(&mut self, now: i64, force: bool) -> Vec<Entry> {
         let mut out = Vec::new();
@@ -141,6 +150,30 @@ impl Route {
                 batch = step_run(step, batch, now);
             }
             out.extend(batch);
+        }
+        out
+    }
+
+    /// The smallest origin of an entry held anywhere on the route (see [`Pipeline::min_held`]).
+    pub fn min_held(&self) -> Option<u64> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Process { pipeline, .. } => pipeline.min_held(),
+                Step::Relabel { .. } => None,
+            })
+            .min()
+    }
+
+    /// Lines dropped by `loki.process` stages so far, by reason, summed over the route.
+    pub fn dropped(&self) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for s in &self.steps {
+            if let Step::Process { pipeline, .. } = s {
+                for (reason, n) in &pipeline.dropped {
+                    *out.entry(reason.clone()).or_default() += n;
+                }
+            }
         }
         out
     }

@@ -317,6 +317,16 @@ impl Stage {
         }
     }
 
+    /// The smallest origin among entries this stage holds back.
+    pub fn min_held(&self) -> Option<u64> {
+        match self {
+            Stage::Multiline(m) => m.buffers.values().map(|(e, _, _)| e.origin).min(),
+            Stage::Cri(c) => c.partials.values().map(|e| e.origin).min(),
+            Stage::Match(m) => m.pipeline.min_held(),
+            _ => None,
+        }
+    }
+
     /// Releases held entries whose time is up (or all, when `force`).
     pub fn flush(&mut self, now: i64, force: bool) -> Vec<Entry> {
         match self {

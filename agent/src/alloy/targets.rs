@@ -291,6 +291,9 @@ impl Glob {
 pub struct AlloyDiscovery {
     pub sources: Vec<TargetSource>,
     pub pods_root: PathBuf,
+    /// Per source: add Alloy's `filename` label (`loki.source.file` does,
+    /// `loki.source.kubernetes` does not). Missing entries mean yes.
+    pub filename_label: Vec<bool>,
     announced: AtomicBool,
 }
 
@@ -299,8 +302,15 @@ impl AlloyDiscovery {
         AlloyDiscovery {
             sources,
             pods_root,
+            filename_label: Vec::new(),
             announced: AtomicBool::new(false),
         }
+    }
+
+    /// Sets which sources get the `filename` label.
+    pub fn with_filename_label(mut self, per_source: Vec<bool>) -> Self {
+        self.filename_label = per_source;
+        self
     }
 
     /// Resolved targets, `__` labels still present (for tests and `agent check -v`).
@@ -323,7 +333,14 @@ impl Discovery for AlloyDiscovery {
             );
         }
         let mut by_path: BTreeMap<PathBuf, Target> = BTreeMap::new();
-        for t in self.resolve() {
+        let many = self.sources.len() > 1;
+        let resolved: Vec<(usize, Labels)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.resolve(&self.pods_root).into_iter().map(move |t| (i, t)))
+            .collect();
+        for (source, t) in resolved {
             let Some(path) = t.get("__path__") else {
                 continue;
             };
@@ -339,7 +356,13 @@ impl Discovery for AlloyDiscovery {
                 .filter(|(k, _)| !k.starts_with("__"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            labels.push(("filename".into(), path.display().to_string()));
+            if self.filename_label.get(source).copied().unwrap_or(true) {
+                labels.push(("filename".into(), path.display().to_string()));
+            }
+            if many {
+                // Which source's routes apply; the router removes it before processing.
+                labels.push((super::router::SOURCE_LABEL.into(), source.to_string()));
+            }
             labels.sort();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let kind = classify(name).unwrap_or(FileKind::Live);
