@@ -166,6 +166,7 @@ impl Metrics {
             "Lines dropped by loki.process stages, by reason.",
             m.process_dropped.clone(),
         );
+        registry.register_collector(Box::new(ProcessCollector));
         Metrics { registry, ..m }
     }
 
@@ -246,5 +247,152 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut s, &self.registry);
         s
+    }
+}
+
+/// The standard `process_*` metrics (CPU, memory, start time, open fds), read from
+/// `/proc/self` at scrape time so cost reports can price the agent's own usage.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times. Linux reports in USER_HZ, which is
+/// 100 on every architecture Kubernetes nodes run (reading it needs an unsafe sysconf).
+const USER_HZ: f64 = 100.0;
+
+/// What `/proc/self` says about this process.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub max_resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub start_time_seconds: f64,
+    pub open_fds: u64,
+}
+
+/// Parses `/proc/<pid>/stat` (utime, stime, starttime), `/proc/<pid>/status` (VmRSS,
+/// VmHWM, VmSize) and the boot time from `/proc/stat`.
+pub fn parse_process_stats(stat: &str, status: &str, proc_stat: &str) -> Option<ProcessStats> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' the first field is the state (field 3), so field N is f[N - 3].
+    let ticks = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    let cpu_seconds = (ticks(14)? + ticks(15)?) / USER_HZ;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| v * 1024)
+    };
+    let btime = proc_stat
+        .lines()
+        .find(|l| l.starts_with("btime "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Some(ProcessStats {
+        cpu_seconds,
+        resident_bytes: kb("VmRSS:").unwrap_or(0),
+        max_resident_bytes: kb("VmHWM:").unwrap_or(0),
+        virtual_bytes: kb("VmSize:").unwrap_or(0),
+        start_time_seconds: btime + ticks(22).unwrap_or(0.0) / USER_HZ,
+        open_fds: 0,
+    })
+}
+
+fn read_process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let proc_stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut s = parse_process_stats(&stat, &status, &proc_stat)?;
+    s.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    Some(s)
+}
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        // Not on Linux (or /proc unreadable): export nothing rather than zeros.
+        let Some(s) = read_process_stats() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(s.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        for (name, help, v) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                s.resident_bytes as f64,
+            ),
+            (
+                "process_max_resident_memory_bytes",
+                "Peak resident memory size in bytes (VmHWM).",
+                s.max_resident_bytes as f64,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                s.virtual_bytes as f64,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                s.start_time_seconds,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                s.open_fds as f64,
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let stat = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 12345 1000000 2000 18446744073709551615";
+        let status =
+            "Name:\tagent\nVmHWM:\t   30000 kB\nVmRSS:\t   25000 kB\nVmSize:\t  100000 kB\n";
+        let s = parse_process_stats(stat, status, "cpu 1 2 3\nbtime 1700000000\n").unwrap();
+        assert_eq!(s.cpu_seconds, 3.0);
+        assert_eq!(s.resident_bytes, 25_000 * 1024);
+        assert_eq!(s.max_resident_bytes, 30_000 * 1024);
+        assert_eq!(s.virtual_bytes, 100_000 * 1024);
+        assert_eq!(s.start_time_seconds, 1_700_000_000.0 + 123.45);
+    }
+
+    #[test]
+    fn render_includes_process_metrics() {
+        let m = Metrics::new("loki:3100");
+        let text = m.render();
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_max_resident_memory_bytes",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(name), "{name} in\n{text}");
+        }
     }
 }
