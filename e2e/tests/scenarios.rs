@@ -2,8 +2,8 @@
 //! pods roots, the checker judging. Each must end 100% complete, without duplicates or leaks.
 //!
 //! Binaries are found next to the test executable after a `cargo build -p agent -p fake-loki`
-//! (see `e2e::procs`), or taken from `E2E_BIN_DIR`. The outage lasts `E2E_OUTAGE_SECS` (default 6;
-//! set 30 for the full-length outage).
+//! (see `e2e::procs`), or taken from `E2E_BIN_DIR`. The outage lasts `E2E_OUTAGE_SECS` (default 30,
+//! the full length; set a smaller value for a quicker local run).
 
 use std::time::Duration;
 
@@ -154,7 +154,7 @@ async fn loki_outage_then_recovery() {
     let secs: u64 = std::env::var("E2E_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(30);
     let mut c = one_cluster();
     c.duration = Some(Duration::from_secs(secs + 3));
     c.rate_per_sec = Some(200.0);
