@@ -1,6 +1,7 @@
 //! Finding log files: a trait, so the tailer never knows about Kubernetes, and the kubelet
 //! pod-log layout `<root>/<ns>_<pod>_<uid>/<container>/<n>.log` as its first implementation.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What kind of file a path is, by name.
@@ -31,6 +32,30 @@ pub trait Discovery: Send {
     fn scan(&mut self) -> Vec<Target>;
     /// Directory to watch recursively for changes.
     fn watch_root(&self) -> PathBuf;
+}
+
+/// Target labels of the containers of the pods known from the Kubernetes API, by pod uid (and,
+/// for static pods, by their `kubernetes.io/config.mirror` hash, which names their log
+/// directory) and container name. Used to enrich files found on disk; a file whose pod is
+/// not in the index keeps the labels its path gives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodIndex {
+    pub pods: HashMap<String, HashMap<String, BTreeMap<String, String>>>,
+}
+
+impl PodIndex {
+    /// The `__meta_kubernetes_*` labels of a container, if its pod is known.
+    pub fn container(&self, uid: &str, container: &str) -> Option<&BTreeMap<String, String>> {
+        self.pods.get(uid)?.get(container)
+    }
+}
+
+/// A live view of this node's pods (the Kubernetes API watcher implements it).
+pub trait PodMetadata: Send + Sync {
+    /// The pods known now (the last known state while the API server is away).
+    fn snapshot(&self) -> PodIndex;
+    /// Whether the first complete list has arrived.
+    fn synced(&self) -> bool;
 }
 
 /// The kubelet layout under `/var/log/pods`.

@@ -17,6 +17,8 @@ pub mod chunk;
 pub mod config;
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "kube")]
+pub mod k8s;
 pub mod metrics;
 pub mod parse;
 pub mod push;

@@ -345,8 +345,18 @@ fn main() -> anyhow::Result<()> {
                 positions = %plan.settings.positions_path.display(),
                 "running Alloy config"
             );
-            let discovery = Box::new(plan.discovery());
-            rt.block_on(agent::run_plan(&plan, discovery, None, shutdown_signal()))?;
+            rt.block_on(async {
+                let discovery = plan.discovery();
+                #[cfg(feature = "kube")]
+                let discovery = match discovery.uses_kubelet() {
+                    true => match agent::k8s::start_from_env().await {
+                        Some(w) => discovery.with_pod_metadata(std::sync::Arc::new(w)),
+                        None => discovery,
+                    },
+                    false => discovery,
+                };
+                agent::run_plan(&plan, Box::new(discovery), None, shutdown_signal()).await
+            })?;
         }
     }
     Ok(())

@@ -516,7 +516,7 @@ fn assemble(
         }
         if targets.uses_kubelet() {
             notes.push(format!(
-                "{id}: no Kubernetes API client; targets come from the kubelet paths on this node"
+                "{id}: pod targets come from the kubelet paths on this node (labels from the Kubernetes API when it is reachable)"
             ));
         }
         tail_from_end |= file.tail_from_end;

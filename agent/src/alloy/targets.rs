@@ -11,7 +11,9 @@ use regex::Regex;
 
 use super::relabel::{self, Labels, Rule};
 use super::value::Value;
-use crate::discovery::{classify, parse_pod_dir, Discovery, FileKind, Target};
+use crate::discovery::{
+    classify, parse_pod_dir, Discovery, FileKind, PodIndex, PodMetadata, Target,
+};
 
 /// Where the kubelet writes pod logs in every Kubernetes distribution; paths in configs that
 /// start with it are rebased onto the agent's configured pods root (simulated nodes, tests).
@@ -55,20 +57,28 @@ pub fn targets_from_value(v: &Value) -> Result<Vec<Labels>, String> {
 impl TargetSource {
     /// Computes the targets now. `pods_root` replaces `/var/log/pods` in paths.
     pub fn resolve(&self, pods_root: &Path) -> Vec<Labels> {
+        self.resolve_with(pods_root, None)
+    }
+
+    /// Like [`resolve`](Self::resolve), with Kubernetes API metadata for pod targets.
+    pub fn resolve_with(&self, pods_root: &Path, pods: Option<&PodIndex>) -> Vec<Labels> {
         match self {
             TargetSource::Static(v) => v.clone(),
-            TargetSource::Kubelet(k) => k.scan(pods_root),
+            TargetSource::Kubelet(k) => k.scan_with(pods_root, pods),
             TargetSource::Relabel(inner, rules) => inner
-                .resolve(pods_root)
+                .resolve_with(pods_root, pods)
                 .into_iter()
                 .filter_map(|mut l| relabel::apply(rules, &mut l).then_some(l))
                 .collect(),
             TargetSource::FileMatch(inner) => inner
-                .resolve(pods_root)
+                .resolve_with(pods_root, pods)
                 .into_iter()
                 .flat_map(|t| expand_target(&t, pods_root))
                 .collect(),
-            TargetSource::Concat(v) => v.iter().flat_map(|s| s.resolve(pods_root)).collect(),
+            TargetSource::Concat(v) => v
+                .iter()
+                .flat_map(|s| s.resolve_with(pods_root, pods))
+                .collect(),
         }
     }
 
@@ -87,6 +97,12 @@ impl KubeletPods {
     /// One target per container directory `<root>/<ns>_<pod>_<uid>/<container>/`, labelled like
     /// Kubernetes service discovery, plus `__path__` for the container's log files.
     pub fn scan(&self, root: &Path) -> Vec<Labels> {
+        self.scan_with(root, None)
+    }
+
+    /// Like [`scan`](Self::scan); containers whose pod the API knows get all of Alloy's
+    /// `__meta_kubernetes_*` labels from `pods`, the others only what their path gives.
+    pub fn scan_with(&self, root: &Path, pods: Option<&PodIndex>) -> Vec<Labels> {
         let mut out = Vec::new();
         for (name, dir) in read_dir_sorted(root) {
             let Some((ns, pod, uid)) = parse_pod_dir(&name) else {
@@ -110,7 +126,10 @@ impl KubeletPods {
                 if !cdir.is_dir() {
                     continue;
                 }
-                let mut l = Labels::new();
+                let mut l = pods
+                    .and_then(|p| p.container(uid, &container))
+                    .cloned()
+                    .unwrap_or_default();
                 l.insert("__meta_kubernetes_namespace".into(), ns.into());
                 l.insert("__meta_kubernetes_pod_name".into(), pod.into());
                 l.insert("__meta_kubernetes_pod_uid".into(), uid.into());
@@ -294,6 +313,8 @@ pub struct AlloyDiscovery {
     /// Per source: add Alloy's `filename` label (`loki.source.file` does,
     /// `loki.source.kubernetes` does not). Missing entries mean yes.
     pub filename_label: Vec<bool>,
+    /// Pod metadata from the Kubernetes API, when a client is running.
+    pub pod_metadata: Option<std::sync::Arc<dyn PodMetadata>>,
     announced: AtomicBool,
 }
 
@@ -303,8 +324,20 @@ impl AlloyDiscovery {
             sources,
             pods_root,
             filename_label: Vec::new(),
+            pod_metadata: None,
             announced: AtomicBool::new(false),
         }
+    }
+
+    /// Enriches pod targets with Kubernetes API metadata.
+    pub fn with_pod_metadata(mut self, pods: std::sync::Arc<dyn PodMetadata>) -> Self {
+        self.pod_metadata = Some(pods);
+        self
+    }
+
+    /// Whether any source uses `discovery.kubernetes`.
+    pub fn uses_kubelet(&self) -> bool {
+        self.sources.iter().any(TargetSource::uses_kubelet)
     }
 
     /// Sets which sources get the `filename` label.
@@ -315,30 +348,41 @@ impl AlloyDiscovery {
 
     /// Resolved targets, `__` labels still present (for tests and `agent check -v`).
     pub fn resolve(&self) -> Vec<Labels> {
+        let pods = self.pod_metadata.as_ref().map(|p| p.snapshot());
         self.sources
             .iter()
-            .flat_map(|s| s.resolve(&self.pods_root))
+            .flat_map(|s| s.resolve_with(&self.pods_root, pods.as_ref()))
             .collect()
     }
 }
 
 impl Discovery for AlloyDiscovery {
     fn scan(&mut self) -> Vec<Target> {
-        if !self.announced.swap(true, Ordering::Relaxed)
-            && self.sources.iter().any(TargetSource::uses_kubelet)
-        {
-            tracing::info!(
-                pods_root = %self.pods_root.display(),
-                "discovery.kubernetes: no Kubernetes API client; pod targets come from kubelet paths (namespace, pod, uid, container)"
-            );
+        if !self.announced.swap(true, Ordering::Relaxed) && self.uses_kubelet() {
+            if self.pod_metadata.is_some() {
+                tracing::info!(
+                    pods_root = %self.pods_root.display(),
+                    "discovery.kubernetes: files from kubelet paths, pod metadata from the Kubernetes API (files of pods it does not know keep their path labels)"
+                );
+            } else {
+                tracing::info!(
+                    pods_root = %self.pods_root.display(),
+                    "discovery.kubernetes: no Kubernetes API; pod targets come from kubelet paths (namespace, pod, uid, container)"
+                );
+            }
         }
+        let pods = self.pod_metadata.as_ref().map(|p| p.snapshot());
         let mut by_path: BTreeMap<PathBuf, Target> = BTreeMap::new();
         let many = self.sources.len() > 1;
         let resolved: Vec<(usize, Labels)> = self
             .sources
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| s.resolve(&self.pods_root).into_iter().map(move |t| (i, t)))
+            .flat_map(|(i, s)| {
+                s.resolve_with(&self.pods_root, pods.as_ref())
+                    .into_iter()
+                    .map(move |t| (i, t))
+            })
             .collect();
         for (source, t) in resolved {
             let Some(path) = t.get("__path__") else {

@@ -1,12 +1,13 @@
 //! `discovery.kubernetes` and `loki.source.kubernetes`, mapped onto node-local file tailing:
 //! pod targets come from the kubelet's `/var/log/pods/<ns>_<pod>_<uid>/<container>/` layout
-//! and `loki.source.kubernetes` tails those files instead of streaming from the API server.
+//! (enriched from the API by `crate::k8s` when it runs) and `loki.source.kubernetes` tails
+//! those files instead of streaming from the API server.
 
 use crate::alloy::args::{Args, Ctx, Schema, A, B, EMPTY};
 use crate::alloy::targets::KubeletPods;
 use crate::alloy::value::Value;
 
-const NO_API: &str = "this agent has no Kubernetes API client yet; pod targets come from the kubelet's log directories on this node";
+const NO_API: &str = "the agent's Kubernetes client is configured from the in-cluster service account or $KUBECONFIG (with $NODE_NAME), not from the config; pod files come from the kubelet's log directories on this node";
 
 static NAMESPACES: Schema = Schema {
     attrs: &[
