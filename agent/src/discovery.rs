@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 pub enum FileKind {
     /// The file the runtime writes (`0.log`).
     Live,
-    /// Renamed by the kubelet (`0.log.20261122-101500`): read only to finish what was started.
+    /// Renamed by the kubelet (`0.log.20261122-101500`): read to finish what was started, or
+    /// from 0 when its content is new to the agent (see the tailer's rotation rules).
     Rotated,
-    /// Gzipped rotated file (`0.log.20261122-101500.gz`): read only to finish what was started.
+    /// Gzipped rotated file (`0.log.20261122-101500.gz`): same rules, identified by the
+    /// content of its decompressed head.
     RotatedGz,
 }
 

@@ -3,19 +3,29 @@
 //!
 //! Rotation rules (see the crate docs): files are tracked by device+inode (plus a content
 //! fingerprint against inode reuse), a renamed or deleted file is kept open and read to its
-//! end, a shrunken file is read again from 0, a last line without `\n` waits for its newline,
-//! and rotated/gzipped siblings are read only when the positions store says they are
-//! unfinished. A tenant whose queue is full parks one chunk and its files are skipped until it
-//! drains, so a stuck tenant never stops the others and memory stays bounded.
+//! end, a shrunken file is read again from 0, a last line without `\n` waits for its newline.
+//!
+//! Rotated (`N.log.<ts>`) and gzipped (`N.log.<ts>.gz`) siblings: one the positions store
+//! knows unfinished is resumed (by inode, or by content inside its `.gz`); one it knows done
+//! (or being read) is skipped; any other is content the agent never saw — created and rotated
+//! while it was down or between two scans — and is read from 0. The one exception is a
+//! container directory seen for the first time at startup (no positions for it): its rotated
+//! files are history that predates the agent and are ignored, like Alloy. Within a container
+//! directory files are read in rotation order (`N`, then the kubelet timestamp, the live file
+//! last): a newer file waits while an older one still has data.
+//!
+//! A tenant whose queue is full parks one chunk and its files are skipped until it drains, so
+//! a stuck tenant never stops the others and memory stays bounded.
 
 pub mod fingerprint;
 pub mod positions;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -32,7 +42,7 @@ use crate::discovery::{Discovery, FileKind, Target};
 use crate::metrics::Metrics;
 use crate::parse::{LineParser, Out};
 use fingerprint::{read_gz_head, read_head, Fingerprint};
-use positions::{FileRecord, Positions};
+use positions::{FileRecord, Lookup, Positions};
 
 /// Creates (and starts) the pipeline of a tenant, returning its chunk queue.
 pub type SinkFactory = Box<dyn FnMut(&Arc<str>) -> mpsc::Sender<Chunk> + Send>;
@@ -55,6 +65,9 @@ struct Tailed {
     key: (u64, u64),
     source: Source,
     path: PathBuf,
+    /// Rotation group (container directory) and place in it, see [`sequence`].
+    group: u64,
+    order: (u64, u8, String),
     /// Offset of the first byte not yet consumed as part of a complete line.
     read_offset: u64,
     /// Inside an over-long line whose head was emitted: discard up to the next `\n`.
@@ -86,11 +99,20 @@ pub struct Tailer {
     blocked: HashMap<Arc<str>, Chunk>,
     files: HashMap<u64, Tailed>,
     by_inode: HashMap<(u64, u64), u64>,
-    gz_checked: HashSet<(u64, u64)>,
-    /// Files finished in this process: a rotated file seen later is not one we never read.
-    finished: HashMap<(u64, u64), Fingerprint>,
+    /// `.gz` files already identified, so they are not decompressed on every scan.
+    gz_seen: HashMap<(u64, u64), GzSeen>,
+    /// Directories the positions file had records for at startup.
+    known_dirs: HashSet<PathBuf>,
     next_id: u64,
     initial_scan: bool,
+}
+
+/// A `.gz` already identified: its stamp (size, mtime) tells a reused inode apart, its
+/// decompressed head keeps the done record of its content alive.
+struct GzSeen {
+    stamp: (u64, i64, i64),
+    dir: PathBuf,
+    head: Vec<u8>,
 }
 
 fn now_ns() -> i64 {
@@ -138,15 +160,15 @@ impl Tailer {
         Tailer {
             settings,
             discovery,
-            positions,
+            positions: positions.clone(),
             metrics,
             factory,
             sinks: HashMap::new(),
             blocked: HashMap::new(),
             files: HashMap::new(),
             by_inode: HashMap::new(),
-            gz_checked: HashSet::new(),
-            finished: HashMap::new(),
+            gz_seen: HashMap::new(),
+            known_dirs: positions.known_dirs(),
             next_id: 1,
             initial_scan: true,
         }
@@ -189,6 +211,10 @@ impl Tailer {
         let targets = self.discovery.scan();
         let mut live_keys = HashSet::new();
         let mut all_keys = HashSet::new();
+        let targets_dirs: HashSet<PathBuf> = targets
+            .iter()
+            .filter_map(|t| t.path.parent().map(Path::to_path_buf))
+            .collect();
         for t in targets {
             if let Err(e) = self.consider(&t, &mut live_keys, &mut all_keys) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -196,7 +222,7 @@ impl Tailer {
                 }
             }
         }
-        self.finished.retain(|k, _| all_keys.contains(k));
+        self.forget_vanished(&targets_dirs, &all_keys);
         let now = Instant::now();
         for t in self.files.values_mut() {
             if t.rotated_at.is_none()
@@ -229,49 +255,99 @@ impl Tailer {
             if let Some(f) = self.files.get_mut(id) {
                 if f.path != t.path {
                     f.path = t.path.clone();
+                    (f.group, f.order) = sequence(&t.path);
                     self.positions
                         .observe(*id, Some(&t.path.to_string_lossy()), f.size, None);
                 }
             }
             return Ok(());
         }
+        let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // A directory the previous run never recorded, at startup: its rotated files are
+        // history from before the agent, not content it lost (Alloy ignores them too).
+        let first_sight = self.initial_scan && !self.known_dirs.contains(&dir);
         match t.kind {
             FileKind::Live | FileKind::Rotated => {
+                let rotated = t.kind == FileKind::Rotated;
                 let file = File::open(&t.path)?;
                 let head = read_head(&file)?;
                 let size = file.metadata()?.len();
-                let start = match self.positions.claim_by_inode(key.0, key.1, &head) {
+                let start = match self.positions.lookup(&dir, key.0, key.1, &head, rotated) {
                     // A stored offset beyond the end means the file was truncated meanwhile.
-                    Some(rec) if rec.offset <= size => rec.offset,
-                    Some(_) => 0,
-                    // At startup an unknown rotated file predates us or was finished before;
-                    // later, one we never finished was created and rotated between two scans.
-                    None if t.kind == FileKind::Rotated
-                        && (self.initial_scan
-                            || self.finished.get(&key).is_some_and(|fp| fp.matches(&head))) =>
-                    {
-                        return Ok(())
+                    Lookup::Resume(rec) if rec.offset <= size => rec.offset,
+                    Lookup::Resume(_) => 0,
+                    Lookup::Known => return Ok(()),
+                    Lookup::Unknown if rotated && first_sight => {
+                        self.positions
+                            .ignore(record(&t.path, key, Fingerprint::of(&head), size));
+                        return Ok(());
                     }
-                    None if self.initial_scan && self.settings.tail_from_end => {
+                    Lookup::Unknown if first_sight && self.settings.tail_from_end => {
                         after_last_newline(&file, size)?
                     }
-                    None => 0,
+                    Lookup::Unknown => {
+                        if rotated {
+                            tracing::info!(path = %t.path.display(), "rotated file never seen before; reading it from the start");
+                        }
+                        0
+                    }
                 };
-                let rotated = t.kind == FileKind::Rotated;
                 self.open(t, key, Source::Plain(file), &head, start, size, rotated);
             }
             FileKind::RotatedGz => {
-                if !self.gz_checked.insert(key) {
+                let stamp = (md.len(), md.mtime(), md.mtime_nsec());
+                if self.gz_seen.get(&key).is_some_and(|s| s.stamp == stamp) {
                     return Ok(());
                 }
-                let head = read_gz_head(&t.path)?;
-                let Some(rec) = self.positions.claim_by_content(&head) else {
+                // Still being written (a writer without the kubelet's `.tmp` + rename).
+                if md.len() == 0 {
                     return Ok(());
+                }
+                let head = match read_gz_head(&t.path) {
+                    Ok(h) => h,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(path = %t.path.display(), error = %e, "gzip head unreadable (yet)");
+                        return Ok(());
+                    }
                 };
+                let seen = GzSeen {
+                    stamp,
+                    dir: dir.clone(),
+                    head: head.clone(),
+                };
+                let (start, claimed) = match self.positions.lookup(&dir, key.0, key.1, &head, true)
+                {
+                    Lookup::Resume(rec) => (rec.offset, Some(rec)),
+                    Lookup::Known => {
+                        self.gz_seen.insert(key, seen);
+                        return Ok(());
+                    }
+                    Lookup::Unknown if first_sight => {
+                        self.positions
+                            .ignore(record(&t.path, key, Fingerprint::of(&head), 0));
+                        self.gz_seen.insert(key, seen);
+                        return Ok(());
+                    }
+                    Lookup::Unknown => (0, None),
+                };
+                // Reading through a truncated gzip would end the file early: wait until it
+                // is complete (kubelet renames a finished `.tmp`; other writers may not).
+                if !gz_complete(&t.path) {
+                    if let Some(rec) = claimed {
+                        self.positions.unclaim(rec);
+                    }
+                    return Ok(());
+                }
+                self.gz_seen.insert(key, seen);
                 let file = File::open(&t.path)?;
                 let mut dec = Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
-                let skipped = io::copy(&mut (&mut *dec).take(rec.offset), &mut io::sink())?;
-                tracing::info!(path = %t.path.display(), offset = skipped, "finishing an unfinished file from its gzipped copy");
+                let skipped = io::copy(&mut (&mut *dec).take(start), &mut io::sink())?;
+                if claimed.is_some() {
+                    tracing::info!(path = %t.path.display(), offset = skipped, "finishing an unfinished file from its gzipped copy");
+                } else {
+                    tracing::info!(path = %t.path.display(), "gzipped file never seen before; reading it from the start");
+                }
                 self.open(
                     t,
                     key,
@@ -287,6 +363,31 @@ impl Tailer {
             }
         }
         Ok(())
+    }
+
+    /// Forgets what left the disk: `.gz` identities, and done records whose file and `.gz`
+    /// are both gone. A done record is only dropped when its directory was listed in this
+    /// scan (or no longer exists), so one unreadable directory does not make its history new.
+    fn forget_vanished(&mut self, listed: &HashSet<PathBuf>, present: &HashSet<(u64, u64)>) {
+        self.gz_seen.retain(|k, _| present.contains(k));
+        let mut heads: HashMap<&Path, Vec<&[u8]>> = HashMap::new();
+        for g in self.gz_seen.values() {
+            heads.entry(&g.dir).or_default().push(&g.head);
+        }
+        let gone = self.positions.retain_done(|r| {
+            let dir = Path::new(&r.path).parent().unwrap_or(Path::new(""));
+            if !listed.contains(dir) && dir.exists() {
+                return true;
+            }
+            present.contains(&(r.dev, r.inode))
+                || (r.fingerprint.bytes > 0
+                    && heads
+                        .get(dir)
+                        .is_some_and(|hs| hs.iter().any(|h| r.fingerprint.matches(h))))
+        });
+        for r in gone {
+            tracing::debug!(path = %r.path, "forgetting a finished file that left the disk");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -325,17 +426,9 @@ impl Tailer {
             labels,
         });
         let fp = Fingerprint::of(head);
-        self.positions.register(
-            id,
-            FileRecord {
-                path: path_str.clone(),
-                dev: key.0,
-                inode: key.1,
-                fingerprint: fp,
-                offset: start,
-            },
-            size,
-        );
+        self.positions
+            .register(id, record(&t.path, key, fp, start), size);
+        let (group, order) = sequence(&t.path);
         let pl = vec![("path", path_str)];
         tracing::info!(path = %t.path.display(), offset = start, "tailing");
         self.by_inode.insert(key, id);
@@ -346,6 +439,8 @@ impl Tailer {
                 key,
                 source,
                 path: t.path.clone(),
+                group,
+                order,
                 read_offset: start,
                 skipping: false,
                 parser: LineParser::new(self.settings.format, self.settings.max_line_bytes),
@@ -370,11 +465,24 @@ impl Tailer {
                 progressed |= self.deliver(chunk);
             }
         }
-        let ids: Vec<u64> = self.files.keys().copied().collect();
-        for id in ids {
+        // Rotation order within a group; a file that still has data holds back the newer
+        // files of its group, so a stream's lines leave in the order they were written.
+        let mut order: Vec<(u64, &(u64, u8, String), u64)> = self
+            .files
+            .iter()
+            .map(|(id, t)| (t.group, &t.order, *id))
+            .collect();
+        order.sort_unstable();
+        let order: Vec<(u64, u64)> = order.into_iter().map(|(g, _, id)| (g, id)).collect();
+        let mut behind: HashSet<u64> = HashSet::new();
+        for (group, id) in order {
+            if behind.contains(&group) {
+                continue;
+            }
             let Some(mut t) = self.files.remove(&id) else {
                 continue;
             };
+            let mut caught_up = false;
             for _ in 0..CHUNKS_PER_PASS {
                 if self.blocked.contains_key(&t.meta.tenant) {
                     break;
@@ -385,6 +493,7 @@ impl Tailer {
                         self.deliver(c);
                     }
                     Ok(Step::Eof) => {
+                        caught_up = true;
                         if let Some(c) = self.maybe_finish(&mut t) {
                             progressed = true;
                             self.deliver(c);
@@ -392,16 +501,18 @@ impl Tailer {
                         break;
                     }
                     Err(e) => {
+                        // An unreadable file must not hold back the rest of its group.
+                        caught_up = true;
                         tracing::warn!(path = %t.path.display(), error = %e, "read failed");
                         break;
                     }
                 }
             }
+            if !caught_up {
+                behind.insert(group);
+            }
             if t.finished {
                 self.by_inode.remove(&t.key);
-                if matches!(t.source, Source::Plain(_)) {
-                    self.finished.insert(t.key, t.fp);
-                }
                 self.metrics
                     .read_lines
                     .remove(&vec![("path", t.meta.path.clone())]);
@@ -664,6 +775,53 @@ impl Tailer {
         let commit = t.parser.pending_start().unwrap_or(t.read_offset);
         Ok(Step::Chunk(self.make_chunk(t, buf, out, commit)))
     }
+}
+
+/// A positions record for the file at `path` with this identity.
+fn record(path: &Path, key: (u64, u64), fingerprint: Fingerprint, offset: u64) -> FileRecord {
+    FileRecord {
+        path: path.to_string_lossy().into_owned(),
+        dev: key.0,
+        inode: key.1,
+        fingerprint,
+        offset,
+        done: false,
+    }
+}
+
+/// Where a file sits among its siblings: `(group, (N, 0 rotated | 1 live, timestamp))`.
+/// Kubelet names `N.log[.<ts>][.gz]` group by container directory (restart `N`, then the
+/// rotation timestamp, which sorts as text, then the live file); any other file is a group
+/// of its own, so unrelated files never wait for each other.
+fn sequence(path: &Path) -> (u64, (u64, u8, String)) {
+    let hash = |p: &Path| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        p.hash(&mut h);
+        h.finish()
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let plain = name.strip_suffix(".gz").unwrap_or(name);
+    if let (Some((stem, rest)), Some(dir)) = (plain.split_once(".log"), path.parent()) {
+        if !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) {
+            let n = stem.parse::<u64>().unwrap_or(u64::MAX);
+            if rest.is_empty() {
+                return (hash(dir), (n, 1, String::new()));
+            }
+            if let Some(ts) = rest.strip_prefix('.') {
+                return (hash(dir), (n, 0, ts.to_string()));
+            }
+        }
+    }
+    (hash(path), (0, 1, String::new()))
+}
+
+/// Whether the gzip file decompresses to its end (not caught halfway through being written).
+fn gz_complete(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut dec = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
+    io::copy(&mut dec, &mut io::sink()).is_ok()
 }
 
 /// The offset just after the last newline (where `tail_from_end` starts).

@@ -1,7 +1,7 @@
 //! Acknowledged file positions, persisted atomically in a Promtail-compatible YAML file.
 //!
 //! ```yaml
-//! version: 1
+//! version: 2
 //! positions:                      # Promtail's shape: path -> acknowledged offset
 //!   /var/log/pods/ns_pod_uid/c/0.log: "1234"
 //! files:                          # what the agent resumes from: identity + offset
@@ -10,13 +10,21 @@
 //!   inode: 393231
 //!   fingerprint: { bytes: 1024, crc32: 2557226012 }
 //!   offset: 1234
+//! - path: /var/log/pods/ns_pod_uid/c/0.log.20261122-101500.gz
+//!   dev: 2049
+//!   inode: 393240
+//!   fingerprint: { bytes: 1024, crc32: 1718472391 }
+//!   offset: 10485760
+//!   done: true                    # fully read and acknowledged (or ignored on first sight)
 //! ```
 //!
 //! Offsets move only when the sender reports a batch acknowledged (or dropped with a counted
-//! reason). A rotated file whose last byte is acknowledged is forgotten, which is what keeps it
-//! (and its `.gz`) from being read again.
+//! reason). A rotated file whose last byte is acknowledged becomes a `done` record, kept for as
+//! long as the file or its `.gz` is on disk: that is what keeps it from being read again, and
+//! what lets any *other* file in the directory be recognised as new content to read from 0.
+//! Version 1 files (no `done` records) load unchanged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use super::fingerprint::Fingerprint;
 use crate::error::AgentError;
 
-/// The current file format version.
-const VERSION: u32 = 1;
+/// The current file format version. 2 added `done` records; 1 is read as is.
+const VERSION: u32 = 2;
 
 /// One file's stored identity and acknowledged offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +45,40 @@ pub struct FileRecord {
     pub inode: u64,
     pub fingerprint: Fingerprint,
     pub offset: u64,
+    /// Fully read and acknowledged (or deliberately ignored): never read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
+}
+
+impl FileRecord {
+    /// Same device+inode and the content still starts as recorded. An empty fingerprint
+    /// says nothing about content, so for a finished record it only vouches for a file that
+    /// is still empty (else a reused inode would hide new content).
+    fn same_inode(&self, dev: u64, inode: u64, head: &[u8]) -> bool {
+        self.dev == dev
+            && self.inode == inode
+            && self.fingerprint.matches(head)
+            && (!self.done || self.fingerprint.bytes > 0 || head.is_empty())
+    }
+
+    /// Same content (decompressed for `.gz`) in the same directory, whatever the inode.
+    /// Empty fingerprints never match by content.
+    fn same_content(&self, dir: &Path, head: &[u8]) -> bool {
+        self.fingerprint.bytes > 0
+            && Path::new(&self.path).parent() == Some(dir)
+            && self.fingerprint.matches(head)
+    }
+}
+
+/// What the store knows about a file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// An unfinished file from the previous run: resume at `offset` (the record is claimed).
+    Resume(FileRecord),
+    /// Already read (or being read) by its identity: do not read it.
+    Known,
+    /// Content the agent never saw.
+    Unknown,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -64,6 +106,13 @@ struct Inner {
     live: HashMap<u64, Live>,
     /// Records loaded from disk that no file has claimed yet.
     unclaimed: Vec<FileRecord>,
+    /// Rotated files read to the end and acknowledged (or ignored on first start), kept
+    /// while they (or their `.gz`) exist.
+    done: Vec<FileRecord>,
+    /// Directories that had records when the store was loaded.
+    known_dirs: HashSet<PathBuf>,
+    /// The tailer finished its first scan (see [`Positions::prune_unclaimed`]).
+    scanned: bool,
     dirty: bool,
 }
 
@@ -81,7 +130,7 @@ impl Positions {
     /// Loads `path`; a missing file is an empty store. Corrupt YAML is an error (like Alloy),
     /// because silently starting over would re-ship every file.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
-        let unclaimed = match std::fs::read_to_string(path) {
+        let records = match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Vec::new(),
             Ok(text) => {
                 let disk: OnDisk =
@@ -103,42 +152,104 @@ impl Positions {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(AgentError::io("read", path, e)),
         };
+        let known_dirs = records
+            .iter()
+            .filter_map(|r| Path::new(&r.path).parent().map(Path::to_path_buf))
+            .collect();
+        let (done, unclaimed) = records.into_iter().partition(|r| r.done);
         Ok(Positions {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 unclaimed,
+                done,
+                known_dirs,
                 ..Inner::default()
             }),
             save_lock: Mutex::new(()),
         })
     }
 
-    /// Claims the stored record of the file with this device+inode whose content starts with
-    /// `head` (an inode reused by a different file does not match).
-    pub fn claim_by_inode(&self, dev: u64, inode: u64, head: &[u8]) -> Option<FileRecord> {
-        let mut g = self.inner.lock();
-        let i = g
-            .unclaimed
-            .iter()
-            .position(|r| r.dev == dev && r.inode == inode && r.fingerprint.matches(head))?;
-        Some(g.unclaimed.swap_remove(i))
+    /// Container directories that had records when the store was loaded: rotated files in
+    /// them that the store does not know are new content, not history that predates us.
+    pub fn known_dirs(&self) -> HashSet<PathBuf> {
+        self.inner.lock().known_dirs.clone()
     }
 
-    /// Claims a stored record whose content starts with `head`, whatever its inode: how an
-    /// unfinished file is found again inside its `.gz`. Empty fingerprints never match here.
-    pub fn claim_by_content(&self, head: &[u8]) -> Option<FileRecord> {
+    /// Identifies the file `dir/..` with this device+inode whose content (decompressed for
+    /// `.gz`) starts with `head`. An unfinished record is claimed by inode first, then by
+    /// content (a `.gz` or an atomically replaced copy of it). A file matching a tracked or
+    /// done record is `Known`; by content only when `content_known` (rotated files: a copy
+    /// or `.gz` of what was read shares its identity; a live file is never a copy).
+    pub fn lookup(
+        &self,
+        dir: &Path,
+        dev: u64,
+        inode: u64,
+        head: &[u8],
+        content_known: bool,
+    ) -> Lookup {
         let mut g = self.inner.lock();
-        let i = g
+        if let Some(i) = g
             .unclaimed
             .iter()
-            .position(|r| r.fingerprint.bytes > 0 && r.fingerprint.matches(head))?;
-        Some(g.unclaimed.swap_remove(i))
+            .position(|r| r.same_inode(dev, inode, head))
+        {
+            return Lookup::Resume(g.unclaimed.swap_remove(i));
+        }
+        let tracked = g.live.values().map(|l| &l.rec);
+        if tracked
+            .chain(g.done.iter())
+            .any(|r| r.same_inode(dev, inode, head))
+        {
+            return Lookup::Known;
+        }
+        if let Some(i) = g.unclaimed.iter().position(|r| r.same_content(dir, head)) {
+            return Lookup::Resume(g.unclaimed.swap_remove(i));
+        }
+        let tracked = g.live.values().map(|l| &l.rec);
+        if content_known
+            && tracked
+                .chain(g.done.iter())
+                .any(|r| r.same_content(dir, head))
+        {
+            return Lookup::Known;
+        }
+        Lookup::Unknown
     }
 
-    /// Forgets records no file claimed (their files are gone).
+    /// Gives back a record claimed by [`Positions::lookup`] that could not be used yet.
+    pub fn unclaim(&self, rec: FileRecord) {
+        self.inner.lock().unclaimed.push(rec);
+    }
+
+    /// Records a file as done without reading it (rotated history on first sight).
+    pub fn ignore(&self, mut rec: FileRecord) {
+        rec.done = true;
+        let mut g = self.inner.lock();
+        g.done.push(rec);
+        g.dirty = true;
+    }
+
+    /// Drops done records whose file is gone (`present` says whether it or its `.gz` is
+    /// still on disk). Returns the dropped ones.
+    pub fn retain_done(&self, mut present: impl FnMut(&FileRecord) -> bool) -> Vec<FileRecord> {
+        let mut g = self.inner.lock();
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut g.done)
+            .into_iter()
+            .partition(|r| present(r));
+        g.done = keep;
+        g.dirty |= !gone.is_empty();
+        gone
+    }
+
+    /// Forgets records no file claimed (their files are gone). Called once after the first
+    /// scan. Saving waits for it, and the next save writes the file even when nothing
+    /// changed: each process's first write of the file says it has looked at every
+    /// directory once (tests wait for it before rotating files under a starting agent).
     pub fn prune_unclaimed(&self) -> Vec<FileRecord> {
         let mut g = self.inner.lock();
-        g.dirty |= !g.unclaimed.is_empty();
+        g.scanned = true;
+        g.dirty = true;
         std::mem::take(&mut g.unclaimed)
     }
 
@@ -185,13 +296,13 @@ impl Positions {
             None => false,
         };
         if done {
-            g.live.remove(&id);
+            g.retire(id);
         }
         g.dirty = true;
     }
 
     /// The tailer read a rotated/deleted file to its end at `offset`; once that is
-    /// acknowledged the record is dropped so the file is never read again.
+    /// acknowledged the record becomes a done record so the file is never read again.
     pub fn finish(&self, id: u64, offset: u64) {
         let mut g = self.inner.lock();
         let done = match g.live.get_mut(&id) {
@@ -202,7 +313,7 @@ impl Positions {
             None => false,
         };
         if done {
-            g.live.remove(&id);
+            g.retire(id);
         }
         g.dirty = true;
     }
@@ -221,11 +332,12 @@ impl Positions {
             .collect()
     }
 
-    /// All records as they would be saved (tracked first, then still unclaimed).
+    /// All records as they would be saved (tracked, still unclaimed, done).
     pub fn records(&self) -> Vec<FileRecord> {
         let g = self.inner.lock();
         let mut v: Vec<FileRecord> = g.live.values().map(|l| l.rec.clone()).collect();
         v.extend(g.unclaimed.iter().cloned());
+        v.extend(g.done.iter().cloned());
         v.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
         v
     }
@@ -235,7 +347,8 @@ impl Positions {
         let _writer = self.save_lock.lock();
         {
             let mut g = self.inner.lock();
-            if !g.dirty {
+            // Before the first scan the loaded records are all there is: nothing to add.
+            if !g.dirty || !g.scanned {
                 return Ok(());
             }
             g.dirty = false;
@@ -259,6 +372,17 @@ impl Positions {
             self.inner.lock().dirty = true;
         }
         result
+    }
+}
+
+impl Inner {
+    /// A finished file is fully acknowledged: keep its identity as a done record.
+    fn retire(&mut self, id: u64) {
+        if let Some(l) = self.live.remove(&id) {
+            let mut rec = l.rec;
+            rec.done = true;
+            self.done.push(rec);
+        }
     }
 }
 
@@ -306,7 +430,12 @@ mod tests {
             inode,
             fingerprint: Fingerprint::of(head),
             offset,
+            done: false,
         }
+    }
+
+    fn adir() -> &'static Path {
+        Path::new("/a")
     }
 
     #[test]
@@ -314,6 +443,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("positions.yaml");
         let p = Positions::load(&path).expect("load");
+        p.prune_unclaimed();
         p.register(1, rec("/a/0.log", 7, b"abc\n", 0), 10);
         p.ack(1, 4);
         p.save().expect("save");
@@ -324,8 +454,8 @@ mod tests {
         );
         let q = Positions::load(&path).expect("reload");
         assert_eq!(
-            q.claim_by_inode(1, 7, b"abc\ndef\n"),
-            Some(rec("/a/0.log", 7, b"abc\n", 4))
+            q.lookup(adir(), 1, 7, b"abc\ndef\n", false),
+            Lookup::Resume(rec("/a/0.log", 7, b"abc\n", 4))
         );
     }
 
@@ -334,11 +464,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.yaml");
         let p = Positions::load(&path).expect("load");
+        p.prune_unclaimed();
         p.register(1, rec("/a/0.log", 7, b"old content\n", 5), 12);
         p.save().expect("save");
         let q = Positions::load(&path).expect("reload");
-        assert_eq!(q.claim_by_inode(1, 7, b"new content\n"), None);
-        assert!(q.claim_by_content(b"old content\nmore").is_some());
+        assert_eq!(
+            q.lookup(adir(), 1, 7, b"new content\n", true),
+            Lookup::Unknown
+        );
+        // Its .gz (another inode, same content) resumes it; in another directory it does not.
+        assert_eq!(
+            q.lookup(Path::new("/b"), 1, 9, b"old content\nmore", true),
+            Lookup::Unknown
+        );
+        assert!(matches!(
+            q.lookup(adir(), 1, 9, b"old content\nmore", true),
+            Lookup::Resume(_)
+        ));
     }
 
     #[test]
@@ -352,6 +494,57 @@ mod tests {
         assert_eq!(p.acked(1), Some(6));
         p.ack(1, 10);
         assert_eq!(p.acked(1), None);
+        // Still known (by inode, and by content for its .gz) until it leaves the disk.
+        assert_eq!(p.lookup(adir(), 1, 7, b"x\n", true), Lookup::Known);
+        assert_eq!(p.lookup(adir(), 1, 8, b"x\n", true), Lookup::Known);
+        // A live file is never taken for a copy of a finished one.
+        assert_eq!(p.lookup(adir(), 1, 8, b"x\n", false), Lookup::Unknown);
+        assert_eq!(p.retain_done(|_| true).len(), 0);
+        assert_eq!(p.retain_done(|_| false).len(), 1);
+        assert_eq!(p.lookup(adir(), 1, 7, b"x\n", true), Lookup::Unknown);
+    }
+
+    #[test]
+    fn done_records_survive_a_restart_and_version_1_files_load() {
+        let dir_ = tempfile::tempdir().expect("tempdir");
+        let path = dir_.path().join("p.yaml");
+        let p = Positions::load(&path).expect("load");
+        p.prune_unclaimed();
+        p.register(1, rec("/a/0.log.1", 7, b"x\n", 0), 2);
+        p.finish(1, 2);
+        p.ack(1, 2);
+        p.register(2, rec("/a/0.log", 8, b"y\n", 2), 2);
+        p.save().expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("version: 2") && text.contains("done: true"),
+            "{text}"
+        );
+        let q = Positions::load(&path).expect("reload");
+        assert!(q.known_dirs().contains(Path::new("/a")));
+        assert_eq!(q.lookup(adir(), 1, 7, b"x\n", true), Lookup::Known);
+        assert!(matches!(
+            q.lookup(adir(), 1, 8, b"y\n", false),
+            Lookup::Resume(_)
+        ));
+        // A version 1 file (no `done`) is read as before.
+        std::fs::write(
+            &path,
+            "version: 1\npositions:\n  /a/0.log: '2'\nfiles:\n- path: /a/0.log\n  dev: 1\n  inode: 8\n  fingerprint: { bytes: 2, crc32: 0 }\n  offset: 2\n",
+        )
+        .expect("write v1");
+        let v1 = Positions::load(&path).expect("load v1");
+        assert_eq!(v1.records().len(), 1);
+        assert!(!v1.records()[0].done);
+    }
+
+    #[test]
+    fn empty_done_record_does_not_hide_new_content_on_a_reused_inode() {
+        let dir_ = tempfile::tempdir().expect("tempdir");
+        let p = Positions::load(&dir_.path().join("p.yaml")).expect("load");
+        p.ignore(rec("/a/0.log.1", 7, b"", 0));
+        assert_eq!(p.lookup(adir(), 1, 7, b"", true), Lookup::Known);
+        assert_eq!(p.lookup(adir(), 1, 7, b"new\n", true), Lookup::Unknown);
     }
 
     #[test]
