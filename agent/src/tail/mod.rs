@@ -263,9 +263,12 @@ impl Tailer {
             return Ok(());
         }
         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        // A directory the previous run never recorded, at startup: its rotated files are
-        // history from before the agent, not content it lost (Alloy ignores them too).
-        let first_sight = self.initial_scan && !self.known_dirs.contains(&dir);
+        // Only on the agent's very first start (no positions file yet) are the rotated files
+        // of a directory history from before the agent (Alloy ignores them too). After a
+        // restart, a directory without records appeared while the agent was away: a pod
+        // created (and maybe rotated) during the downtime, whose every line is new.
+        let first_sight =
+            self.initial_scan && !self.positions.prior_run() && !self.known_dirs.contains(&dir);
         match t.kind {
             FileKind::Live | FileKind::Rotated => {
                 let rotated = t.kind == FileKind::Rotated;

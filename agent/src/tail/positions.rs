@@ -124,12 +124,15 @@ pub struct Positions {
     /// Serialises writers of the file (periodic saver vs. the final save at shutdown), which
     /// share one temp file name.
     save_lock: Mutex<()>,
+    /// Whether a previous run left a positions file (even an empty one).
+    prior_run: bool,
 }
 
 impl Positions {
     /// Loads `path`; a missing file is an empty store. Corrupt YAML is an error (like Alloy),
     /// because silently starting over would re-ship every file.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let prior_run = path.exists();
         let records = match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Vec::new(),
             Ok(text) => {
@@ -166,7 +169,15 @@ impl Positions {
                 ..Inner::default()
             }),
             save_lock: Mutex::new(()),
+            prior_run,
         })
+    }
+
+    /// Whether a previous run of the agent left this positions file. When it did, every
+    /// container directory it has no record of appeared while the agent was away, so all of
+    /// that directory's files (rotated ones included) are new content, not prior history.
+    pub fn prior_run(&self) -> bool {
+        self.prior_run
     }
 
     /// Container directories that had records when the store was loaded: rotated files in

@@ -302,3 +302,29 @@ async fn file_created_and_rotated_between_scans_is_read() {
         agent.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_created_and_rotated_while_stopped_is_read_from_its_first_file() {
+    let w = strict_order_world().await;
+    // A first run on an empty node leaves a positions file behind.
+    let agent = start_scanned(&w).await;
+    agent.stop().await;
+    // While the agent is down a new pod starts, logs, and kubelet rotates (and gzips) it.
+    let c = w.container("ns", "new", "c");
+    c.append(0, cri_lines(0, 100).as_bytes());
+    let r1 = c.dir.join("0.log.20261122-101500");
+    std::fs::rename(c.log(0), &r1).expect("rotate 1");
+    c.append(0, cri_lines(100, 100).as_bytes());
+    let r2 = c.dir.join("0.log.20261122-102500");
+    std::fs::rename(c.log(0), &r2).expect("rotate 2");
+    gzip_and_remove(&r1, &gz_path(&r1));
+    c.append(0, cri_lines(200, 50).as_bytes());
+    let agent = start_scanned(&w).await;
+    assert_once(&w, &c, 250).await;
+    agent.stop().await;
+    // And a further restart reads nothing twice.
+    let agent = start_scanned(&w).await;
+    c.append(0, cri_lines(250, 1).as_bytes());
+    assert_once(&w, &c, 251).await;
+    agent.stop().await;
+}

@@ -49,6 +49,10 @@ async fn interpret(ops: Vec<Op>) {
     // there are new content. Until then a rotation while it is down makes history, which
     // the first-sight rule ignores by design.
     let mut dir_known = false;
+    // copytruncate (logrotate; the kubelet never does it) can make the agent re-send a
+    // file whose truncation it noticed late: stored entries stay exactly-once (Loki drops
+    // exact duplicates) but the wire count may exceed the lines written. README: limits.
+    let mut truncated = false;
     for op in ops {
         match op {
             Op::Write(n) => {
@@ -86,6 +90,7 @@ async fn interpret(ops: Vec<Op>) {
             }
             Op::Truncate => {
                 if agent.is_some() && c.log(0).exists() {
+                    truncated = true;
                     w.wait_entries(next as usize).await;
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -127,7 +132,11 @@ async fn interpret(ops: Vec<Op>) {
     } else {
         assert_exactly(&got, &[(&c.labels, expected_lines(0, next))]);
     }
-    assert_eq!(received, next, "lines pushed to Loki (a file read twice?)");
+    if truncated {
+        assert!(received >= next, "fewer lines pushed than written");
+    } else {
+        assert_eq!(received, next, "lines pushed to Loki (a file read twice?)");
+    }
 }
 
 /// Starts the agent and polls until it has finished its first scan: its first save, which
