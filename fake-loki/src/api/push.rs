@@ -158,7 +158,7 @@ pub fn ingest_request(
         max_chunk_age_ns: state.config.max_chunk_age_ns,
     };
     let mut wal_error = None;
-    let outcome = {
+    let mut outcome = {
         let mut store = state.store.write();
         let mut limiters = state.limiters.lock();
         let mut data_dir = state.data_dir.as_ref().map(|d| d.lock());
@@ -200,7 +200,7 @@ pub fn ingest_request(
     };
     {
         let mut ledger = state.usage.lock();
-        ledger.apply(now_ns, tenant, outcome.usage.clone());
+        ledger.apply(now_ns, tenant, std::mem::take(&mut outcome.usage));
         if let Err(e) = ledger.maybe_save() {
             tracing::warn!(error = %e, "saving the usage ledger");
         }
