@@ -519,6 +519,11 @@ fn assemble(
                 "{id}: pod targets come from the kubelet paths on this node (labels from the Kubernetes API when it is reachable)"
             ));
         }
+        if targets.uses_label_selectors() {
+            notes.push(format!(
+                "{id}: label selectors are answered from the pod labels the Kubernetes API reports; without a reachable API every pod on the node is shipped (nothing is dropped on a guess)"
+            ));
+        }
         tail_from_end |= file.tail_from_end;
         poll = poll.or(file.poll_interval);
         rescan = rescan.or(file.rescan_interval);

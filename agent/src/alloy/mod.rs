@@ -10,6 +10,7 @@ pub mod ast;
 pub mod components;
 pub mod diag;
 pub mod eval;
+pub mod label_selector;
 pub mod load;
 pub mod parser;
 pub mod pipeline;

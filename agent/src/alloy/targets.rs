@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::Regex;
 
+use super::label_selector::LabelSelector;
 use super::relabel::{self, Labels, Rule};
 use super::value::Value;
 use crate::discovery::{
@@ -41,6 +42,8 @@ pub struct KubeletPods {
     pub namespaces: Vec<String>,
     /// `metadata.name=` / `metadata.namespace=` field selectors (positive and `!=`).
     pub field_equals: Vec<(String, String, bool)>,
+    /// `selectors { label = … }`: answered from the pod labels the Kubernetes API reports.
+    pub label_selectors: Vec<LabelSelector>,
 }
 
 /// Converts `list(map(string))` to targets.
@@ -79,6 +82,16 @@ impl TargetSource {
                 .iter()
                 .flat_map(|s| s.resolve_with(pods_root, pods))
                 .collect(),
+        }
+    }
+
+    /// Whether a `discovery.kubernetes` part filters on pod labels (for the startup notes).
+    pub fn uses_label_selectors(&self) -> bool {
+        match self {
+            TargetSource::Kubelet(k) => !k.label_selectors.is_empty(),
+            TargetSource::Static(_) => false,
+            TargetSource::Relabel(i, _) | TargetSource::FileMatch(i) => i.uses_label_selectors(),
+            TargetSource::Concat(v) => v.iter().any(TargetSource::uses_label_selectors),
         }
     }
 
@@ -126,10 +139,23 @@ impl KubeletPods {
                 if !cdir.is_dir() {
                     continue;
                 }
-                let mut l = pods
-                    .and_then(|p| p.container(uid, &container))
-                    .cloned()
-                    .unwrap_or_default();
+                let known = pods.and_then(|p| p.container(uid, &container));
+                if !self.label_selectors.is_empty() {
+                    match (pods, known) {
+                        (Some(_), Some(l)) => {
+                            if !self.label_selectors.iter().all(|s| s.matches_target(l)) {
+                                continue;
+                            }
+                        }
+                        // The API is synced but does not know the pod yet: wait for it (files
+                        // that become targets later are read from their start).
+                        (Some(_), None) => continue,
+                        // No API: labels cannot be answered; ship rather than lose (logged
+                        // at load).
+                        (None, _) => {}
+                    }
+                }
+                let mut l = known.cloned().unwrap_or_default();
                 l.insert("__meta_kubernetes_namespace".into(), ns.into());
                 l.insert("__meta_kubernetes_pod_name".into(), pod.into());
                 l.insert("__meta_kubernetes_pod_uid".into(), uid.into());
@@ -371,7 +397,12 @@ impl Discovery for AlloyDiscovery {
                 );
             }
         }
-        let pods = self.pod_metadata.as_ref().map(|p| p.snapshot());
+        // An API that has not listed the pods yet knows nothing: same as no API.
+        let pods = self
+            .pod_metadata
+            .as_ref()
+            .filter(|p| p.synced())
+            .map(|p| p.snapshot());
         let mut by_path: BTreeMap<PathBuf, Target> = BTreeMap::new();
         let many = self.sources.len() > 1;
         let resolved: Vec<(usize, Labels)> = self
@@ -522,5 +553,69 @@ mod tests {
         assert_eq!(files.len(), 2, "{files:?}");
         assert!(files.iter().any(|f| f.kind == FileKind::Rotated));
         assert_eq!(files[0].namespace, "default");
+    }
+
+    struct StaticPods(PodIndex, bool);
+
+    impl PodMetadata for StaticPods {
+        fn snapshot(&self) -> PodIndex {
+            self.0.clone()
+        }
+        fn synced(&self) -> bool {
+            self.1
+        }
+    }
+
+    #[test]
+    fn label_selectors_use_api_labels_and_ship_everything_without_an_api() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for pod in ["default_web_u1", "default_db_u2", "default_new_u3"] {
+            std::fs::create_dir_all(root.join(pod).join("c")).expect("mkdir");
+            std::fs::write(root.join(pod).join("c/0.log"), "x\n").expect("write");
+        }
+        let mut index = PodIndex::default();
+        for (uid, app) in [("u1", "web"), ("u2", "db")] {
+            let mut l = BTreeMap::new();
+            l.insert(
+                "__meta_kubernetes_pod_label_app".to_string(),
+                app.to_string(),
+            );
+            l.insert(
+                "__meta_kubernetes_pod_labelpresent_app".to_string(),
+                "true".to_string(),
+            );
+            index
+                .pods
+                .entry(uid.to_string())
+                .or_default()
+                .insert("c".to_string(), l);
+        }
+        let source = TargetSource::FileMatch(Box::new(TargetSource::Kubelet(KubeletPods {
+            label_selectors: vec!["app in (web)".parse().expect("selector")],
+            ..Default::default()
+        })));
+        let pods_of = |d: &mut AlloyDiscovery| {
+            let mut v: Vec<String> = d
+                .scan()
+                .into_iter()
+                .filter_map(|t| {
+                    let dir = t.path.parent()?.parent()?.file_name()?.to_str()?;
+                    Some(dir.split('_').nth(1)?.to_string())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        // Synced API: only the matching pod; the pod it does not know yet waits.
+        let mut d = AlloyDiscovery::new(vec![source.clone()], root.to_path_buf())
+            .with_pod_metadata(std::sync::Arc::new(StaticPods(index.clone(), true)));
+        assert_eq!(pods_of(&mut d), ["web"]);
+        // An API that never listed (broken RBAC) answers nothing: every pod is shipped.
+        let mut d = AlloyDiscovery::new(vec![source.clone()], root.to_path_buf())
+            .with_pod_metadata(std::sync::Arc::new(StaticPods(index, false)));
+        assert_eq!(pods_of(&mut d), ["db", "new", "web"]);
+        let mut d = AlloyDiscovery::new(vec![source], root.to_path_buf());
+        assert_eq!(pods_of(&mut d), ["db", "new", "web"]);
     }
 }

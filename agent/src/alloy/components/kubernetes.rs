@@ -4,16 +4,32 @@
 //! those files instead of streaming from the API server.
 
 use crate::alloy::args::{Args, Ctx, Schema, A, B, EMPTY};
+use crate::alloy::label_selector::LabelSelector;
 use crate::alloy::targets::KubeletPods;
 use crate::alloy::value::Value;
+
+/// Where a pod's service account token mount names its namespace.
+const SA_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The agent's own namespace for `own_namespace`: `$POD_NAMESPACE` (downward API), else the
+/// service account mount, as Kubernetes clients find it in cluster.
+fn own_namespace() -> Option<String> {
+    own_namespace_from(
+        std::env::var("POD_NAMESPACE").ok(),
+        std::path::Path::new(SA_NAMESPACE),
+    )
+}
+
+fn own_namespace_from(env: Option<String>, sa_file: &std::path::Path) -> Option<String> {
+    let nonempty = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    env.and_then(nonempty)
+        .or_else(|| std::fs::read_to_string(sa_file).ok().and_then(nonempty))
+}
 
 const NO_API: &str = "the agent's Kubernetes client is configured from the in-cluster service account or $KUBECONFIG (with $NODE_NAME), not from the config; pod files come from the kubelet's log directories on this node";
 
 static NAMESPACES: Schema = Schema {
-    attrs: &[
-        ("names", A::Optional),
-        ("own_namespace", A::Unsupported(NO_API)),
-    ],
+    attrs: &[("names", A::Optional), ("own_namespace", A::Optional)],
     blocks: &[],
 };
 
@@ -85,6 +101,15 @@ pub fn discovery(args: &Args, ctx: &mut Ctx<'_>) -> KubeletPods {
         k.namespaces = ns
             .get("names", ctx, Value::to_string_list)
             .unwrap_or_default();
+        if ns.bool("own_namespace", false, ctx) {
+            match own_namespace() {
+                Some(own) => k.namespaces.push(own),
+                None => ctx.error(
+                    ns.pos_of("own_namespace"),
+                    format!("own_namespace: the agent's namespace is unknown: set $POD_NAMESPACE (downward API metadata.namespace) or run with a service account ({SA_NAMESPACE})"),
+                ),
+            }
+        }
     }
     for sel in args.blocks_named("selectors") {
         let r = sel.string("role", "", ctx);
@@ -94,8 +119,14 @@ pub fn discovery(args: &Args, ctx: &mut Ctx<'_>) -> KubeletPods {
                 format!("selectors role {r:?} is not supported (only \"pod\")"),
             );
         }
-        if let Some(l) = sel.opt_string("label", ctx).filter(|l| !l.is_empty()) {
-            ctx.error(sel.pos_of("label"), format!("label selector {l:?} is not supported by this agent: pod labels need the Kubernetes API"));
+        if let Some(l) = sel
+            .opt_string("label", ctx)
+            .filter(|l| !l.trim().is_empty())
+        {
+            match l.parse::<LabelSelector>() {
+                Ok(s) => k.label_selectors.push(s),
+                Err(e) => ctx.error(sel.pos_of("label"), e.to_string()),
+            }
         }
         if let Some(f) = sel.opt_string("field", ctx) {
             for part in f.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -122,4 +153,26 @@ pub fn discovery(args: &Args, ctx: &mut Ctx<'_>) -> KubeletPods {
         }
     }
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_namespace_prefers_the_downward_api_then_the_service_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sa = dir.path().join("namespace");
+        assert_eq!(own_namespace_from(None, &sa), None);
+        std::fs::write(&sa, "logging\n").expect("write");
+        assert_eq!(own_namespace_from(None, &sa).as_deref(), Some("logging"));
+        assert_eq!(
+            own_namespace_from(Some("ops".into()), &sa).as_deref(),
+            Some("ops")
+        );
+        assert_eq!(
+            own_namespace_from(Some(" ".into()), &sa).as_deref(),
+            Some("logging")
+        );
+    }
 }
