@@ -7,6 +7,13 @@ use super::ast::*;
 use super::diag::Pos;
 use super::scanner::quote;
 
+/// Ends an aligned cell, like the `\v` (before `=`) and `\t` (before a trailing comment)
+/// that Alloy's printer feeds its tabwriter.
+const CELL: char = '\u{E000}';
+/// A line break that keeps the current alignment block going (Alloy's plain newline); every
+/// `\n` in the intermediate text ends the block (Alloy's formfeed).
+const LINE: char = '\u{E001}';
+
 /// Formats a parsed file.
 pub fn print_file(f: &File) -> String {
     let mut p = Printer {
@@ -18,15 +25,18 @@ pub fn print_file(f: &File) -> String {
     // Comments after the last statement.
     let rest: Vec<Comment> = p.comments[p.next_comment..].to_vec();
     let mut prev_line = f.body.last().map(|s| s.end().line);
+    if !rest.is_empty() {
+        p.break_line();
+    }
     for c in rest {
         if prev_line.is_some_and(|l| c.pos.line > l + 1) {
             p.out.push('\n');
         }
         p.out.push_str(&c.text);
         p.out.push('\n');
-        prev_line = Some(c.pos.line + c.text.matches('\n').count());
+        prev_line = Some(c.end_line());
     }
-    p.out
+    align(&p.out)
 }
 
 struct Printer {
@@ -41,6 +51,12 @@ fn tabs(n: usize) -> String {
 
 fn different_lines(a: Pos, b: Pos) -> bool {
     a.line != b.line
+}
+
+impl Comment {
+    fn end_line(&self) -> usize {
+        self.pos.line + self.text.matches('\n').count()
+    }
 }
 
 impl Printer {
@@ -58,111 +74,88 @@ impl Printer {
         v
     }
 
-    /// A comment on `line` right after a statement ends there (a trailing comment).
-    fn take_trailing(&mut self, line: usize, after: usize) -> Option<String> {
+    /// A comment on `line` at or after `after` (a trailing comment), if it is the next one and
+    /// starts before `before`.
+    fn take_trailing(&mut self, line: usize, after: usize, before: usize) -> Option<String> {
         let c = self.comments.get(self.next_comment)?;
-        if c.pos.line == line && c.pos.offset >= after && !c.text.contains('\n') {
+        if c.pos.line == line && c.pos.offset >= after && c.pos.offset < before {
             self.next_comment += 1;
             return Some(c.text.clone());
         }
         None
     }
 
+    /// Ends the current alignment block: what follows starts a new one.
+    fn break_line(&mut self) {
+        if self.out.ends_with(LINE) {
+            self.out.pop();
+            self.out.push('\n');
+        }
+    }
+
     /// Prints statements at `indent`; `close` is the offset of the closing `}` so comments
     /// inside the block but after the last statement stay inside.
     fn body(&mut self, stmts: &[Stmt], indent: usize, close: Option<usize>) {
-        // One-line attributes in a run get their `=` aligned; compute the runs first.
         let mut prev_end: Option<Pos> = None;
-        let mut i = 0;
-        while i < stmts.len() {
-            // Gather a run: consecutive one-line attributes with no blank line or comment
-            // between them.
-            let mut run = vec![i];
-            if is_one_line_attr(&stmts[i]) {
-                while let Some(next) = stmts.get(run[run.len() - 1] + 1) {
-                    let last = &stmts[run[run.len() - 1]];
-                    let comment_between = self.comments[self.next_comment..].iter().any(|c| {
-                        c.pos.offset > last.end().offset
-                            && c.pos.offset < next.start().offset
-                            && c.pos.line != last.end().line
-                    });
-                    if is_one_line_attr(next)
-                        && next.start().line <= last.end().line + 1
-                        && !comment_between
-                    {
-                        run.push(run[run.len() - 1] + 1);
-                    } else {
-                        break;
-                    }
+        for s in stmts {
+            let leading = self.take_comments_before(s.start().offset);
+            let is_block = matches!(s, Stmt::Block(_));
+            if let Some(pe) = prev_end {
+                let first_line = leading
+                    .first()
+                    .map(|c| c.pos.line)
+                    .unwrap_or(s.start().line);
+                // Two blocks (or a block after anything) get a blank line; otherwise the
+                // source's blank lines are kept.
+                if is_block || first_line > pe.line + 1 {
+                    self.break_line();
+                    self.out.push('\n');
                 }
             }
-            let width = run
-                .iter()
-                .filter_map(|&k| match &stmts[k] {
-                    Stmt::Attr(a) => Some(a.name.name.chars().count()),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            for &k in &run {
-                let s = &stmts[k];
-                let leading = self.take_comments_before(s.start().offset);
-                let is_block = matches!(s, Stmt::Block(_));
-                if let Some(pe) = prev_end {
-                    let first_line = leading
-                        .first()
-                        .map(|c| c.pos.line)
-                        .unwrap_or(s.start().line);
-                    // Two blocks (or a block after anything) get a blank line; otherwise keep
-                    // the source's blank lines.
-                    if is_block || first_line > pe.line + 1 {
-                        self.out.push('\n');
-                    }
-                }
-                let mut last_line = leading.first().map(|c| c.pos.line);
-                for c in &leading {
-                    if let Some(l) = last_line {
-                        if c.pos.line > l + 1 {
-                            self.out.push('\n');
-                        }
-                    }
-                    self.out.push_str(&tabs(indent));
-                    self.out.push_str(&c.text);
+            if !leading.is_empty() || is_block {
+                self.break_line();
+            }
+            let mut last_line = leading.first().map(|c| c.pos.line);
+            for c in &leading {
+                if last_line.is_some_and(|l| c.pos.line > l + 1) {
                     self.out.push('\n');
-                    last_line = Some(c.pos.line + c.text.matches('\n').count());
-                }
-                if let (Some(l), false) = (last_line, leading.is_empty()) {
-                    if s.start().line > l + 1 {
-                        self.out.push('\n');
-                    }
                 }
                 self.out.push_str(&tabs(indent));
-                match s {
-                    Stmt::Attr(a) => {
-                        let pad = if run.len() > 1 {
-                            width - a.name.name.chars().count()
-                        } else {
-                            0
-                        };
-                        self.out.push_str(&a.name.name);
-                        self.out.push_str(&" ".repeat(pad));
-                        self.out.push_str(" = ");
-                        let v = self.expr(&a.value, indent);
-                        self.out.push_str(&v);
-                    }
-                    Stmt::Block(b) => self.block(b, indent),
-                }
-                if let Some(c) = self.take_trailing(s.end().line, s.end().offset) {
-                    self.out.push(' ');
-                    self.out.push_str(&c);
-                }
+                self.out.push_str(&c.text);
                 self.out.push('\n');
-                prev_end = Some(s.end());
+                last_line = Some(c.end_line());
             }
-            i = run[run.len() - 1] + 1;
+            if last_line.is_some_and(|l| s.start().line > l + 1) {
+                self.out.push('\n');
+            }
+            self.out.push_str(&tabs(indent));
+            match s {
+                Stmt::Attr(a) => {
+                    self.out.push_str(&a.name.name);
+                    self.out.push(CELL);
+                    self.out.push_str("= ");
+                    let v = self.expr(&a.value, indent);
+                    self.out.push_str(&v);
+                }
+                Stmt::Block(b) => self.block(b, indent),
+            }
+            if let Some(c) = self.take_trailing(s.end().line, s.end().offset, usize::MAX) {
+                self.out.push(CELL);
+                self.out.push_str(&c);
+            }
+            // A statement spanning lines ends the alignment block it started in.
+            self.out.push(if s.start().line == s.end().line {
+                LINE
+            } else {
+                '\n'
+            });
+            prev_end = Some(s.end());
         }
         if let Some(close) = close {
             let inner = self.take_comments_before(close);
+            if !inner.is_empty() {
+                self.break_line();
+            }
             let mut last = prev_end.map(|p| p.line);
             for c in inner {
                 if last.is_some_and(|l| c.pos.line > l + 1) {
@@ -171,7 +164,7 @@ impl Printer {
                 self.out.push_str(&tabs(indent));
                 self.out.push_str(&c.text);
                 self.out.push('\n');
-                last = Some(c.pos.line);
+                last = Some(c.end_line());
             }
         }
     }
@@ -182,20 +175,33 @@ impl Printer {
             self.out.push(' ');
             self.out.push_str(&quote(l));
         }
+        let first = b
+            .body
+            .first()
+            .map(|s| s.start().offset)
+            .unwrap_or(b.rcurly.offset);
+        // A comment on the header line stays there: `block { // why`.
+        let header = self.take_trailing(b.lcurly.line, b.lcurly.offset, first);
         let has_inner_comments = self.comments[self.next_comment..]
             .iter()
             .any(|c| c.pos.offset > b.lcurly.offset && c.pos.offset < b.rcurly.offset);
-        if b.body.is_empty() && !has_inner_comments {
+        if b.body.is_empty() && header.is_none() && !has_inner_comments {
             self.out.push_str(" { }");
             return;
         }
-        self.out.push_str(" {\n");
+        self.out.push_str(" {");
+        if let Some(c) = header {
+            self.out.push(CELL);
+            self.out.push_str(&c);
+        }
+        self.out.push('\n');
         self.body(&b.body, indent + 1, Some(b.rcurly.offset));
+        self.break_line();
         self.out.push_str(&tabs(indent));
         self.out.push('}');
     }
 
-    /// Renders an expression; multi-line forms are indented relative to `indent`.
+    /// Renders an expression; `indent` is the indentation of the line it starts on.
     fn expr(&mut self, e: &Expr, indent: usize) -> String {
         match &e.kind {
             ExprKind::Literal(l) => match l {
@@ -216,76 +222,82 @@ impl Printer {
                 )
             }
             ExprKind::Paren(v) => format!("({})", self.expr(v, indent)),
-            ExprKind::Array(items) => {
-                let open = e.pos;
-                let close_line = e.end.line;
-                self.list("[", "]", items, open, close_line, indent, |p, x, ind| {
-                    p.expr(x, ind)
-                })
-            }
+            ExprKind::Array(items) => self.list("[", "]", items, e.pos, e.end, indent),
             ExprKind::Call(f, args) => {
                 let head = self.expr(f, indent);
-                let open = f.end;
-                let body = self.list("(", ")", args, open, e.end.line, indent, |p, x, ind| {
-                    p.expr(x, ind)
-                });
+                let body = self.list("(", ")", args, f.end, e.end, indent);
                 format!("{head}{body}")
             }
             ExprKind::Object(fields) => self.object(fields, e, indent),
         }
     }
 
-    /// Arrays and call arguments: an element that starts on a new line in the source starts
-    /// on a new line here; a closing bracket on its own line gets a trailing comma first.
-    #[allow(clippy::too_many_arguments)]
-    fn list<F>(
+    /// Comments on their own lines before `offset`, each on a new line at `indent`.
+    fn own_line_comments(&mut self, s: &mut String, offset: usize, indent: usize) -> bool {
+        let cs = self.take_comments_before(offset);
+        for c in &cs {
+            s.push('\n');
+            s.push_str(&tabs(indent));
+            s.push_str(&c.text);
+        }
+        !cs.is_empty()
+    }
+
+    /// Arrays and call arguments (Alloy's walker): an element that starts on a new line in
+    /// the source starts on a new line here, one level deeper than the line the bracket is
+    /// on; a closing bracket on its own line gets a trailing comma first.
+    fn list(
         &mut self,
         open: &str,
         close: &str,
         items: &[Expr],
         open_pos: Pos,
-        close_line: usize,
+        end: Pos,
         indent: usize,
-        f: F,
-    ) -> String
-    where
-        F: Fn(&mut Self, &Expr, usize) -> String,
-    {
+    ) -> String {
+        let close_offset = end.offset.saturating_sub(1);
         let mut s = open.to_string();
         let mut prev = open_pos;
         for (i, it) in items.iter().enumerate() {
             if different_lines(prev, it.pos) {
-                for c in self.take_comments_before(it.pos.offset) {
-                    s.push('\n');
-                    s.push_str(&tabs(indent + 1));
-                    s.push_str(&c.text);
+                if let Some(c) = self.take_trailing(prev.line, prev.offset, it.pos.offset) {
+                    s.push(CELL);
+                    s.push_str(&c);
                 }
+                self.own_line_comments(&mut s, it.pos.offset, indent + 1);
                 s.push('\n');
                 s.push_str(&tabs(indent + 1));
-            } else if i > 0 {
-                s.push(' ');
+                s.push_str(&self.expr(it, indent + 1));
+            } else {
+                if i > 0 {
+                    s.push(' ');
+                }
+                s.push_str(&self.expr(it, indent));
             }
-            s.push_str(&f(self, it, indent + 1));
             if i + 1 < items.len() {
                 s.push(',');
             }
             prev = it.end;
         }
-        if !items.is_empty() && close_line != prev.line {
-            s.push_str(",\n");
+        if !items.is_empty() && end.line != prev.line {
+            s.push(',');
+            if let Some(c) = self.take_trailing(prev.line, prev.offset, close_offset) {
+                s.push(CELL);
+                s.push_str(&c);
+            }
+            self.own_line_comments(&mut s, close_offset, indent + 1);
+            s.push('\n');
             s.push_str(&tabs(indent));
         }
         s.push_str(close);
         s
     }
 
+    /// Objects: fields always one level deeper; consecutive one-line fields align their `=`.
     fn object(&mut self, fields: &[Field], e: &Expr, indent: usize) -> String {
         if fields.is_empty() {
             return "{}".into();
         }
-        // Fields on their own lines are aligned like attributes.
-        let multiline = fields.iter().any(|f| different_lines(e.pos, f.name.pos))
-            || different_lines(e.pos, e.end);
         let key = |f: &Field| {
             if f.quoted || !super::scanner::is_valid_identifier(&f.name.name) {
                 quote(&f.name.name)
@@ -293,36 +305,43 @@ impl Printer {
                 f.name.name.clone()
             }
         };
-        let width = fields
-            .iter()
-            .map(|f| key(f).chars().count())
-            .max()
-            .unwrap_or(0);
+        let close_offset = e.end.offset.saturating_sub(1);
         let mut s = String::from("{");
         let mut prev = e.pos;
         for (i, f) in fields.iter().enumerate() {
-            let k = key(f);
-            if multiline && (different_lines(prev, f.name.pos) || f.name.pos.line == 0) {
-                s.push('\n');
-                s.push_str(&tabs(indent + 1));
-                let pad = width - k.chars().count();
-                s.push_str(&k);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                if i > 0 {
-                    s.push(' ');
+            if different_lines(prev, f.name.pos) {
+                if let Some(c) = self.take_trailing(prev.line, prev.offset, f.name.pos.offset) {
+                    s.push(CELL);
+                    s.push_str(&c);
                 }
-                s.push_str(&k);
+                let commented = self.own_line_comments(&mut s, f.name.pos.offset, indent + 1);
+                let prev_one_line = i > 0 && fields[i - 1].value.pos.line == prev.line;
+                s.push(if prev_one_line && !commented {
+                    LINE
+                } else {
+                    '\n'
+                });
+                s.push_str(&tabs(indent + 1));
+            } else if i > 0 {
+                s.push(' ');
             }
-            s.push_str(" = ");
+            s.push_str(&key(f));
+            s.push(CELL);
+            s.push_str("= ");
             s.push_str(&self.expr(&f.value, indent + 1));
             if i + 1 < fields.len() {
                 s.push(',');
             }
             prev = f.value.end;
         }
-        if multiline && different_lines(prev, e.end) {
-            s.push_str(",\n");
+        if different_lines(prev, e.end) {
+            s.push(',');
+            if let Some(c) = self.take_trailing(prev.line, prev.offset, close_offset) {
+                s.push(CELL);
+                s.push_str(&c);
+            }
+            self.own_line_comments(&mut s, close_offset, indent + 1);
+            s.push('\n');
             s.push_str(&tabs(indent));
         }
         s.push('}');
@@ -330,8 +349,56 @@ impl Printer {
     }
 }
 
-fn is_one_line_attr(s: &Stmt) -> bool {
-    matches!(s, Stmt::Attr(a) if a.name.pos.line == a.value.end.line)
+/// Go's `text/tabwriter` as Alloy's printer configures it (padding 1, spaces): within a block
+/// of lines joined by [`LINE`], cell `k` of consecutive lines that have one is padded to the
+/// widest such cell plus one space. Trailing whitespace is trimmed, as Alloy's trimmer does.
+fn align(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, block) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let lines: Vec<Vec<&str>> = block.split(LINE).map(|l| l.split(CELL).collect()).collect();
+        let mut widths: Vec<Vec<usize>> = lines.iter().map(|l| vec![0; l.len() - 1]).collect();
+        format_column(&lines, &mut widths, 0, lines.len(), 0);
+        for (i, cells) in lines.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            let mut line = String::new();
+            for (k, c) in cells.iter().enumerate() {
+                line.push_str(c);
+                if k + 1 < cells.len() {
+                    let pad = widths[i][k] - c.chars().count();
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+            out.push_str(line.trim_end_matches([' ', '\t']));
+        }
+    }
+    out
+}
+
+/// Sets the width of column `col` for each run of consecutive lines in `lo..hi` that have a
+/// terminated cell there, then recurses into the next column within that run.
+fn format_column(lines: &[Vec<&str>], widths: &mut [Vec<usize>], lo: usize, hi: usize, col: usize) {
+    let mut i = lo;
+    while i < hi {
+        if lines[i].len() - 1 <= col {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut w = 0;
+        while i < hi && lines[i].len() - 1 > col {
+            w = w.max(lines[i][col].chars().count() + 1);
+            i += 1;
+        }
+        for row in widths.iter_mut().take(i).skip(start) {
+            row[col] = w;
+        }
+        format_column(lines, widths, start, i, col + 1);
+    }
 }
 
 #[cfg(test)]

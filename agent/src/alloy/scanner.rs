@@ -311,7 +311,7 @@ impl<'a> Scanner<'a> {
                     if other != '\u{feff}' && other != '\0' {
                         self.errors.push(ScanError {
                             offset: start,
-                            msg: format!("illegal character U+{:04X} '{other}'", other as u32),
+                            msg: format!("illegal character {}", go_unicode(other)),
                             // Users coming from YAML/HCL write `#` comments; Alloy has none.
                             hint: (other == '#').then_some("use // for comments"),
                         });
@@ -423,7 +423,8 @@ impl<'a> Scanner<'a> {
     fn escape(&mut self) {
         let at = self.off;
         let (n, base, max): (usize, u32, u32) = match self.peek() {
-            Some('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '"' | '\'') => {
+            // Alloy accepts no `\'`: single quotes never delimit strings.
+            Some('a' | 'b' | 'f' | 'n' | 'r' | 't' | 'v' | '\\' | '"') => {
                 self.bump();
                 return;
             }
@@ -458,11 +459,10 @@ impl<'a> Scanner<'a> {
                 }
                 None => {
                     let msg = match self.peek() {
-                        None | Some('\n') => "escape sequence not terminated".to_string(),
-                        Some(c) => format!(
-                            "illegal character U+{:04X} '{c}' in escape sequence",
-                            c as u32
-                        ),
+                        None => "escape sequence not terminated".to_string(),
+                        Some(c) => {
+                            format!("illegal character {} in escape sequence", go_unicode(c))
+                        }
                     };
                     self.err(at, msg);
                     return;
@@ -474,28 +474,36 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A comment's literal, with carriage returns removed as Alloy does (Windows line ends).
     fn comment(&mut self, start: usize) -> String {
-        if self.peek() == Some('/') {
+        let block = self.peek() != Some('/');
+        if !block {
             while self.peek().is_some_and(|c| c != '\n') {
                 self.bump();
             }
-            return self.src[start..self.off].trim_end_matches('\r').to_string();
-        }
-        self.bump(); // '*'
-        loop {
-            match self.bump() {
-                None => {
-                    self.err(start, "block comment not terminated");
-                    break;
+        } else {
+            self.bump(); // '*'
+            loop {
+                match self.bump() {
+                    None => {
+                        self.err(start, "block comment not terminated");
+                        break;
+                    }
+                    Some('*') if self.peek() == Some('/') => {
+                        self.bump();
+                        break;
+                    }
+                    _ => {}
                 }
-                Some('*') if self.peek() == Some('/') => {
-                    self.bump();
-                    break;
-                }
-                _ => {}
             }
         }
-        self.src[start..self.off].to_string()
+        let lit = &self.src[start..self.off];
+        let lit = lit.strip_suffix('\r').unwrap_or(lit);
+        if lit.contains('\r') {
+            strip_cr(lit, block)
+        } else {
+            lit.to_string()
+        }
     }
 
     /// Whether the comment starting at `start` (and any comments after it) reaches the end of
@@ -518,6 +526,34 @@ impl<'a> Scanner<'a> {
                 let next = start + (rest.len() - after.len());
                 self.comment_reaches_line_end(next)
             }
+    }
+}
+
+/// Removes carriage returns, except one between `*` and `/` inside a block comment, where
+/// removing it would close the comment early.
+fn strip_cr(lit: &str, block: bool) -> String {
+    let b = lit.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    for (j, &ch) in b.iter().enumerate() {
+        let keep =
+            block && out.len() > 2 && out.last() == Some(&b'*') && b.get(j + 1) == Some(&b'/');
+        if ch != b'\r' || keep {
+            out.push(ch);
+        }
+    }
+    // Only ASCII `\r` bytes were removed, so the rest is still valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Go's `%#U`: `U+0023 '#'`, without the quoted character when it is not printable.
+fn go_unicode(c: char) -> String {
+    if c.is_control()
+        || c.is_whitespace() && c != ' '
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{feff}')
+    {
+        format!("U+{:04X}", c as u32)
+    } else {
+        format!("U+{:04X} '{c}'", c as u32)
     }
 }
 
