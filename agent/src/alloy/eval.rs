@@ -155,10 +155,13 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                 .iter()
                 .map(|a| eval(a, scope))
                 .collect::<Result<Vec<_>, _>>()?;
-            stdlib::call(name, &vals, scope).map_err(|msg| EvalError {
-                pos: e.pos,
-                msg: format!("{name}: {msg}"),
-            })
+            // Errors name the function as the config wrote it (`base64_decode` or
+            // `encoding.from_base64`), as Alloy does.
+            let shown = f
+                .reference_path()
+                .map(|p| p.join("."))
+                .unwrap_or_else(|| name.to_string());
+            stdlib::call(name, &shown, &vals, scope).map_err(|msg| EvalError { pos: e.pos, msg })
         }
         ExprKind::Paren(inner) => eval(inner, scope),
         ExprKind::Unary(op, inner) => {
