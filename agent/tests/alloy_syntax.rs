@@ -461,3 +461,117 @@ fn scanner_error_table() {
         }
     }
 }
+
+/// One generated statement: what it is, and where comments go around it.
+#[derive(Debug, Clone)]
+struct GenStmt {
+    kind: u8,
+    name: u8,
+    leading: bool,
+    trailing: bool,
+    blank_before: bool,
+    children: Vec<(u8, u8, bool)>,
+}
+
+fn gen_stmt() -> impl proptest::strategy::Strategy<Value = GenStmt> {
+    use proptest::prelude::*;
+    (
+        0u8..7,
+        0u8..4,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::vec((0u8..5, 0u8..4, any::<bool>()), 0..4),
+    )
+        .prop_map(
+            |(kind, name, leading, trailing, blank_before, children)| GenStmt {
+                kind,
+                name,
+                leading,
+                trailing,
+                blank_before,
+                children,
+            },
+        )
+}
+
+const NAMES: [&str; 4] = ["a", "long_name", "url", "tenant_id"];
+
+fn value_src(kind: u8, n: usize) -> String {
+    match kind {
+        0 => format!("{n}"),
+        1 => format!("\"v{n}\""),
+        2 => format!("[{n}, /* in */ {}]", n + 1),
+        3 => format!("[\n  {n}, // e{n}\n  {},\n  // before close\n]", n + 1),
+        4 => format!("{{\n  k = {n}, // f{n}\n  longer_key = \"x\",\n}}"),
+        5 => format!("sys.env(\"X{n}\")"),
+        _ => format!("f({n},\n  {})", n + 1),
+    }
+}
+
+fn gen_source(stmts: &[GenStmt]) -> String {
+    let mut src = String::new();
+    for (i, s) in stmts.iter().enumerate() {
+        if s.blank_before {
+            src.push('\n');
+        }
+        if s.leading {
+            src.push_str(&format!("// lead {i}\n"));
+        }
+        let name = NAMES[s.name as usize];
+        if s.kind == 6 {
+            src.push_str(&format!("blk \"l{i}\" {{"));
+            if s.trailing {
+                src.push_str(&format!(" // head {i}"));
+            }
+            src.push('\n');
+            for (j, (k, n, c)) in s.children.iter().enumerate() {
+                src.push_str(&format!(
+                    "  {} = {}",
+                    NAMES[*n as usize],
+                    value_src(*k, i * 10 + j)
+                ));
+                if *c {
+                    src.push_str(&format!(" // child {i}.{j}"));
+                }
+                src.push('\n');
+            }
+            src.push_str("}\n");
+        } else {
+            src.push_str(&format!("{name} = {}", value_src(s.kind, i)));
+            if s.trailing {
+                src.push_str(&format!(" // trail {i}"));
+            }
+            src.push('\n');
+        }
+    }
+    src
+}
+
+fn comment_texts(src: &str) -> Vec<String> {
+    let mut sc = Scanner::new(src);
+    let mut v = Vec::new();
+    loop {
+        let t = sc.scan();
+        match t.tok {
+            Tok::Eof => break,
+            Tok::Comment => v.push(t.lit),
+            _ => {}
+        }
+    }
+    v.sort();
+    v
+}
+
+proptest::proptest! {
+    /// For any config, formatting keeps every comment, gives text that parses, and is a fixed
+    /// point (Alloy's own golden outputs are).
+    #[test]
+    fn fmt_keeps_comments_and_is_idempotent(stmts in proptest::collection::vec(gen_stmt(), 1..8)) {
+        let src = gen_source(&stmts);
+        let once = fmt(&src).map_err(|d| proptest::test_runner::TestCaseError::fail(format!("{d:?}\n{src}")))?;
+        proptest::prop_assert_eq!(comment_texts(&once), comment_texts(&src), "{}", once);
+        let twice = fmt(&once).map_err(|d| proptest::test_runner::TestCaseError::fail(format!("{d:?}\n{once}")))?;
+        proptest::prop_assert_eq!(&twice, &once, "source:\n{}", src);
+    }
+}

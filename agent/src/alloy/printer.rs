@@ -243,6 +243,14 @@ impl Printer {
         !cs.is_empty()
     }
 
+    /// Block comments between two elements on one line stay there, a space on each side.
+    fn inline_comments(&mut self, s: &mut String, offset: usize) {
+        for c in self.take_comments_before(offset) {
+            s.push_str(&c.text);
+            s.push(' ');
+        }
+    }
+
     /// Arrays and call arguments (Alloy's walker): an element that starts on a new line in
     /// the source starts on a new line here, one level deeper than the line the bracket is
     /// on; a closing bracket on its own line gets a trailing comma first.
@@ -272,6 +280,7 @@ impl Printer {
                 if i > 0 {
                     s.push(' ');
                 }
+                self.inline_comments(&mut s, it.pos.offset);
                 s.push_str(&self.expr(it, indent));
             }
             if i + 1 < items.len() {
@@ -325,6 +334,7 @@ impl Printer {
             } else if i > 0 {
                 s.push(' ');
             }
+            self.inline_comments(&mut s, f.name.pos.offset);
             s.push_str(&key(f));
             s.push(CELL);
             s.push_str("= ");
