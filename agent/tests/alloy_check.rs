@@ -98,3 +98,63 @@ fn corrected_design_doc_example_passes_check() {
     // And the example is already canonically formatted.
     assert_eq!(fmt(&src).expect("formats"), src);
 }
+
+/// A config that computes its endpoint, tenant and labels with the standard library loads
+/// with the values Alloy would compute; a bad input names the function, the reason and the
+/// position.
+#[test]
+fn stdlib_functions_feed_component_arguments() {
+    let src = r#"local.file_match "pods" {
+	path_targets = [{"__path__" = "/var/log/pods/*/*/*.log"}]
+}
+
+loki.source.file "pods" {
+	targets    = local.file_match.pods.targets
+	forward_to = [loki.write.default.receiver]
+}
+
+loki.write "default" {
+	endpoint {
+		url       = encoding.from_base64(sys.env("LOKI_URL_B64"))
+		tenant_id = json_path(sys.env("TENANT_JSON"), ".tenant")[0]
+	}
+	external_labels = {
+		cluster = encoding.from_yaml(sys.env("CLUSTER_YAML")).name,
+		team    = string.format("%s-%03d", "t", 7),
+		query   = encoding.url_encode("a b&c"),
+		groups  = array.group_by([{"k" = "x"}, {"k" = "y"}], "k", true)[1].items[0].k,
+	}
+}
+"#;
+    let env = |k: &str| match k {
+        // base64 of http://127.0.0.1:3100/loki/api/v1/push
+        "LOKI_URL_B64" => Some("aHR0cDovLzEyNy4wLjAuMTozMTAwL2xva2kvYXBpL3YxL3B1c2g=".to_string()),
+        "TENANT_JSON" => Some(r#"{"tenant": "team-a"}"#.to_string()),
+        "CLUSTER_YAML" => Some("name: prod-eu\nregion: eu\n".to_string()),
+        _ => None,
+    };
+    let plan = check_source("stdlib.alloy", src, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(src)));
+    let s = &plan.settings;
+    assert_eq!(s.loki_url, "http://127.0.0.1:3100/loki/api/v1/push");
+    assert_eq!(s.tenant, "team-a");
+    let label = |k: &str| s.external_labels.get(k).map(String::as_str);
+    assert_eq!(label("cluster"), Some("prod-eu"));
+    assert_eq!(label("team"), Some("t-007"));
+    assert_eq!(label("query"), Some("a+b%26c"));
+    assert_eq!(label("groups"), Some("y"));
+
+    let bad = |k: &str| (k == "LOKI_URL_B64").then(|| "aHR0cDovL!".to_string());
+    let diags = check_source("stdlib.alloy", src, Scope::with_env(bad)).expect_err("bad base64");
+    let got: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{} {}", d.location(), d.message))
+        .collect();
+    assert!(
+        got.contains(
+            &"stdlib.alloy:12:15 encoding.from_base64 illegal base64 data at input byte 9"
+                .to_string()
+        ),
+        "{got:?}"
+    );
+}
