@@ -93,9 +93,11 @@ impl Printer {
         }
     }
 
-    /// Prints statements at `indent`; `close` is the offset of the closing `}` so comments
-    /// inside the block but after the last statement stay inside.
-    fn body(&mut self, stmts: &[Stmt], indent: usize, close: Option<usize>) {
+    /// Prints statements at `indent`. In a block, `inside` is the line of its `{` (a blank line
+    /// after it before a comment is kept, as Alloy does) and the offset of its `}` (comments
+    /// after the last statement stay inside).
+    fn body(&mut self, stmts: &[Stmt], indent: usize, inside: Option<(usize, Pos)>) {
+        let open_line = inside.map(|(l, _)| l);
         let mut prev_end: Option<Pos> = None;
         for s in stmts {
             let leading = self.take_comments_before(s.start().offset);
@@ -115,7 +117,10 @@ impl Printer {
             if !leading.is_empty() || is_block {
                 self.break_line();
             }
-            let mut last_line = leading.first().map(|c| c.pos.line);
+            let mut last_line = match prev_end {
+                None => open_line.or(leading.first().map(|c| c.pos.line)),
+                Some(_) => leading.first().map(|c| c.pos.line),
+            };
             for c in &leading {
                 if last_line.is_some_and(|l| c.pos.line > l + 1) {
                     self.out.push('\n');
@@ -125,7 +130,7 @@ impl Printer {
                 self.out.push('\n');
                 last_line = Some(c.end_line());
             }
-            if last_line.is_some_and(|l| s.start().line > l + 1) {
+            if !leading.is_empty() && last_line.is_some_and(|l| s.start().line > l + 1) {
                 self.out.push('\n');
             }
             self.out.push_str(&tabs(indent));
@@ -151,12 +156,13 @@ impl Printer {
             });
             prev_end = Some(s.end());
         }
-        if let Some(close) = close {
-            let inner = self.take_comments_before(close);
+        if let Some((_, close)) = inside {
+            let inner = self.take_comments_before(close.offset);
             if !inner.is_empty() {
                 self.break_line();
             }
-            let mut last = prev_end.map(|p| p.line);
+            let mut last = prev_end.map(|p| p.line).or(open_line);
+            let commented = !inner.is_empty();
             for c in inner {
                 if last.is_some_and(|l| c.pos.line > l + 1) {
                     self.out.push('\n');
@@ -165,6 +171,10 @@ impl Printer {
                 self.out.push_str(&c.text);
                 self.out.push('\n');
                 last = Some(c.end_line());
+            }
+            // A blank line between the last comment and the `}` is kept too.
+            if commented && last.is_some_and(|l| close.line > l + 1) {
+                self.out.push('\n');
             }
         }
     }
@@ -195,7 +205,7 @@ impl Printer {
             self.out.push_str(&c);
         }
         self.out.push('\n');
-        self.body(&b.body, indent + 1, Some(b.rcurly.offset));
+        self.body(&b.body, indent + 1, Some((b.lcurly.line, b.rcurly)));
         self.break_line();
         self.out.push_str(&tabs(indent));
         self.out.push('}');
@@ -232,13 +242,30 @@ impl Printer {
         }
     }
 
-    /// Comments on their own lines before `offset`, each on a new line at `indent`.
-    fn own_line_comments(&mut self, s: &mut String, offset: usize, indent: usize) -> bool {
+    /// Comments on their own lines before `offset`, each on a new line at `indent`, with at
+    /// most one blank line kept before each and before what follows (at line `next`), as
+    /// Alloy does. `prev` is the line where the previous token ended. Whether any was printed.
+    fn own_line_comments(
+        &mut self,
+        s: &mut String,
+        offset: usize,
+        indent: usize,
+        prev: usize,
+        next: usize,
+    ) -> bool {
         let cs = self.take_comments_before(offset);
+        let mut last = prev;
         for c in &cs {
+            if c.pos.line > last + 1 {
+                s.push('\n');
+            }
             s.push('\n');
             s.push_str(&tabs(indent));
             s.push_str(&c.text);
+            last = c.end_line();
+        }
+        if !cs.is_empty() && next > last + 1 {
+            s.push('\n');
         }
         !cs.is_empty()
     }
@@ -272,7 +299,7 @@ impl Printer {
                     s.push(CELL);
                     s.push_str(&c);
                 }
-                self.own_line_comments(&mut s, it.pos.offset, indent + 1);
+                self.own_line_comments(&mut s, it.pos.offset, indent + 1, prev.line, it.pos.line);
                 s.push('\n');
                 s.push_str(&tabs(indent + 1));
                 s.push_str(&self.expr(it, indent + 1));
@@ -294,7 +321,7 @@ impl Printer {
                 s.push(CELL);
                 s.push_str(&c);
             }
-            self.own_line_comments(&mut s, close_offset, indent + 1);
+            self.own_line_comments(&mut s, close_offset, indent + 1, prev.line, end.line);
             s.push('\n');
             s.push_str(&tabs(indent));
         }
@@ -323,7 +350,13 @@ impl Printer {
                     s.push(CELL);
                     s.push_str(&c);
                 }
-                let commented = self.own_line_comments(&mut s, f.name.pos.offset, indent + 1);
+                let commented = self.own_line_comments(
+                    &mut s,
+                    f.name.pos.offset,
+                    indent + 1,
+                    prev.line,
+                    f.name.pos.line,
+                );
                 let prev_one_line = i > 0 && fields[i - 1].value.pos.line == prev.line;
                 s.push(if prev_one_line && !commented {
                     LINE
@@ -350,7 +383,7 @@ impl Printer {
                 s.push(CELL);
                 s.push_str(&c);
             }
-            self.own_line_comments(&mut s, close_offset, indent + 1);
+            self.own_line_comments(&mut s, close_offset, indent + 1, prev.line, e.end.line);
             s.push('\n');
             s.push_str(&tabs(indent));
         }
@@ -427,5 +460,16 @@ mod tests {
         // Formatting is idempotent.
         let (f2, _) = parse_file("t", &out);
         assert_eq!(print_file(&f2), out);
+    }
+
+    /// Alloy's printer keeps (at most one) blank line between a comment and the token before
+    /// or after it, but none between elements or after `{` without a comment.
+    #[test]
+    fn keeps_blank_lines_around_comments_like_alloy() {
+        let src = "block {\n\n  // after blank\n  attr = 1\n\n\n\n  // before close\n\n}\nb {\n\n  x = 1\n}\narr = [\n\n  // c1\n\n  1,\n\n  2,\n  // end\n]\n";
+        let (f, d) = parse_file("t", src);
+        assert!(d.is_empty(), "{d:?}");
+        let want = "block {\n\n\t// after blank\n\tattr = 1\n\n\t// before close\n\n}\n\nb {\n\tx = 1\n}\narr = [\n\n\t// c1\n\n\t1,\n\t2,\n\t// end\n]\n";
+        assert_eq!(print_file(&f), want);
     }
 }
