@@ -84,9 +84,10 @@ pub fn namespaces() -> BTreeMap<String, Value> {
         other => other,
     };
     c.insert("arch".into(), Value::String(arch.into()));
+    // Alloy normalises its version to semver with a `v` prefix (constants.go).
     c.insert(
         "version".into(),
-        Value::String(env!("CARGO_PKG_VERSION").into()),
+        Value::String(concat!("v", env!("CARGO_PKG_VERSION")).into()),
     );
     root.insert("constants".into(), Value::Object(c));
     root
@@ -546,6 +547,10 @@ mod tests {
             // ours
             (r#"sys.env("CLUSTER")"#, r#""prod""#),
             ("constants.os", &format!("{:?}", std::env::consts::OS)),
+            (
+                "constants.version",
+                concat!("\"v", env!("CARGO_PKG_VERSION"), "\""),
+            ),
         ];
         for (src, want) in cases {
             let want = ev(want).unwrap_or_else(|e| panic!("expectation {want}: {e}"));
