@@ -1,5 +1,6 @@
-//! Batching per tenant: chunks accumulate until the next one would exceed `batch_bytes` of
-//! line data or the oldest is `batch_wait` old; a batch then goes to the sender queue.
+//! Batching per tenant: chunks accumulate until the next one would exceed `batch_bytes` (line
+//! bytes plus structured metadata bytes, Alloy's measure) or the oldest is `batch_wait` old; a
+//! batch then goes to the sender queue.
 //!
 //! A batch knows, per file, the offset that becomes safe once it is acknowledged.
 
@@ -17,6 +18,7 @@ use crate::chunk::Chunk;
 #[derive(Debug, Default)]
 pub struct Batch {
     pub chunks: Vec<Chunk>,
+    /// Sum of the chunks' [`Chunk::line_bytes`] (lines plus structured metadata).
     pub line_bytes: usize,
     pub entries: usize,
     /// When the first chunk arrived (for `batch_wait`).
@@ -48,11 +50,24 @@ impl Batch {
     }
 
     /// The protobuf `PushRequest` (not yet compressed). Entries of equal label strings are
-    /// merged into one stream, keeping file order within each stream.
+    /// merged into one stream, keeping file order within each stream; structured metadata
+    /// goes out in name order (Alloy appends it in Go map order, which is random).
     pub fn encode(&self) -> Vec<u8> {
+        // `EntryRef` borrows `(&str, &str)` pairs: build them first, only for chunks that
+        // carry metadata (none of the tailer's do).
+        let pairs: Vec<Vec<Vec<(&str, &str)>>> = self
+            .chunks
+            .iter()
+            .map(|c| {
+                c.metadata
+                    .iter()
+                    .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
+                    .collect()
+            })
+            .collect();
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut streams: Vec<(&str, Vec<EntryRef<'_>>)> = Vec::new();
-        for c in &self.chunks {
+        for (c, pairs) in self.chunks.iter().zip(&pairs) {
             // Look each of the file's three label strings up once per chunk, not per entry.
             let mut slot: [Option<usize>; 3] = [None; 3];
             for e in &c.entries {
@@ -69,10 +84,15 @@ impl Batch {
                         i
                     }
                 };
+                let structured_metadata = e
+                    .metadata
+                    .checked_sub(1)
+                    .and_then(|m| pairs.get(m as usize))
+                    .map_or(&[][..], Vec::as_slice);
                 streams[i].1.push(EntryRef {
                     ts_ns: e.ts_ns,
                     line: c.line(e),
-                    structured_metadata: &[],
+                    structured_metadata,
                 });
             }
         }
@@ -153,6 +173,7 @@ mod tests {
                 start,
                 end: data.len() as u32,
                 stream: Stream::Stdout,
+                metadata: crate::chunk::NO_METADATA,
             });
         }
         Chunk {
@@ -161,6 +182,7 @@ mod tests {
             data,
             entries,
             commit_offset: offset,
+            metadata: Vec::new(),
         }
     }
 
@@ -182,6 +204,87 @@ mod tests {
             vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec(), b"w".to_vec()]
         );
         assert_eq!(b.commits(), vec![(1, 6), (2, 2)]);
+    }
+
+    /// `chunk` whose entries carry the given metadata (by position; `None` = none).
+    fn chunk_with_metadata(lines: &[&str], metadata: &[Option<&[(&str, &str)]>]) -> Chunk {
+        let mut c = chunk(1, "{a=\"1\"}", lines, 1);
+        c.file = Arc::new(FileMeta {
+            id: 1,
+            path: "/f".into(),
+            tenant: Arc::from("t"),
+            labels: [
+                Arc::from("{a=\"1\"}"),
+                Arc::from("{a=\"1\"}"),
+                Arc::from("{a=\"1\"}"),
+            ],
+        });
+        for (i, m) in metadata.iter().enumerate() {
+            if let Some(m) = m {
+                let m: crate::chunk::Metadata = m
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                c.line_bytes += crate::chunk::metadata_bytes(&m);
+                c.entries[i].metadata = c.add_metadata(m);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn structured_metadata_is_encoded_per_entry_and_counted_in_the_size() {
+        let mut b = Batch::default();
+        b.push(chunk_with_metadata(
+            &["x", "y", "z"],
+            &[
+                Some(&[("lvl", "info"), ("trace", "t1")]),
+                None,
+                Some(&[("lvl", "warn")]),
+            ],
+        ));
+        // 3 line bytes + (5+6 + 7+4) + (5+6): each pair counts as its encoded LabelAdapter
+        // (key, length and bytes of the name, the same for the value).
+        assert_eq!(b.line_bytes, 3 + 22 + 11);
+        let req = PushRequest::decode(b.encode().as_slice()).expect("decode");
+        let got: Vec<(String, Vec<(String, String)>)> = req.streams[0]
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(&e.line).into_owned(),
+                    e.structured_metadata
+                        .iter()
+                        .map(|p| (p.name.clone(), p.value.clone()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            got,
+            vec![
+                ("x".into(), vec![pair("lvl", "info"), pair("trace", "t1")]),
+                ("y".into(), vec![]),
+                ("z".into(), vec![pair("lvl", "warn")]),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn structured_metadata_bytes_count_towards_the_batch_size_cut() {
+        let (tx, rx) = mpsc::channel(8);
+        let (btx, mut brx) = mpsc::channel(8);
+        let (wtx, _wrx) = std_mpsc::sync_channel(1);
+        // 2 line bytes + 11 metadata bytes each: the second chunk would make 26 > 20.
+        tokio::spawn(run_batcher(rx, btx, 20, Duration::from_secs(60), wtx));
+        for _ in 0..2 {
+            tx.send(chunk_with_metadata(&["ab"], &[Some(&[("lvl", "info")])]))
+                .await
+                .expect("send");
+        }
+        let b = brx.recv().await.expect("size-cut batch");
+        assert_eq!((b.entries, b.line_bytes), (1, 13));
     }
 
     #[tokio::test(start_paused = true)]

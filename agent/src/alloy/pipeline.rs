@@ -83,6 +83,19 @@ impl Pipeline {
         batch
     }
 
+    /// When the entries processed since the last call may leave, if a `stage.limit` without
+    /// `drop` made them wait (the latest such time); clears it.
+    pub fn take_ready_at(&mut self) -> Option<i64> {
+        self.stages
+            .iter_mut()
+            .filter_map(|st| match st {
+                Stage::Limit(l) => l.ready_at.take(),
+                Stage::Match(m) => m.pipeline.take_ready_at(),
+                _ => None,
+            })
+            .max()
+    }
+
     /// The smallest [`Entry::origin`] among entries a stage holds back (multiline buffers,
     /// CRI partials), if any: nothing from that origin on has fully left the pipeline.
     pub fn min_held(&self) -> Option<u64> {
@@ -152,6 +165,18 @@ impl Route {
             out.extend(batch);
         }
         out
+    }
+
+    /// When the entries processed since the last call may leave (see
+    /// [`Pipeline::take_ready_at`]).
+    pub fn take_ready_at(&mut self) -> Option<i64> {
+        self.steps
+            .iter_mut()
+            .filter_map(|s| match s {
+                Step::Process { pipeline, .. } => pipeline.take_ready_at(),
+                Step::Relabel { .. } => None,
+            })
+            .max()
     }
 
     /// The smallest origin of an entry held anywhere on the route (see [`Pipeline::min_held`]).

@@ -8,11 +8,19 @@
 //! buffers) and (b) every output chunk built from its entries has been pushed and dropped by
 //! its sender. Commits are released in sequence order, so an entry merged into an earlier
 //! held one is covered too. Entries dropped by a stage count as handled.
+//!
+//! A `stage.limit` without `drop` makes entries wait like Alloy's `rate.Limiter.Wait`: the
+//! router works through a chunk entry by entry, sends what may leave, and sleeps until the
+//! limiter's time before it lets the next entry out, still ticking (multiline timeouts,
+//! acknowledgements) meanwhile. Stages see a clock anchored to the wall clock at start and
+//! advanced by tokio's monotonic clock, so waits are exact (and testable with paused time).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use loki_wire::LabelSet;
 use tokio::sync::mpsc;
@@ -70,11 +78,30 @@ struct Pending {
     guards: Vec<Arc<FileMeta>>,
 }
 
+/// The input chunk being worked through (a rate limit can pause it between entries).
+struct Current {
+    chunk: Chunk,
+    seq: u64,
+    /// Index of the next entry to process.
+    next: usize,
+    source: usize,
+    parsed: [Labels; 3],
+}
+
+/// Processed entries that may leave at `ready_at` (Unix ns), after those before them.
+struct Waiting {
+    ready_at: i64,
+    entries: Vec<Entry>,
+    path: String,
+}
+
 /// The router's state (separate from the task so it can be tested synchronously).
 pub struct Router {
     ctx: RouterCtx,
     seq: u64,
     pending: VecDeque<Pending>,
+    current: Option<Current>,
+    waiting: VecDeque<Waiting>,
     outputs: HashMap<Arc<str>, mpsc::Sender<Chunk>>,
     /// Parsed input labels per file, indexed by [`Stream`]; evicted once the tailer and every
     /// chunk let go of the file meta.
@@ -89,6 +116,34 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix ns from the wall clock at start plus tokio's monotonic time since: rate-limit waits
+/// are computed and slept on the same clock (Linux slews both clocks alike; only a step of the
+/// wall clock is not followed).
+struct Clock {
+    wall0: i64,
+    inst0: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            wall0: now_ns(),
+            inst0: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        let elapsed = i64::try_from(self.inst0.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        self.wall0.saturating_add(elapsed)
+    }
+
+    /// The instant at which [`Clock::now_ns`] reaches `t`.
+    fn instant_at(&self, t: i64) -> Instant {
+        let after = u64::try_from(t.saturating_sub(self.wall0)).unwrap_or(0);
+        self.inst0 + Duration::from_nanos(after)
+    }
+}
+
 fn parse_labels(s: &str) -> Labels {
     LabelSet::parse(s)
         .map(|l| {
@@ -98,6 +153,9 @@ fn parse_labels(s: &str) -> Labels {
         })
         .unwrap_or_default()
 }
+
+/// Output chunks to send: tenant, chunk, and the sequence number of its oldest entry.
+type Outputs = Vec<(Arc<str>, Chunk, u64)>;
 
 /// Output entries grouped into chunks by (tenant, label string), in arrival order.
 #[derive(Default)]
@@ -112,14 +170,22 @@ impl Router {
             ctx,
             seq: 0,
             pending: VecDeque::new(),
+            current: None,
+            waiting: VecDeque::new(),
             outputs: HashMap::new(),
             labels: HashMap::new(),
             dropped_reported: BTreeMap::new(),
         }
     }
 
-    /// Runs one input chunk through its routes; returns the output chunks to send.
-    fn process(&mut self, chunk: Chunk, now: i64) -> Vec<(Arc<str>, Chunk, u64)> {
+    /// Whether a chunk is being worked through or entries wait for a rate limit: the next
+    /// input chunk waits until [`Router::advance`] has finished both.
+    fn busy(&self) -> bool {
+        self.current.is_some() || !self.waiting.is_empty()
+    }
+
+    /// Takes one input chunk; [`Router::advance`] then runs its entries through the routes.
+    fn start(&mut self, chunk: Chunk) {
         self.seq += 1;
         let seq = self.seq;
         self.pending.push_back(Pending {
@@ -128,7 +194,7 @@ impl Router {
             commit: chunk.commit_offset,
             guards: Vec::new(),
         });
-        let (source, _, parsed) = {
+        let (source, parsed) = {
             let meta = &chunk.file;
             let entry = self.labels.entry(meta.id).or_insert_with(|| {
                 let mut parsed = [
@@ -145,37 +211,126 @@ impl Router {
                 }
                 (meta.clone(), source, parsed)
             });
-            (entry.1, (), entry.2.clone())
+            (entry.1, entry.2.clone())
         };
-        let mut out = Outgoing::default();
-        let n_routes = self.ctx.routes.get(source).map_or(0, Vec::len);
-        for ce in &chunk.entries {
-            let line = String::from_utf8_lossy(chunk.line(ce)).into_owned();
-            let mut e = Entry::new(parsed[ce.stream as usize].clone(), ce.ts_ns, line);
-            e.origin = seq;
-            for r in 0..n_routes {
-                let e = if r + 1 == n_routes {
-                    std::mem::take(&mut e)
-                } else {
-                    e.clone()
-                };
-                let res = self.ctx.routes[source][r].process(e, now);
-                self.collect(res, &chunk.file.path, &mut out);
-            }
-            if n_routes == 0 {
-                self.collect(vec![e], &chunk.file.path, &mut out);
-            }
-        }
-        self.finish(out)
+        self.current = Some(Current {
+            chunk,
+            seq,
+            next: 0,
+            source,
+            parsed,
+        });
     }
 
-    /// Releases held entries whose wait is over (all with `force`).
+    /// Lets out the waiting entries whose time has come, then processes the current chunk
+    /// until it is done or an entry has to wait. Returns the output chunks to send and, if
+    /// something waits, when to call again.
+    fn advance(&mut self, now: i64) -> (Outputs, Option<i64>) {
+        let mut out = Outgoing::default();
+        while let Some(w) = self.waiting.front() {
+            if w.ready_at > now {
+                let at = w.ready_at;
+                return (self.finish(out), Some(at));
+            }
+            if let Some(w) = self.waiting.pop_front() {
+                self.collect(w.entries, &w.path, &mut out);
+            }
+        }
+        let Some(mut cur) = self.current.take() else {
+            return (self.finish(out), None);
+        };
+        while let Some(ce) = cur.chunk.entries.get(cur.next).copied() {
+            cur.next += 1;
+            let (res, ready_at) = self.run_entry(&cur, &ce, now);
+            match ready_at {
+                Some(at) if at > now => {
+                    self.waiting.push_back(Waiting {
+                        ready_at: at,
+                        entries: res,
+                        path: cur.chunk.file.path.clone(),
+                    });
+                    if cur.next < cur.chunk.entries.len() {
+                        self.current = Some(cur);
+                    }
+                    return (self.finish(out), Some(at));
+                }
+                _ => self.collect(res, &cur.chunk.file.path, &mut out),
+            }
+        }
+        (self.finish(out), None)
+    }
+
+    /// One input entry through every route of its source: the outputs, and when they may
+    /// leave if a rate limit made them wait.
+    fn run_entry(
+        &mut self,
+        cur: &Current,
+        ce: &crate::chunk::Entry,
+        now: i64,
+    ) -> (Vec<Entry>, Option<i64>) {
+        let line = String::from_utf8_lossy(cur.chunk.line(ce)).into_owned();
+        let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
+        e.origin = cur.seq;
+        let Some(routes) = self
+            .ctx
+            .routes
+            .get_mut(cur.source)
+            .filter(|r| !r.is_empty())
+        else {
+            return (vec![e], None);
+        };
+        let n_routes = routes.len();
+        let mut res = Vec::new();
+        let mut ready_at: Option<i64> = None;
+        for (r, route) in routes.iter_mut().enumerate() {
+            let e = if r + 1 == n_routes {
+                std::mem::take(&mut e)
+            } else {
+                e.clone()
+            };
+            res.extend(route.process(e, now));
+            ready_at = ready_at.max(route.take_ready_at());
+        }
+        (res, ready_at)
+    }
+
+    /// Runs one input chunk to the end, treating every rate-limit wait as already over
+    /// (synchronous tests of everything but the waiting).
+    #[cfg(test)]
+    fn process(&mut self, chunk: Chunk, mut now: i64) -> Vec<(Arc<str>, Chunk, u64)> {
+        self.start(chunk);
+        let mut res = Vec::new();
+        loop {
+            let (out, wait) = self.advance(now);
+            res.extend(out);
+            match wait {
+                Some(at) => now = at,
+                None => return res,
+            }
+        }
+    }
+
+    /// Releases held entries whose wait is over (all with `force`). Released entries that a
+    /// rate limit holds, or that would overtake waiting ones, join the waiting queue.
     fn flush(&mut self, now: i64, force: bool) -> Vec<(Arc<str>, Chunk, u64)> {
         let mut out = Outgoing::default();
         for s in 0..self.ctx.routes.len() {
             for r in 0..self.ctx.routes[s].len() {
-                let res = self.ctx.routes[s][r].flush(now, force);
-                self.collect(res, "", &mut out);
+                let route = &mut self.ctx.routes[s][r];
+                let res = route.flush(now, force);
+                let ready_at = route.take_ready_at();
+                if res.is_empty() {
+                    continue;
+                }
+                if ready_at.is_some_and(|at| at > now) || !self.waiting.is_empty() {
+                    self.waiting.push_back(Waiting {
+                        ready_at: ready_at.unwrap_or(now),
+                        entries: res,
+                        path: String::new(),
+                    });
+                } else {
+                    self.collect(res, "", &mut out);
+                }
             }
         }
         self.finish(out)
@@ -209,6 +364,7 @@ impl Router {
                         entries: Vec::new(),
                         commit_offset: 0,
                         line_bytes: 0,
+                        metadata: Vec::new(),
                     },
                     u64::MAX,
                 ));
@@ -219,12 +375,17 @@ impl Router {
             let start = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
             c.data.extend_from_slice(e.line.as_bytes());
             let end = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
-            c.line_bytes += e.line.len();
+            // Structured metadata travels as is (`__` names too: Alloy only drops `__` labels
+            // from the stream labels), in name order.
+            let metadata: crate::chunk::Metadata = e.structured_metadata.into_iter().collect();
+            c.line_bytes += e.line.len() + crate::chunk::metadata_bytes(&metadata);
+            let metadata = c.add_metadata(metadata);
             c.entries.push(crate::chunk::Entry {
                 ts_ns: e.ts,
                 start,
                 end,
                 stream: Stream::Unknown,
+                metadata,
             });
             g.3 = g.3.min(e.origin);
         }
@@ -257,6 +418,12 @@ impl Router {
             .iter()
             .flatten()
             .filter_map(Route::min_held)
+            .chain(self.current.as_ref().map(|c| c.seq))
+            .chain(
+                self.waiting
+                    .iter()
+                    .flat_map(|w| w.entries.iter().map(|e| e.origin)),
+            )
             .min()
             .unwrap_or(u64::MAX);
         let mut acks: Vec<(u64, u64)> = Vec::new();
@@ -316,31 +483,39 @@ impl Router {
 /// queues and keeps acknowledging until everything it sent was delivered (or the agent
 /// aborts the pipelines at the drain timeout).
 pub async fn run_router(ctx: RouterCtx, mut rx: mpsc::Receiver<Chunk>) {
+    let clock = Clock::new();
     let mut r = Router::new(ctx);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if r.busy() {
+            // A chunk in progress or entries waiting for a rate limit: no new input until done.
+            if !r.catch_up(&clock, &mut tick).await {
+                return;
+            }
+            continue;
+        }
         tokio::select! {
             c = rx.recv() => {
                 let Some(c) = c else { break };
                 let _ = r.ctx.wake.try_send(());
-                let out = r.process(c, now_ns());
-                if !r.send(out).await {
-                    return;
-                }
+                r.start(c);
             }
             _ = tick.tick() => {
-                let out = r.flush(now_ns(), false);
-                if !r.send(out).await {
+                if !r.on_tick(clock.now_ns()).await {
                     return;
                 }
-                r.collect_acks();
             }
         }
     }
-    let out = r.flush(now_ns(), true);
+    let out = r.flush(clock.now_ns(), true);
     if !r.send(out).await {
         return;
+    }
+    while r.busy() {
+        if !r.catch_up(&clock, &mut tick).await {
+            return;
+        }
     }
     // Closing the output queues lets the batchers flush and the senders drain.
     r.outputs.clear();
@@ -350,6 +525,38 @@ pub async fn run_router(ctx: RouterCtx, mut rx: mpsc::Receiver<Chunk>) {
             return;
         }
         tick.tick().await;
+    }
+}
+
+impl Router {
+    /// One step of [`Router::advance`]; if something waits, sleeps until its time while still
+    /// ticking. False when the outputs are gone or the agent aborts.
+    async fn catch_up(&mut self, clock: &Clock, tick: &mut tokio::time::Interval) -> bool {
+        let (out, wait) = self.advance(clock.now_ns());
+        if !self.send(out).await {
+            return false;
+        }
+        if let Some(at) = wait {
+            tokio::select! {
+                _ = tokio::time::sleep_until(clock.instant_at(at)) => {}
+                _ = tick.tick() => {
+                    if !self.on_tick(clock.now_ns()).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        !self.ctx.aborting.load(Ordering::Relaxed)
+    }
+
+    /// Multiline timeouts and acknowledgements.
+    async fn on_tick(&mut self, now: i64) -> bool {
+        let out = self.flush(now, false);
+        if !self.send(out).await {
+            return false;
+        }
+        self.collect_acks();
+        true
     }
 }
 
@@ -382,6 +589,7 @@ mod tests {
                 start,
                 end: data.len() as u32,
                 stream: Stream::Stdout,
+                metadata: crate::chunk::NO_METADATA,
             });
         }
         Chunk {
@@ -390,6 +598,7 @@ mod tests {
             data,
             entries,
             commit_offset: commit,
+            metadata: Vec::new(),
         }
     }
 

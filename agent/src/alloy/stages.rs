@@ -119,6 +119,10 @@ pub enum TenantFrom {
     Value(String),
 }
 
+/// `stage.limit`: a token bucket like Go's `rate.Limiter` (`rate` tokens per second, at most
+/// `burst`). With `drop` an entry without a token is dropped; without it the entry waits for
+/// one: the stage stays pure and records when the entry may leave ([`Limit::ready_at`]), and the
+/// agent holds the entry's output until then.
 #[derive(Debug, Clone)]
 pub struct Limit {
     pub rate: f64,
@@ -126,9 +130,26 @@ pub struct Limit {
     pub drop: bool,
     pub by_label_name: Option<String>,
     pub max_distinct_labels: usize,
-    /// Token buckets: (tokens, last refill ns), per label value ("" without `by_label_name`).
-    pub buckets: BTreeMap<String, (f64, i64)>,
+    /// Buckets per label value ("" without `by_label_name`), recently used generation.
+    pub buckets: BTreeMap<String, Bucket>,
+    /// The generation before; a value found here moves back to `buckets`.
+    pub old_buckets: BTreeMap<String, Bucket>,
+    /// When the latest entry that had to wait may leave (Unix ns); taken by the pipeline.
+    pub ready_at: Option<i64>,
 }
+
+/// One token bucket: tokens (negative while entries wait) as of `last` (Unix ns).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub tokens: f64,
+    pub last: i64,
+}
+
+/// `loki_process_dropped_lines_total{reason}` of `stage.limit` (Alloy's `ratelimitDropReason`).
+pub const RATELIMIT_DROP_REASON: &str = "ratelimit_drop_stage";
+
+/// Alloy raises `max_distinct_labels` to this when `by_label_name` is set.
+pub const MIN_REASONABLE_MAX_DISTINCT_LABELS: usize = 10_000;
 
 fn count_drop(dropped: &mut BTreeMap<String, u64>, reason: &str) {
     *dropped.entry(reason.to_string()).or_default() += 1;
@@ -237,11 +258,25 @@ impl Stage {
                 out.push(e);
             }
             Stage::StructuredMetadata { values, regex } => {
+                // Alloy's order: extracted values (by `values`, then by `regex`), then labels
+                // (by `values` source name, then by `regex`), which move out of the labels.
+                // Alloy appends duplicates; a name set twice keeps the later value here.
                 for (name, src) in values.iter() {
                     let src = if src.is_empty() { name } else { src };
-                    if let Some(v) = e.extracted.get(src).cloned() {
-                        // A value promoted to metadata moves out of the labels.
-                        e.labels.remove(name);
+                    if let Some(v) = e.extracted.get(src) {
+                        e.structured_metadata.insert(name.clone(), v.clone());
+                    }
+                }
+                if let Some(re) = regex {
+                    for (k, v) in &e.extracted {
+                        if re.is_match(k) {
+                            e.structured_metadata.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                for (name, src) in values.iter() {
+                    let src = if src.is_empty() { name } else { src };
+                    if let Some(v) = e.labels.remove(src) {
                         e.structured_metadata.insert(name.clone(), v);
                     }
                 }
@@ -306,12 +341,13 @@ impl Stage {
                 out.push(e);
             }
             Stage::Limit(l) => {
-                if l.allow(&e, now) || !l.drop {
-                    // Without `drop`, Alloy blocks the pipeline; the agent's back-pressure from
-                    // Loki does that job, so the entry passes.
+                if !l.drop {
+                    l.wait(now);
+                    out.push(e);
+                } else if l.allow(&e, now) {
                     out.push(e);
                 } else {
-                    count_drop(dropped, "ratelimit_drop_stage");
+                    count_drop(dropped, RATELIMIT_DROP_REASON);
                 }
             }
         }
@@ -627,28 +663,101 @@ impl Multiline {
 }
 
 impl Limit {
+    /// A limiter with Alloy's adjustment of `max_distinct_labels`.
+    pub fn new(
+        rate: f64,
+        burst: f64,
+        drop: bool,
+        by_label_name: Option<String>,
+        max_distinct_labels: usize,
+    ) -> Self {
+        let max_distinct_labels = if by_label_name.is_some() {
+            max_distinct_labels.max(MIN_REASONABLE_MAX_DISTINCT_LABELS)
+        } else {
+            max_distinct_labels
+        };
+        Limit {
+            rate,
+            burst,
+            drop,
+            by_label_name,
+            max_distinct_labels,
+            buckets: BTreeMap::new(),
+            old_buckets: BTreeMap::new(),
+            ready_at: None,
+        }
+    }
+
+    /// `drop = true`: takes a token if there is one (Go's `Allow`). Entries without the
+    /// `by_label_name` label are not limited.
     fn allow(&mut self, e: &Entry, now: i64) -> bool {
         let key = match &self.by_label_name {
             Some(l) => match e.labels.get(l) {
                 Some(v) => v.clone(),
-                None => return true, // entries without the label are not limited
+                None => return true,
             },
             None => String::new(),
         };
-        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_distinct_labels {
-            return true;
-        }
-        let b = self.buckets.entry(key).or_insert((self.burst, now));
-        let elapsed = (now - b.1).max(0) as f64 / 1e9;
-        b.0 = (b.0 + elapsed * self.rate).min(self.burst);
-        b.1 = now;
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
+        let (rate, burst) = (self.rate, self.burst);
+        let b = self.bucket(key, now);
+        let tokens = refill(b, now, rate, burst);
+        if tokens >= 1.0 {
+            *b = Bucket {
+                tokens: tokens - 1.0,
+                last: now,
+            };
             true
         } else {
+            // Go leaves the limiter untouched when it refuses.
             false
         }
     }
+
+    /// `drop = false`: takes a token even if that leaves the bucket in debt, and records when
+    /// the debt is paid (Go's `Wait`, which sleeps until then). Alloy only allows this without
+    /// `by_label_name`, so there is one bucket.
+    fn wait(&mut self, now: i64) {
+        let (rate, burst) = (self.rate, self.burst);
+        let b = self.bucket(String::new(), now);
+        let tokens = refill(b, now, rate, burst) - 1.0;
+        *b = Bucket { tokens, last: now };
+        if tokens < 0.0 {
+            // Go: Duration(float64(time.Second) * tokens / rate), truncated.
+            let wait_ns = (1e9 * (-tokens) / rate) as i64;
+            let at = now.saturating_add(wait_ns);
+            self.ready_at = Some(self.ready_at.map_or(at, |r| r.max(at)));
+        }
+    }
+
+    /// The bucket of a label value, created full. Like Alloy's generational map, the value
+    /// that fills a generation turns it into the old one and a new one starts, so at most
+    /// twice `max_distinct_labels` values are remembered and every value is still limited.
+    fn bucket(&mut self, key: String, now: i64) -> &mut Bucket {
+        let full = Bucket {
+            tokens: self.burst,
+            last: now,
+        };
+        if self.buckets.contains_key(&key) {
+            return self.buckets.entry(key).or_insert(full);
+        }
+        let b = self.old_buckets.remove(&key).unwrap_or(full);
+        let max = match self.by_label_name {
+            Some(_) => self.max_distinct_labels.max(1),
+            None => usize::MAX,
+        };
+        if self.buckets.len() + 1 >= max {
+            self.old_buckets = std::mem::take(&mut self.buckets);
+            return self.old_buckets.entry(key).or_insert(b);
+        }
+        self.buckets.entry(key).or_insert(b)
+    }
+}
+
+/// Tokens of a bucket at `now`, refilled at `rate` per second up to `burst` (Go's `advance`:
+/// a clock that went backwards counts as no time passed).
+fn refill(b: &Bucket, now: i64, rate: f64, burst: f64) -> f64 {
+    let elapsed = (now - b.last.min(now)) as f64 / 1e9;
+    (b.tokens + elapsed * rate).min(burst)
 }
 
 /// A LogQL stream selector with optional line filters, for `stage.match`.
@@ -1272,18 +1381,183 @@ mod tests {
         assert_eq!(p.flush(3_000_000_000, false).len(), 1);
     }
 
+    /// Runs `lines` (with optional `app` label values) through one limit stage, each at its
+    /// own time in ms; returns per line: passed?, and the ready time (ms) it had to wait for.
+    fn limit_run(l: Limit, lines: &[(i64, Option<&str>)]) -> (Vec<(bool, Option<i64>)>, u64) {
+        let mut st = Stage::Limit(l);
+        let mut dropped = BTreeMap::new();
+        let mut res = Vec::new();
+        for (ms, app) in lines {
+            let mut e = entry("x");
+            if let Some(a) = app {
+                e.labels.insert("app".into(), a.to_string());
+            }
+            let mut out = Vec::new();
+            st.process(e, ms * 1_000_000, &mut out, &mut dropped);
+            let ready = match &mut st {
+                Stage::Limit(l) => l.ready_at.take().map(|t| t / 1_000_000),
+                _ => None,
+            };
+            res.push((out.len() == 1, ready));
+        }
+        (
+            res,
+            dropped.get(RATELIMIT_DROP_REASON).copied().unwrap_or(0),
+        )
+    }
+
     #[test]
-    fn limit_token_bucket() {
-        let lim = Stage::Limit(Limit {
-            rate: 1.0,
-            burst: 2.0,
-            drop: true,
-            by_label_name: None,
-            max_distinct_labels: 10,
-            buckets: BTreeMap::new(),
-        });
-        let (out, d) = run(vec![lim], &["a", "b", "c"]);
-        assert_eq!(out.len(), 2);
-        assert_eq!(d["ratelimit_drop_stage"], 1);
+    fn limit_drop_takes_a_token_or_drops_with_alloys_reason() {
+        // rate 1/s, burst 2: two pass at once, the third is dropped, one more a second later.
+        let (res, dropped) = limit_run(
+            Limit::new(1.0, 2.0, true, None, 10),
+            &[(0, None), (0, None), (0, None), (500, None), (1000, None)],
+        );
+        let passed: Vec<bool> = res.iter().map(|r| r.0).collect();
+        assert_eq!(passed, [true, true, false, false, true]);
+        assert!(res.iter().all(|r| r.1.is_none()), "dropping never waits");
+        assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn limit_without_drop_passes_everything_and_says_when_each_may_leave() {
+        // Go's rate.Limiter{limit: 10, burst: 5}.Wait: five at once, then one per 100 ms.
+        let lines: Vec<(i64, Option<&str>)> = vec![(0, None); 25];
+        let (res, dropped) = limit_run(Limit::new(10.0, 5.0, false, None, 10), &lines);
+        let want: Vec<(bool, Option<i64>)> = (0..25)
+            .map(|i| (true, (i >= 5).then(|| (i as i64 - 4) * 100)))
+            .collect();
+        assert_eq!(res, want);
+        assert_eq!(dropped, 0);
+        // Entries that arrive when their token is there do not wait; the debt is paid by time.
+        let (res, _) = limit_run(
+            Limit::new(10.0, 1.0, false, None, 10),
+            &[(0, None), (0, None), (100, None), (350, None), (350, None)],
+        );
+        assert_eq!(
+            res,
+            [
+                (true, None),
+                (true, Some(100)),
+                (true, Some(200)),
+                (true, None),
+                (true, Some(450)),
+            ]
+        );
+    }
+
+    #[test]
+    fn limit_by_label_name_keeps_a_bucket_per_value_and_passes_unlabelled_entries() {
+        let (res, dropped) = limit_run(
+            Limit::new(1.0, 1.0, true, Some("app".into()), 10),
+            &[
+                (0, Some("a")),
+                (0, Some("a")),
+                (0, Some("b")),
+                (0, None),
+                (0, None),
+                (0, Some("b")),
+            ],
+        );
+        let passed: Vec<bool> = res.iter().map(|r| r.0).collect();
+        assert_eq!(passed, [true, false, true, true, true, false]);
+        assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn limit_max_distinct_labels_is_raised_and_old_generations_still_limit() {
+        assert_eq!(
+            Limit::new(1.0, 1.0, true, Some("app".into()), 5).max_distinct_labels,
+            MIN_REASONABLE_MAX_DISTINCT_LABELS
+        );
+        assert_eq!(Limit::new(1.0, 1.0, true, None, 5).max_distinct_labels, 5);
+        let mut l = Limit::new(1.0, 1.0, true, Some("app".into()), 0);
+        l.max_distinct_labels = 2;
+        // a and b fill a generation; a found in the old one keeps its empty bucket; c, a value
+        // beyond the limit, is limited too (it starts a new generation, it is not waved through).
+        let (res, _) = limit_run(
+            l,
+            &[
+                (0, Some("a")),
+                (0, Some("b")),
+                (0, Some("a")),
+                (0, Some("c")),
+                (0, Some("c")),
+            ],
+        );
+        let passed: Vec<bool> = res.iter().map(|r| r.0).collect();
+        assert_eq!(passed, [true, true, false, true, false]);
+    }
+
+    /// `stage.structured_metadata` as Alloy's structured_metadata.go: extracted values by
+    /// `values` (name = source) and by `regex` (on extracted names) are copied; labels named by
+    /// a `values` source or matching `regex` move out of the stream labels.
+    #[test]
+    fn structured_metadata_table() {
+        let extract = Stage::Regex {
+            expression: Regex::new(r"(?P<lvl>\w+) (?P<trace_id>\w+)").unwrap(),
+            source: None,
+            labels_from_groups: false,
+        };
+        let labels = Stage::StaticLabels(
+            [("pod", "p1"), ("tmp_a", "1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        type Case<'a> = (
+            Vec<(&'a str, &'a str)>,
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+            &'a [&'a str],
+        );
+        let cases: Vec<Case> = vec![
+            // (values, regex, structured metadata, labels left)
+            (
+                vec![("lvl", "")],
+                None,
+                &[("lvl", "info")],
+                &["job", "pod", "tmp_a"],
+            ),
+            (
+                vec![("level", "lvl")],
+                None,
+                &[("level", "info")],
+                &["job", "pod", "tmp_a"],
+            ),
+            (vec![("pod", "")], None, &[("pod", "p1")], &["job", "tmp_a"]),
+            (vec![("p", "pod")], None, &[("p", "p1")], &["job", "tmp_a"]),
+            (
+                vec![],
+                Some("^tr"),
+                &[("trace_id", "abc")],
+                &["job", "pod", "tmp_a"],
+            ),
+            (vec![], Some("^tmp_"), &[("tmp_a", "1")], &["job", "pod"]),
+            (
+                vec![("nope", "")],
+                Some("^zzz"),
+                &[],
+                &["job", "pod", "tmp_a"],
+            ),
+        ];
+        for (values, regex, want_sm, want_labels) in cases {
+            let st = Stage::StructuredMetadata {
+                values: values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                regex: regex.map(|r| Regex::new(r).unwrap()),
+            };
+            let (out, _) = run(vec![extract.clone(), labels.clone(), st], &["info abc"]);
+            let sm: Vec<(&str, &str)> = out[0]
+                .structured_metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(sm, want_sm, "{values:?} {regex:?}");
+            let left: Vec<&str> = out[0].labels.keys().map(String::as_str).collect();
+            assert_eq!(left, want_labels, "{values:?} {regex:?}");
+        }
     }
 }

@@ -244,6 +244,7 @@ impl LineParser {
                 start: start as u32,
                 end: end as u32,
                 stream,
+                metadata: crate::chunk::NO_METADATA,
             });
         } else {
             self.emit_extra(line, ts_ns, stream, out);
@@ -274,6 +275,7 @@ impl LineParser {
             start: at as u32 | EXTRA_FLAG,
             end: out.extra.len() as u32,
             stream,
+            metadata: crate::chunk::NO_METADATA,
         });
     }
 }

@@ -605,6 +605,7 @@ impl Tailer {
             entries: out.entries,
             commit_offset,
             line_bytes: out.line_bytes,
+            metadata: Vec::new(),
         }
     }
 

@@ -392,14 +392,19 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
                     "by_label_name requires drop = true",
                 );
             }
-            Stage::Limit(Limit {
-                rate: a.get("rate", ctx, Value::to_number).unwrap_or(0.0),
-                burst: a.get("burst", ctx, Value::to_number).unwrap_or(0.0),
+            let rate = a.get("rate", ctx, Value::to_number).unwrap_or(0.0);
+            let burst = a.get("burst", ctx, Value::to_number).unwrap_or(0.0);
+            if rate <= 0.0 || burst <= 0.0 {
+                // Alloy's ErrLimitStageInvalidRateOrBurst; a zero rate would also wait forever.
+                ctx.error(a.pos, "stage.limit: rate and burst must be greater than 0");
+            }
+            Stage::Limit(Limit::new(
+                rate,
+                burst,
                 drop,
-                by_label_name: by,
-                max_distinct_labels: usize_attr(a, "max_distinct_labels", 10000, ctx),
-                buckets: BTreeMap::new(),
-            })
+                by,
+                usize_attr(a, "max_distinct_labels", 10000, ctx),
+            ))
         }
         _ => return None,
     })
