@@ -2,11 +2,18 @@
 //! (cri, docker, json, logfmt, regex), labels, timestamps, output, filtering (drop, match,
 //! limit), multiline joining, tenant and structured metadata.
 
+pub mod gotime;
+pub mod json;
+pub mod timestamp;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::DateTime;
 use regex::Regex;
+
+pub use json::JsonStage;
+pub use timestamp::{OnFailure, TimeFormat, Timestamp};
 
 use super::pipeline::{Entry, Pipeline};
 use super::relabel::Labels;
@@ -18,11 +25,7 @@ pub const TENANT_LABEL: &str = "__tenant_id__";
 pub enum Stage {
     Cri(Cri),
     Docker,
-    Json {
-        expressions: Vec<(String, String)>,
-        source: Option<String>,
-        drop_malformed: bool,
-    },
+    Json(JsonStage),
     Logfmt {
         mapping: Vec<(String, String)>,
         source: Option<String>,
@@ -72,15 +75,6 @@ impl Cri {
             partials: BTreeMap::new(),
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct Timestamp {
-    pub source: String,
-    pub format: String,
-    pub fallback_formats: Vec<String>,
-    /// On failure keep the entry's time (`fudge`/`skip` both keep the line; we never drop).
-    pub action_on_failure: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -170,32 +164,12 @@ impl Stage {
                 docker(&mut e);
                 out.push(e);
             }
-            Stage::Json {
-                expressions,
-                source,
-                drop_malformed,
-            } => {
-                let parsed = e
-                    .source(source.as_deref())
-                    .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
-                match parsed {
-                    Some(j) => {
-                        for (name, expr) in expressions.iter() {
-                            let path = if expr.is_empty() {
-                                name.as_str()
-                            } else {
-                                expr.as_str()
-                            };
-                            if let Some(v) = json_path(&j, path) {
-                                e.extracted.insert(name.clone(), v);
-                            }
-                        }
-                        out.push(e);
-                    }
-                    None if *drop_malformed => count_drop(dropped, "drop_malformed"),
-                    None => out.push(e),
-                }
-            }
+            Stage::Json(j) => match j.process(&mut e) {
+                Ok(()) => out.push(e),
+                // Alloy drops silently; the agent counts it so the loss is visible.
+                Err(json::Malformed) if j.drop_malformed => count_drop(dropped, "drop_malformed"),
+                Err(json::Malformed) => out.push(e),
+            },
             Stage::Logfmt { mapping, source } => {
                 if let Some(s) = e.source(source.as_deref()) {
                     let kv = logfmt(&s);
@@ -296,14 +270,7 @@ impl Stage {
                 out.push(e);
             }
             Stage::Timestamp(t) => {
-                if let Some(v) = e.extracted.get(&t.source) {
-                    let parsed = std::iter::once(&t.format)
-                        .chain(t.fallback_formats.iter())
-                        .find_map(|f| parse_time(v, f, now));
-                    if let Some(ts) = parsed {
-                        e.ts = ts;
-                    }
-                }
+                t.process(&mut e, now);
                 out.push(e);
             }
             Stage::Output { source } => {
@@ -480,39 +447,6 @@ fn docker(e: &mut Entry) {
     e.extracted.insert("output".into(), log.into());
     // Alloy keeps the trailing newline of `log`.
     e.line = log.to_string();
-}
-
-/// A JMESPath subset: `a.b`, `"quoted-key".c`, `a[0]`.
-pub fn json_path(v: &serde_json::Value, path: &str) -> Option<String> {
-    let mut cur = v;
-    let mut rest = path.trim();
-    while !rest.is_empty() {
-        rest = rest.strip_prefix('.').unwrap_or(rest);
-        let key;
-        if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"')?;
-            key = &r[..end];
-            rest = &r[end + 1..];
-        } else {
-            let end = rest.find(['.', '[']).unwrap_or(rest.len());
-            key = &rest[..end];
-            rest = &rest[end..];
-        }
-        if !key.is_empty() {
-            cur = cur.get(key)?;
-        }
-        while let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']')?;
-            let i: usize = r[..end].trim().parse().ok()?;
-            cur = cur.get(i)?;
-            rest = &r[end + 1..];
-        }
-    }
-    Some(match cur {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => return None,
-        other => other.to_string(),
-    })
 }
 
 /// `key=value key="quoted value"` pairs.
@@ -901,126 +835,6 @@ fn take_quoted(s: &str) -> Result<(String, &str), String> {
     Err("unterminated string in selector".into())
 }
 
-/// Whether `format` is a timestamp format this agent understands.
-pub fn valid_time_format(format: &str) -> bool {
-    matches!(format, "Unix" | "UnixMs" | "UnixUs" | "UnixNs")
-        || named_layout(format).is_some()
-        || go_layout_to_chrono(format).is_some()
-}
-
-fn named_layout(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "ANSIC" => "Mon Jan _2 15:04:05 2006",
-        "UnixDate" => "Mon Jan _2 15:04:05 MST 2006",
-        "RubyDate" => "Mon Jan 02 15:04:05 -0700 2006",
-        "RFC822" => "02 Jan 06 15:04 MST",
-        "RFC822Z" => "02 Jan 06 15:04 -0700",
-        "RFC850" => "Monday, 02-Jan-06 15:04:05 MST",
-        "RFC1123" => "Mon, 02 Jan 2006 15:04:05 MST",
-        "RFC1123Z" => "Mon, 02 Jan 2006 15:04:05 -0700",
-        "RFC3339" => "2006-01-02T15:04:05Z07:00",
-        "RFC3339Nano" => "2006-01-02T15:04:05.999999999Z07:00",
-        _ => return None,
-    })
-}
-
-/// Translates a Go reference-time layout into a chrono format string.
-pub fn go_layout_to_chrono(layout: &str) -> Option<String> {
-    const TOKENS: &[(&str, &str)] = &[
-        ("2006", "%Y"),
-        ("Z07:00", "%:z"),
-        ("-07:00", "%:z"),
-        ("-0700", "%z"),
-        ("Z0700", "%z"),
-        (".000000000", "%.9f"),
-        (".999999999", "%.f"),
-        (".000000", "%.6f"),
-        (".999999", "%.f"),
-        (".000", "%.3f"),
-        (".999", "%.f"),
-        ("January", "%B"),
-        ("Monday", "%A"),
-        ("Jan", "%b"),
-        ("Mon", "%a"),
-        ("MST", "%Z"),
-        ("01", "%m"),
-        ("02", "%d"),
-        ("_2", "%e"),
-        ("06", "%y"),
-        ("15", "%H"),
-        ("03", "%I"),
-        ("04", "%M"),
-        ("05", "%S"),
-        ("PM", "%p"),
-        ("1", "%-m"),
-        ("2", "%-d"),
-        ("3", "%-I"),
-        ("4", "%-M"),
-        ("5", "%-S"),
-    ];
-    let mut out = String::new();
-    let mut rest = layout;
-    let mut any = false;
-    'outer: while !rest.is_empty() {
-        for (go, ch) in TOKENS {
-            if let Some(r) = rest.strip_prefix(go) {
-                out.push_str(ch);
-                rest = r;
-                any = true;
-                continue 'outer;
-            }
-        }
-        let c = rest.chars().next()?;
-        if c == '%' {
-            out.push_str("%%");
-        } else {
-            out.push(c);
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    any.then_some(out)
-}
-
-/// Parses `v` with a Go layout, a named layout or Unix*; `now` supplies a missing year.
-pub fn parse_time(v: &str, format: &str, now: i64) -> Option<i64> {
-    let v = v.trim();
-    match format {
-        "Unix" => {
-            let f: f64 = v.parse().ok()?;
-            return Some((f * 1e9) as i64);
-        }
-        "UnixMs" => return v.parse::<i64>().ok()?.checked_mul(1_000_000),
-        "UnixUs" => return v.parse::<i64>().ok()?.checked_mul(1_000),
-        "UnixNs" => return v.parse::<i64>().ok(),
-        "RFC3339" | "RFC3339Nano" => {
-            return DateTime::parse_from_rfc3339(v).ok()?.timestamp_nanos_opt()
-        }
-        _ => {}
-    }
-    let layout = named_layout(format).unwrap_or(format);
-    let mut fmt = go_layout_to_chrono(layout)?;
-    // Go's `Z07:00` accepts a literal Z for UTC.
-    let v = if fmt.contains("%:z") && v.ends_with('Z') {
-        format!("{}+00:00", &v[..v.len() - 1])
-    } else {
-        v.to_string()
-    };
-    if let Ok(t) = DateTime::parse_from_str(&v, &fmt) {
-        return t.timestamp_nanos_opt();
-    }
-    // Layouts without a zone are UTC; layouts without a year get the current year.
-    fmt = fmt.replace("%Z", "").trim().to_string();
-    if !fmt.contains("%Y") && !fmt.contains("%y") {
-        let year = Utc.timestamp_nanos(now).format("%Y").to_string();
-        let t = NaiveDateTime::parse_from_str(&format!("{year} {v}"), &format!("%Y {fmt}")).ok()?;
-        return t.and_utc().timestamp_nanos_opt();
-    }
-    NaiveDateTime::parse_from_str(&v, &fmt)
-        .ok()?
-        .and_utc()
-        .timestamp_nanos_opt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1111,32 +925,37 @@ mod tests {
 
     #[test]
     fn json_logfmt_regex_extract() {
-        let json = Stage::Json {
-            expressions: vec![
-                ("level".into(), "".into()),
-                ("user".into(), "ctx.\"user-id\"".into()),
-                ("first".into(), "items[0]".into()),
-            ],
-            source: None,
-            drop_malformed: false,
+        let json = |exprs: &[(&str, &str)], drop_malformed: bool| {
+            Stage::Json(JsonStage {
+                expressions: exprs
+                    .iter()
+                    .map(|(n, e)| (n.to_string(), json::compile(n, e).unwrap()))
+                    .collect(),
+                source: None,
+                drop_malformed,
+            })
         };
         let (out, _) = run(
-            vec![json],
+            vec![json(
+                &[
+                    ("level", ""),
+                    ("user", "ctx.\"user-id\""),
+                    ("first", "items[0]"),
+                ],
+                false,
+            )],
             &[r#"{"level":"info","ctx":{"user-id":42},"items":["a"]}"#],
         );
         assert_eq!(
             out[0].extracted,
             ex(&[("level", "info"), ("user", "42"), ("first", "a")])
         );
-        let (out, d) = run(
-            vec![Stage::Json {
-                expressions: vec![],
-                source: None,
-                drop_malformed: true,
-            }],
-            &["{bad"],
-        );
-        assert!(out.is_empty() && d["drop_malformed"] == 1);
+        // A line that is not JSON passes unless drop_malformed.
+        let (out, d) = run(vec![json(&[("a", "")], true)], &["{bad", r#"{"a":1}"#]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(d["drop_malformed"], 1);
+        let (out, d) = run(vec![json(&[("a", "")], false)], &["{bad"]);
+        assert_eq!((out.len(), d.len()), (1, 0));
 
         let lf = Stage::Logfmt {
             mapping: vec![("lvl".into(), "level".into()), ("msg".into(), "".into())],
@@ -1216,44 +1035,22 @@ mod tests {
 
     #[test]
     fn timestamp_and_output() {
-        let cases = [
-            (
-                "2024-05-01T10:00:00Z",
-                "RFC3339",
-                Some(1_714_557_600_000_000_000),
-            ),
-            ("1714557600", "Unix", Some(1_714_557_600_000_000_000)),
-            ("1714557600123", "UnixMs", Some(1_714_557_600_123_000_000)),
-            (
-                "2024-05-01 10:00:00.250",
-                "2006-01-02 15:04:05.000",
-                Some(1_714_557_600_250_000_000),
-            ),
-            (
-                "01 May 24 10:00 +0000",
-                "RFC822Z",
-                Some(1_714_557_600_000_000_000),
-            ),
-            ("garbage", "RFC3339", None),
-        ];
-        for (v, f, want) in cases {
-            assert_eq!(parse_time(v, f, 0), want, "{v} {f}");
-        }
         let extract = Stage::Regex {
             expression: Regex::new(r"^(?P<t>\S+) (?P<msg>.*)$").unwrap(),
             source: None,
             labels_from_groups: false,
         };
-        let ts = Stage::Timestamp(Timestamp {
-            source: "t".into(),
-            format: "RFC3339".into(),
-            fallback_formats: vec![],
-            action_on_failure: "fudge".into(),
-        });
+        let ts = |action| {
+            Stage::Timestamp(Timestamp::new(
+                "t".into(),
+                vec![TimeFormat::new("RFC3339", None)],
+                action,
+            ))
+        };
         let (out, _) = run(
             vec![
-                extract,
-                ts,
+                extract.clone(),
+                ts(OnFailure::Fudge),
                 Stage::Output {
                     source: "msg".into(),
                 },
@@ -1266,9 +1063,14 @@ mod tests {
         );
         assert_eq!(
             (out[1].ts, out[1].line.as_str()),
-            (7, "hi"),
-            "failure keeps the read time"
+            (1_714_557_600_000_000_001, "hi"),
+            "fudge: 1 ns after the stream's last time"
         );
+        let (out, _) = run(
+            vec![extract, ts(OnFailure::Skip)],
+            &["2024-05-01T10:00:00Z hello", "bad hi"],
+        );
+        assert_eq!(out[1].ts, 7, "skip keeps the read time");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use regex::Regex;
 
 use crate::alloy::args::{Args, Ctx, Schema, A, B, EMPTY};
 use crate::alloy::pipeline::Pipeline;
+use crate::alloy::stages::gotime::Location;
 use crate::alloy::stages::*;
 use crate::alloy::value::Value;
 
@@ -58,7 +59,6 @@ schema!(
         ("fallback_formats", A::Optional),
         ("location", A::Optional),
         ("action_on_failure", A::Optional),
-        ("action_on_duplicate_timestamp", A::Optional),
     ]
 );
 schema!(OUTPUT, [("source", A::Required)]);
@@ -227,11 +227,7 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
             a.bool("max_partial_line_size_truncate", false, ctx),
         )),
         "stage.docker" => Stage::Docker,
-        "stage.json" => Stage::Json {
-            expressions: pairs(a, "expressions", ctx),
-            source: a.opt_string("source", ctx),
-            drop_malformed: a.bool("drop_malformed", false, ctx),
-        },
+        "stage.json" => json_stage(a, ctx),
         "stage.logfmt" => Stage::Logfmt {
             mapping: pairs(a, "mapping", ctx),
             source: a.opt_string("source", ctx),
@@ -267,40 +263,7 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
             values: pairs(a, "values", ctx),
             regex: regex_attr(a, "regex", ctx),
         },
-        "stage.timestamp" => {
-            let format = a.string("format", "", ctx);
-            let fallback: Vec<String> = a
-                .get("fallback_formats", ctx, Value::to_string_list)
-                .unwrap_or_default();
-            for f in std::iter::once(&format).chain(fallback.iter()) {
-                if !valid_time_format(f) {
-                    ctx.error(
-                        a.pos_of("format"),
-                        format!("unsupported timestamp format {f:?}"),
-                    );
-                }
-            }
-            if let Some(loc) = a.opt_string("location", ctx) {
-                if loc != "UTC" && !loc.is_empty() {
-                    ctx.error(a.pos_of("location"), format!("attribute \"location\": {loc:?} is not supported by this agent (only \"UTC\"; write the offset in the format)"));
-                }
-            }
-            let action = a.string("action_on_failure", "fudge", ctx);
-            if action != "fudge" && action != "skip" {
-                ctx.error(
-                    a.pos_of("action_on_failure"),
-                    format!(
-                        "attribute \"action_on_failure\": {action:?} must be \"fudge\" or \"skip\""
-                    ),
-                );
-            }
-            Stage::Timestamp(Timestamp {
-                source: a.string("source", "", ctx),
-                format,
-                fallback_formats: fallback,
-                action_on_failure: action,
-            })
-        }
+        "stage.timestamp" => timestamp_stage(a, ctx),
         "stage.output" => Stage::Output {
             source: a.string("source", "", ctx),
         },
@@ -408,4 +371,165 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         }
         _ => return None,
     })
+}
+
+/// `stage.json`: every expression is compiled here, so a bad one stops the config at load.
+fn json_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
+    let raw = pairs(a, "expressions", ctx);
+    if a.has("expressions") && raw.is_empty() {
+        ctx.error(
+            a.pos_of("expressions"),
+            "attribute \"expressions\": JMES expression is required (the map is empty)",
+        );
+    }
+    let mut expressions = Vec::with_capacity(raw.len());
+    for (name, expr) in raw {
+        match json::compile(&name, &expr) {
+            Ok(c) => expressions.push((name, c)),
+            Err(e) => ctx.error(
+                a.pos_of("expressions"),
+                format!("attribute \"expressions\": {e}"),
+            ),
+        }
+    }
+    let source = a.opt_string("source", ctx);
+    if source.as_deref() == Some("") {
+        ctx.error(
+            a.pos_of("source"),
+            "attribute \"source\": empty source (leave it out to parse the log line)",
+        );
+    }
+    Stage::Json(JsonStage {
+        expressions,
+        source,
+        drop_malformed: a.bool("drop_malformed", false, ctx),
+    })
+}
+
+/// `stage.timestamp`, validated as Alloy's `validateTimestampConfig` does.
+fn timestamp_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
+    let source = a.string("source", "", ctx);
+    if a.has("source") && source.is_empty() {
+        ctx.error(
+            a.pos_of("source"),
+            "attribute \"source\": timestamp source value is required",
+        );
+    }
+    let format = a.string("format", "", ctx);
+    if a.has("format") && format.is_empty() {
+        ctx.error(
+            a.pos_of("format"),
+            "attribute \"format\": timestamp format is required",
+        );
+    }
+    let fallback: Vec<String> = a
+        .get("fallback_formats", ctx, Value::to_string_list)
+        .unwrap_or_default();
+    let location = a
+        .opt_string("location", ctx)
+        .and_then(|l| match Location::load(&l) {
+            Ok(loc) => Some(loc),
+            Err(e) => {
+                ctx.error(
+                    a.pos_of("location"),
+                    format!("attribute \"location\": invalid location specified: {e} (use an IANA name like \"Europe/Berlin\")"),
+                );
+                None
+            }
+        });
+    let action = a.string("action_on_failure", "", ctx);
+    let action = OnFailure::parse(&action).unwrap_or_else(|| {
+        ctx.error(
+            a.pos_of("action_on_failure"),
+            format!("attribute \"action_on_failure\": {action:?} must be \"fudge\" or \"skip\""),
+        );
+        OnFailure::Fudge
+    });
+    let formats = std::iter::once(&format)
+        .chain(fallback.iter())
+        .map(|f| TimeFormat::new(f, location))
+        .collect();
+    Stage::Timestamp(Timestamp::new(source, formats, action))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::alloy::{check_source, Scope};
+
+    const REST: &str = r#"
+loki.source.file "s" {
+  targets    = [{"__path__" = "/tmp/x.log"}]
+  forward_to = [loki.process.p.receiver]
+}
+
+loki.write "w" {
+  endpoint {
+    url = "http://127.0.0.1:1/loki/api/v1/push"
+  }
+}
+"#;
+
+    /// The `file:line:col: message` of every diagnostic a config with `stages` gets.
+    fn diags(stages: &str) -> Vec<String> {
+        let src = format!(
+            "loki.process \"p\" {{\n  forward_to = [loki.write.w.receiver]\n{stages}}}\n{REST}"
+        );
+        match check_source("t.alloy", &src, Scope::new()) {
+            Ok(_) => vec![],
+            Err(d) => d
+                .iter()
+                .map(|d| format!("{}: {}", d.location(), d.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn stage_json_and_timestamp_arguments_are_checked_at_load() {
+        // (stage blocks, expected diagnostics; empty = accepted)
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "  stage.json {\n    expressions = { a = \"items[?v > `1`].k | [0]\", b = \"\", \"c-d\" = \"x.\\\"c-d\\\"\" }\n  }\n",
+                &[],
+            ),
+            (
+                "  stage.json {\n    expressions = { a = \"items[\" }\n  }\n",
+                &["t.alloy:4:5: attribute \"expressions\": could not compile JMES expression \"items[\" (for \"a\") at column 7: Parse error: Expected number, ':', or '*' -- found Eof"],
+            ),
+            (
+                "  stage.json {\n    expressions = {}\n  }\n",
+                &["t.alloy:4:5: attribute \"expressions\": JMES expression is required (the map is empty)"],
+            ),
+            (
+                "  stage.json {\n    expressions = { a = \"\" }\n    source = \"\"\n  }\n",
+                &["t.alloy:5:5: attribute \"source\": empty source (leave it out to parse the log line)"],
+            ),
+            (
+                "  stage.timestamp {\n    source = \"t\"\n    format = \"2006-01-02 15:04:05\"\n    location = \"America/New_York\"\n    fallback_formats = [\"RFC3339\", \"UnixMs\"]\n    action_on_failure = \"skip\"\n  }\n",
+                &[],
+            ),
+            (
+                "  stage.timestamp {\n    source = \"t\"\n    format = \"RFC3339\"\n    location = \"Mars/Olympus\"\n  }\n",
+                &["t.alloy:6:5: attribute \"location\": invalid location specified: unknown time zone Mars/Olympus (use an IANA name like \"Europe/Berlin\")"],
+            ),
+            (
+                "  stage.timestamp {\n    source = \"t\"\n    format = \"RFC3339\"\n    action_on_failure = \"drop\"\n  }\n",
+                &["t.alloy:6:5: attribute \"action_on_failure\": \"drop\" must be \"fudge\" or \"skip\""],
+            ),
+            // Alloy's TimestampConfig has no such attribute.
+            (
+                "  stage.timestamp {\n    source = \"t\"\n    format = \"RFC3339\"\n    action_on_duplicate_timestamp = \"keep\"\n  }\n",
+                &["t.alloy:6:5: unrecognized attribute name \"action_on_duplicate_timestamp\""],
+            ),
+            (
+                "  stage.timestamp {\n    source = \"\"\n    format = \"\"\n  }\n",
+                &[
+                    "t.alloy:4:5: attribute \"source\": timestamp source value is required",
+                    "t.alloy:5:5: attribute \"format\": timestamp format is required",
+                ],
+            ),
+        ];
+        for (stages, want) in cases {
+            assert_eq!(diags(stages), *want, "{stages}");
+        }
+    }
 }
