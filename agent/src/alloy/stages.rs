@@ -2,9 +2,11 @@
 //! (cri, docker, json, logfmt, regex), labels, timestamps, output, filtering (drop, match,
 //! limit), multiline joining, tenant and structured metadata.
 
+pub mod decolorize;
 pub mod gotime;
 pub mod json;
 pub mod timestamp;
+pub mod truncate;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use regex::Regex;
 
 pub use json::JsonStage;
 pub use timestamp::{OnFailure, TimeFormat, Timestamp};
+pub use truncate::{TruncateRule, TruncateSource};
 
 use super::pipeline::{Entry, Pipeline};
 use super::relabel::Labels;
@@ -26,6 +29,8 @@ pub enum Stage {
     Cri(Cri),
     Docker,
     Json(JsonStage),
+    Decolorize,
+    Truncate(Vec<TruncateRule>),
     Logfmt {
         mapping: Vec<(String, String)>,
         source: Option<String>,
@@ -170,6 +175,14 @@ impl Stage {
                 Err(json::Malformed) if j.drop_malformed => count_drop(dropped, "drop_malformed"),
                 Err(json::Malformed) => out.push(e),
             },
+            Stage::Decolorize => {
+                e.line = decolorize::decolorize(&e.line);
+                out.push(e);
+            }
+            Stage::Truncate(rules) => {
+                truncate::truncate(rules, &mut e);
+                out.push(e);
+            }
             Stage::Logfmt { mapping, source } => {
                 if let Some(s) = e.source(source.as_deref()) {
                     let kv = logfmt(&s);

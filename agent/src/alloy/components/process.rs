@@ -102,6 +102,20 @@ schema!(
     ]
 );
 
+schema!(
+    TRUNCATE_RULE,
+    [
+        ("limit", A::Required),
+        ("suffix", A::Optional),
+        ("sources", A::Optional),
+        ("source_type", A::Optional)
+    ]
+);
+static TRUNCATE: Schema = Schema {
+    attrs: &[],
+    blocks: &[("rule", B::Many, &TRUNCATE_RULE)],
+};
+
 static MATCH: Schema = Schema {
     attrs: &[
         ("selector", A::Required),
@@ -131,16 +145,12 @@ pub static STAGES: &[(&str, B, &Schema)] = &[
     ("stage.multiline", B::Many, &MULTILINE),
     ("stage.tenant", B::Many, &TENANT),
     ("stage.limit", B::Many, &LIMIT),
-    ("stage.decolorize", B::Unsupported(LATER), &EMPTY),
+    ("stage.decolorize", B::Many, &EMPTY),
     ("stage.replace", B::Unsupported(LATER), &EMPTY),
     ("stage.template", B::Unsupported(LATER), &EMPTY),
     ("stage.pack", B::Unsupported(LATER), &EMPTY),
     ("stage.pattern", B::Unsupported(LATER), &EMPTY),
-    (
-        "stage.truncate",
-        B::Unsupported("lines are capped at max_line_bytes (256 KiB, Loki's limit) by the agent"),
-        &EMPTY,
-    ),
+    ("stage.truncate", B::Many, &TRUNCATE),
     ("stage.sampling", B::Unsupported(LATER), &EMPTY),
     ("stage.split_json", B::Unsupported(LATER), &EMPTY),
     ("stage.metrics", B::Unsupported(LATER), &EMPTY),
@@ -264,6 +274,8 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
             regex: regex_attr(a, "regex", ctx),
         },
         "stage.timestamp" => timestamp_stage(a, ctx),
+        "stage.decolorize" => Stage::Decolorize,
+        "stage.truncate" => truncate_stage(a, ctx)?,
         "stage.output" => Stage::Output {
             source: a.string("source", "", ctx),
         },
@@ -406,6 +418,37 @@ fn json_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
     })
 }
 
+/// `stage.truncate`: `rule` blocks validated as Alloy's `validateTruncateConfig` does.
+fn truncate_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
+    let mut rules = Vec::new();
+    for r in a.blocks_named("rule") {
+        let limit = r.get("limit", ctx, Value::to_bytes).unwrap_or(0);
+        let st = r.string("source_type", "line", ctx);
+        let Some(source_type) = TruncateSource::parse(&st) else {
+            ctx.error(
+                r.pos_of("source_type"),
+                format!("attribute \"source_type\": unknown source_type: {st} (line, label, structured_metadata or extracted)"),
+            );
+            continue;
+        };
+        let sources = r
+            .get("sources", ctx, Value::to_string_list)
+            .unwrap_or_default();
+        match TruncateRule::new(limit, r.string("suffix", "", ctx), sources, source_type) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => ctx.error(r.pos, format!("stage.truncate rule: {e}")),
+        }
+    }
+    if a.blocks_named("rule").next().is_none() {
+        ctx.error(
+            a.pos,
+            "stage.truncate: at least one truncate rule must be defined",
+        );
+        return None;
+    }
+    Some(Stage::Truncate(rules))
+}
+
 /// `stage.timestamp`, validated as Alloy's `validateTimestampConfig` does.
 fn timestamp_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
     let source = a.string("source", "", ctx);
@@ -526,6 +569,37 @@ loki.write "w" {
                     "t.alloy:4:5: attribute \"source\": timestamp source value is required",
                     "t.alloy:5:5: attribute \"format\": timestamp format is required",
                 ],
+            ),
+        ];
+        for (stages, want) in cases {
+            assert_eq!(diags(stages), *want, "{stages}");
+        }
+    }
+
+    #[test]
+    fn stage_decolorize_and_truncate_arguments_are_checked_at_load() {
+        let cases: &[(&str, &[&str])] = &[
+            ("  stage.decolorize {}
+", &[]),
+            (
+                "  stage.truncate {\n    rule {\n      limit = 12\n      suffix = \"...\"\n    }\n    rule {\n      limit = \"1KiB\"\n      source_type = \"label\"\n      sources = [\"app\"]\n    }\n  }\n",
+                &[],
+            ),
+            (
+                "  stage.truncate {}\n",
+                &["t.alloy:3:3: stage.truncate: at least one truncate rule must be defined"],
+            ),
+            (
+                "  stage.truncate {\n    rule {\n      limit = 5\n      sources = [\"a\"]\n    }\n  }\n",
+                &["t.alloy:4:5: stage.truncate rule: sources cannot be set when source_type is 'line'"],
+            ),
+            (
+                "  stage.truncate {\n    rule {\n      limit = 3\n      suffix = \"...\"\n    }\n  }\n",
+                &["t.alloy:4:5: stage.truncate rule: suffix length cannot be greater than or equal to limit"],
+            ),
+            (
+                "  stage.truncate {\n    rule {\n      limit = 3\n      source_type = \"lines\"\n    }\n  }\n",
+                &["t.alloy:6:7: attribute \"source_type\": unknown source_type: lines (line, label, structured_metadata or extracted)"],
             ),
         ];
         for (stages, want) in cases {
