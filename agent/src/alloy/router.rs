@@ -564,7 +564,7 @@ impl Router {
 mod tests {
     use super::*;
     use crate::alloy::pipeline::{Pipeline, Step};
-    use crate::alloy::stages::{Multiline, Stage};
+    use crate::alloy::stages::{Limit, Multiline, Stage};
     use crate::chunk::Entry as CEntry;
     use parking_lot::Mutex;
 
@@ -603,6 +603,11 @@ mod tests {
     }
 
     fn router(stages: Vec<Stage>) -> (Router, Acks, mpsc::Receiver<Chunk>) {
+        let (ctx, acks, rx) = ctx(stages);
+        (Router::new(ctx), acks, rx)
+    }
+
+    fn ctx(stages: Vec<Stage>) -> (RouterCtx, Acks, mpsc::Receiver<Chunk>) {
         let acks = Acks::default();
         let a = acks.clone();
         let (tx, rx) = mpsc::channel(64);
@@ -613,7 +618,7 @@ mod tests {
                 pipeline: Pipeline::new(stages),
             }],
         };
-        let r = Router::new(RouterCtx {
+        let ctx = RouterCtx {
             tenant: Arc::from("t"),
             routes: vec![vec![route]],
             external_labels: BTreeMap::new(),
@@ -625,8 +630,109 @@ mod tests {
             outputs: Box::new(move |_| tx.clone()),
             wake,
             aborting: Arc::default(),
-        });
-        (r, acks, rx)
+        };
+        (ctx, acks, rx)
+    }
+
+    fn waiting_limit(rate: f64, burst: f64) -> Stage {
+        Stage::Limit(Limit::new(rate, burst, false, None, 10_000))
+    }
+
+    /// Receives output chunks until `n` entries arrived: (ms since `t0`, entries) per chunk.
+    async fn arrivals(rx: &mut mpsc::Receiver<Chunk>, t0: Instant, n: usize) -> Vec<(u128, usize)> {
+        let mut got = Vec::new();
+        let mut total = 0;
+        while total < n {
+            let c = rx.recv().await.expect("output chunk");
+            total += c.entries.len();
+            got.push((t0.elapsed().as_millis(), c.entries.len()));
+        }
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limit_without_drop_lets_one_chunk_out_entry_by_entry_at_the_limiters_pace() {
+        let (ctx, acks, mut rx) = ctx(vec![waiting_limit(10.0, 5.0)]);
+        let (tx, input) = mpsc::channel(4);
+        let t0 = Instant::now();
+        let task = tokio::spawn(run_router(ctx, input));
+        let lines: Vec<String> = (0..25).map(|i| format!("l{i}")).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        tx.send(chunk(&meta(), &lines, 100)).await.expect("send");
+        // rate.Limiter{10/s, burst 5}.Wait: five at once, then one every 100 ms.
+        let want: Vec<(u128, usize)> = std::iter::once((0, 5))
+            .chain((1..=20).map(|i| (i * 100, 1)))
+            .collect();
+        assert_eq!(arrivals(&mut rx, t0, 25).await, want);
+        drop(tx);
+        task.await.expect("router ends");
+        assert_eq!(acks.get(), Some(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn earlier_chunks_are_acknowledged_while_a_later_one_waits() {
+        let (ctx, acks, mut rx) = ctx(vec![waiting_limit(1.0, 1.0)]);
+        let (tx, input) = mpsc::channel(4);
+        let t0 = Instant::now();
+        let task = tokio::spawn(run_router(ctx, input));
+        let m = meta();
+        tx.send(chunk(&m, &["a"], 10)).await.expect("send");
+        tx.send(chunk(&m, &["b", "c"], 20)).await.expect("send");
+        drop(rx.recv().await.expect("a"));
+        // b waits one second for its token; a is delivered, so offset 10 is acknowledged first.
+        let deadline = t0 + Duration::from_millis(900);
+        while acks.get() != Some(10) {
+            assert!(
+                Instant::now() < deadline,
+                "a not acknowledged while b waits"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(arrivals(&mut rx, t0, 2).await, [(1000, 1), (2000, 1)]);
+        let deadline = t0 + Duration::from_secs(3);
+        while acks.get() != Some(20) {
+            assert!(Instant::now() < deadline, "b, c never acknowledged");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(tx);
+        task.await.expect("router ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_router_stops_when_the_agent_aborts() {
+        let (ctx, acks, mut rx) = ctx(vec![waiting_limit(0.001, 1.0)]);
+        let aborting = ctx.aborting.clone();
+        let (tx, input) = mpsc::channel(4);
+        let task = tokio::spawn(run_router(ctx, input));
+        tx.send(chunk(&meta(), &["a", "b"], 10))
+            .await
+            .expect("send");
+        drop(rx.recv().await.expect("a"));
+        // b would wait 1000 s; the drain timeout sets `aborting` long before.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        aborting.store(true, Ordering::SeqCst);
+        let t = Instant::now();
+        task.await.expect("router ends");
+        assert!(t.elapsed() <= TICK, "stopped within a tick");
+        assert_eq!(acks.get(), None, "nothing acknowledged once aborting");
+    }
+
+    #[tokio::test]
+    async fn limit_drops_count_as_ratelimit_drop_stage_and_are_handled() {
+        let lim = Stage::Limit(Limit::new(1.0, 1.0, true, None, 10_000));
+        let (mut r, acks, mut rx) = router(vec![lim]);
+        let out = r.process(chunk(&meta(), &["a", "b", "c"], 5), 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.entries.len(), 1);
+        assert!(r.send(out).await);
+        drop(rx.recv().await.expect("a"));
+        r.collect_acks();
+        assert_eq!(acks.get(), Some(5));
+        let metrics = r.ctx.metrics.render();
+        assert!(
+            metrics.contains("loki_process_dropped_lines_total{reason=\"ratelimit_drop_stage\"} 2"),
+            "{metrics}"
+        );
     }
 
     fn meta() -> Arc<FileMeta> {

@@ -235,7 +235,10 @@ impl Glob {
         let first_wild = segs
             .iter()
             .position(|s| s.contains(['*', '?', '[', '{']))
-            .unwrap_or(segs.len());
+            .unwrap_or(segs.len())
+            // A literal path (e.g. a file_match target loki.source.file globs again): walk its
+            // directory, not the file itself.
+            .min(segs.len().saturating_sub(1));
         let base = if first_wild == 0 {
             PathBuf::from(".")
         } else {
@@ -510,6 +513,17 @@ mod tests {
                 "{pat} {path}"
             );
         }
+    }
+
+    /// loki.source.file globs a local.file_match target's `__path__` again; a literal path
+    /// must find its file (it used to walk the file as a directory and find nothing).
+    #[test]
+    fn literal_path_glob_finds_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("app.log");
+        std::fs::write(&f, "x\n").expect("write");
+        let g = Glob::new(&f.display().to_string()).expect("glob");
+        assert_eq!(g.files(), [f.display().to_string()]);
     }
 
     #[test]
