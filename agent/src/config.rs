@@ -24,18 +24,169 @@ pub enum LineFormat {
     Plain,
 }
 
-/// Authentication sent to Loki.
+/// A credential given inline or as a file. Files are read again on every request, like
+/// Alloy (Prometheus' `FileSecret`), so a rotated token takes effect without a restart;
+/// surrounding whitespace of a file's content is trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl Default for Secret {
+    fn default() -> Self {
+        Secret::Inline(String::new())
+    }
+}
+
+impl Secret {
+    /// The current value (a file is read now).
+    pub fn read(&self) -> std::io::Result<String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => Ok(std::fs::read_to_string(p)?.trim().to_string()),
+        }
+    }
+
+    /// The raw bytes (PEM material: a file is read now and not trimmed).
+    pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Secret::Inline(s) => Ok(s.as_bytes().to_vec()),
+            Secret::File(p) => std::fs::read(p),
+        }
+    }
+
+    /// The file, when the secret is one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Secret::Inline(_) => None,
+            Secret::File(p) => Some(p),
+        }
+    }
+}
+
+/// Authentication sent to Loki. A request header `Authorization` from `headers` wins over
+/// it, as in Alloy (its auth round trippers skip requests that already carry one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Auth {
     /// No `Authorization` header.
     #[default]
     None,
-    /// `Authorization: Basic base64(user:password)`.
-    Basic { username: String, password: String },
-    /// `Authorization: Bearer <token>`.
-    Bearer { token: String },
+    /// `Authorization: Basic base64(user:password)` (`basic_auth`).
+    Basic { username: String, password: Secret },
+    /// `Authorization: <scheme> <credentials>`: `bearer_token`, `bearer_token_file` (scheme
+    /// `Bearer`) and the `authorization` block.
+    Credentials { scheme: String, credentials: Secret },
 }
+
+/// Lowest TLS version offered. rustls speaks only 1.2 and 1.3, so Alloy's `TLS10`/`TLS11`
+/// minimums behave as `TLS12` (Go's client default minimum is 1.2 as well).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// `tls_config`: how https endpoints are verified and how the agent identifies itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Tls {
+    /// CA certificates (PEM). When set they replace the system roots, as in Alloy
+    /// (Prometheus builds a fresh pool from `ca_pem`/`ca_file`).
+    pub ca: Option<Secret>,
+    /// Client certificate chain (PEM), with `key`, for mutual TLS.
+    pub cert: Option<Secret>,
+    /// Client private key (PEM).
+    pub key: Option<Secret>,
+    /// Name to verify the server certificate against instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any server certificate (still an encrypted connection).
+    pub insecure_skip_verify: bool,
+    pub min_version: TlsVersion,
+}
+
+impl Tls {
+    /// Files whose change makes the client rebuild its TLS setup (Alloy re-reads them).
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        [&self.ca, &self.cert, &self.key]
+            .into_iter()
+            .filter_map(|s| s.as_ref().and_then(Secret::file))
+            .collect()
+    }
+}
+
+/// Default `queue_config.capacity`: Alloy's 10 MiB.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10 << 20;
+
+/// One Loki endpoint (`loki.write`'s `endpoint` block): where and how to push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Endpoint {
+    /// `name`, for logs.
+    pub name: String,
+    /// Full push URL.
+    pub url: String,
+    /// Tenant sent as `X-Scope-OrgID` when no stage chose one; empty sends none.
+    pub tenant: String,
+    pub headers: BTreeMap<String, String>,
+    pub auth: Auth,
+    pub tls: Tls,
+    pub batch_bytes: usize,
+    pub batch_wait: Duration,
+    pub request_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Attempts per batch before it is dropped (0 = forever).
+    pub max_retries: u32,
+    pub retry_on_429: bool,
+    /// Streams per batch; entries of further streams are dropped as `stream_limited`
+    /// (Alloy's `max_streams`; 0 = no limit).
+    pub max_streams: usize,
+    /// Bytes of line data buffered for this endpoint ahead of its batcher when a
+    /// `loki.write` has several endpoints (`queue_config.capacity`).
+    pub queue_capacity: usize,
+    /// When the buffer is full: wait (back-pressure, the default) or drop the data for this
+    /// endpoint as `queue_is_full` (`queue_config.block_on_overflow = false`).
+    pub block_on_overflow: bool,
+    /// Follow 307/308 redirects (method and body kept), up to 10 hops.
+    pub follow_redirects: bool,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Settings::default().endpoint_from_flat()
+    }
+}
+
+impl Endpoint {
+    /// The tenant for a batch queued under `tenant`: [`ENDPOINT_TENANT`] means "this
+    /// endpoint's own `tenant_id`".
+    pub fn tenant_for<'a>(&'a self, tenant: &'a str) -> &'a str {
+        if tenant == ENDPOINT_TENANT {
+            &self.tenant
+        } else {
+            tenant
+        }
+    }
+
+    /// `host:port` of the URL (Alloy's `host` metric label).
+    pub fn host(&self) -> String {
+        let after = self.url.split_once("://").map_or(&*self.url, |(_, r)| r);
+        let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, h)| h)
+            .to_string()
+    }
+}
+
+/// Tenant of queues whose entries carry no tenant of their own when a `loki.write` has
+/// endpoints with different `tenant_id`s: each endpoint then sends its own. Loki tenant ids
+/// cannot contain control characters, so no real tenant collides with it.
+pub const ENDPOINT_TENANT: &str = "\u{1}endpoint";
 
 /// Everything the agent needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +247,11 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// HTTP listen address for `/metrics`, `/-/ready`, `/-/healthy`; `None` disables it.
     pub listen: Option<SocketAddr>,
+    /// TLS for an https `loki_url`.
+    pub tls: Tls,
+    /// Every endpoint entries go to (Alloy: `loki.write`'s `endpoint` blocks). Empty means
+    /// the single endpoint described by the flat fields above (`loki_url`, `tenant`, …).
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl Default for Settings {
@@ -129,6 +285,8 @@ impl Default for Settings {
             positions_sync_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(15),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 12345))),
+            tls: Tls::default(),
+            endpoints: Vec::new(),
         }
     }
 }
@@ -136,12 +294,37 @@ impl Default for Settings {
 impl Settings {
     /// The push URL with Loki's push path added when only a base URL was given.
     pub fn push_url(&self) -> String {
-        let u = self.loki_url.trim_end_matches('/');
-        let after_scheme = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
-        if after_scheme.contains('/') {
-            u.to_string()
+        push_url(&self.loki_url)
+    }
+
+    /// The endpoints to push to: [`Settings::endpoints`], or the flat fields as one.
+    pub fn endpoint_list(&self) -> Vec<Endpoint> {
+        if self.endpoints.is_empty() {
+            vec![self.endpoint_from_flat()]
         } else {
-            format!("{u}/loki/api/v1/push")
+            self.endpoints.clone()
+        }
+    }
+
+    fn endpoint_from_flat(&self) -> Endpoint {
+        Endpoint {
+            name: String::new(),
+            url: self.push_url(),
+            tenant: self.tenant.clone(),
+            headers: self.headers.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            batch_bytes: self.batch_bytes,
+            batch_wait: self.batch_wait,
+            request_timeout: self.request_timeout,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            max_retries: self.max_retries,
+            retry_on_429: self.retry_on_429,
+            max_streams: 0,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            block_on_overflow: true,
+            follow_redirects: true,
         }
     }
 
@@ -151,6 +334,17 @@ impl Settings {
             .get(namespace)
             .map(String::as_str)
             .unwrap_or(&self.tenant)
+    }
+}
+
+/// `url` with Loki's push path added when only a base URL (no path) was given.
+pub fn push_url(url: &str) -> String {
+    let u = url.trim_end_matches('/');
+    let after_scheme = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+    if after_scheme.contains('/') {
+        u.to_string()
+    } else {
+        format!("{u}/loki/api/v1/push")
     }
 }
 

@@ -40,7 +40,7 @@ pub use error::AgentError;
 
 use discovery::{Discovery, PodLogs};
 use metrics::Metrics;
-use push::client::LokiClient;
+use push::fanout::{self, Lane};
 use push::SenderCtx;
 use tail::positions::Positions;
 use tail::{SinkFactory, Tailer};
@@ -97,10 +97,30 @@ async fn run_inner(
             "batch_bytes, read_bytes and max_line_bytes must be > 0".into(),
         ));
     }
+    let endpoints = settings.endpoint_list();
+    if endpoints.iter().any(|e| e.batch_bytes == 0) {
+        return Err(AgentError::Settings("batch_size must be > 0".into()));
+    }
+    // Without a router nothing waits for every endpoint before acknowledging a position.
+    if routes.is_none() && endpoints.len() > 1 {
+        return Err(AgentError::Settings(
+            "several endpoints need an Alloy config (agent run CONFIG_FILE)".into(),
+        ));
+    }
     let settings = Arc::new(settings);
     let positions = Arc::new(Positions::load(&settings.positions_path)?);
-    let client = LokiClient::new(&settings)?;
-    let metrics = Arc::new(Metrics::new(&client.host()));
+    let metrics = Arc::new(Metrics::new(
+        &endpoints.first().map(|e| e.host()).unwrap_or_default(),
+    ));
+    let senders = endpoints
+        .into_iter()
+        .map(|e| SenderCtx::new(e, positions.clone(), metrics.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // One endpoint that blocks when full needs no fan-out stage: its batcher queue is the
+    // buffer, as before.
+    let fan_out = senders.len() > 1 || senders.iter().any(|s| !s.endpoint.block_on_overflow);
+    let loki_urls: Vec<&str> = senders.iter().map(|s| s.endpoint.url.as_str()).collect();
+    let loki_urls = loki_urls.join(", ");
     let ready = Arc::new(AtomicBool::new(false));
 
     let server = match settings.listen {
@@ -128,33 +148,52 @@ async fn run_inner(
     let pipelines: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let aborts: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
     let aborting = Arc::new(AtomicBool::new(false));
-    // Batcher + sender of one tenant; returns its chunk queue.
+    // Batcher + sender of one tenant per endpoint (behind a fan-out when there are several);
+    // returns the tenant's chunk queue.
     let make_output = {
         let handle = tokio::runtime::Handle::current();
-        let ctx = SenderCtx {
-            client,
-            settings: settings.clone(),
-            positions: positions.clone(),
-            metrics: metrics.clone(),
-        };
         let pipelines = pipelines.clone();
         let aborts = aborts.clone();
         let wake_tx = wake_tx.clone();
+        let queue = settings.queue_chunks.max(1);
+        let metrics = metrics.clone();
         move |tenant: &Arc<str>| {
-            let (ctx_tx, ctx_rx) = mpsc::channel(ctx.settings.queue_chunks.max(1));
-            let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
-            let s = &ctx.settings;
-            let b = handle.spawn(batch::run_batcher(
-                ctx_rx,
-                batch_tx,
-                s.batch_bytes,
-                s.batch_wait,
-                wake_tx.clone(),
-            ));
-            let p = handle.spawn(push::run_sender(ctx.clone(), tenant.clone(), batch_rx));
-            aborts.lock().extend([b.abort_handle(), p.abort_handle()]);
-            pipelines.lock().extend([b, p]);
-            ctx_tx
+            let mut lanes = Vec::with_capacity(senders.len());
+            let mut tasks = Vec::new();
+            for ctx in &senders {
+                let ep = &ctx.endpoint;
+                let (ctx_tx, ctx_rx) = mpsc::channel(queue);
+                let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
+                tasks.push(handle.spawn(batch::run_batcher(
+                    ctx_rx,
+                    batch_tx,
+                    ep.batch_bytes,
+                    ep.batch_wait,
+                    wake_tx.clone(),
+                )));
+                tasks.push(handle.spawn(push::run_sender(ctx.clone(), tenant.clone(), batch_rx)));
+                lanes.push(Lane {
+                    out: ctx_tx,
+                    capacity: ep.queue_capacity,
+                    block_on_overflow: ep.block_on_overflow,
+                    host: ctx.host.clone(),
+                    tenant: ep.tenant_for(tenant).to_string(),
+                });
+            }
+            let tx = match (fan_out, lanes.pop()) {
+                (false, Some(only)) => only.out,
+                (_, last) => {
+                    lanes.extend(last);
+                    let (tx, t) = fanout::spawn(&handle, lanes, queue, metrics.clone());
+                    tasks.extend(t);
+                    tx
+                }
+            };
+            aborts
+                .lock()
+                .extend(tasks.iter().map(JoinHandle::abort_handle));
+            pipelines.lock().extend(tasks);
+            tx
         }
     };
     let factory: SinkFactory = match routes {
@@ -223,7 +262,7 @@ async fn run_inner(
     };
 
     ready.store(true, Ordering::Relaxed);
-    tracing::info!(pods_root = %settings.pods_root.display(), loki = %settings.push_url(), "agent started");
+    tracing::info!(pods_root = %settings.pods_root.display(), loki = %loki_urls, "agent started");
     shutdown.await;
     tracing::info!("shutting down: stop reading, flush, push, save positions");
     ready.store(false, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use agent::config::{parse_bytes, parse_duration, Auth, LineFormat, Settings};
+use agent::config::{parse_bytes, parse_duration, Auth, LineFormat, Secret, Settings, Tls};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -165,6 +165,15 @@ struct RunArgs {
     /// Bearer token (or LOKI_BEARER_TOKEN).
     #[arg(long, env = "LOKI_BEARER_TOKEN", hide_env_values = true)]
     bearer_token: Option<String>,
+    /// File holding the bearer token, read again for every push (rotated tokens work).
+    #[arg(long, value_name = "FILE")]
+    bearer_token_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for an https Loki URL instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Accept any certificate from an https Loki (the connection is still encrypted).
+    #[arg(long)]
+    insecure_skip_verify: bool,
     /// Extra request header, Name=value (repeatable).
     #[arg(long = "header", value_parser = key_value)]
     headers: Vec<(String, String)>,
@@ -251,14 +260,28 @@ impl RunArgs {
             "plain" => LineFormat::Plain,
             f => bail!("unknown --format {f:?} (auto, cri, docker, plain)"),
         };
-        let auth = match (self.username, self.password, self.bearer_token) {
+        let bearer = match (self.bearer_token, self.bearer_token_file) {
+            (Some(_), Some(_)) => bail!("use either --bearer-token or --bearer-token-file"),
+            (Some(t), None) => Some(Secret::Inline(t)),
+            (None, Some(f)) => Some(Secret::File(f)),
+            (None, None) => None,
+        };
+        let auth = match (self.username, self.password, bearer) {
             (Some(_), _, Some(_)) => bail!("use either basic auth or a bearer token, not both"),
             (Some(username), password, None) => Auth::Basic {
                 username,
-                password: password.unwrap_or_default(),
+                password: Secret::Inline(password.unwrap_or_default()),
             },
-            (None, _, Some(token)) => Auth::Bearer { token },
+            (None, _, Some(credentials)) => Auth::Credentials {
+                scheme: "Bearer".into(),
+                credentials,
+            },
             (None, _, None) => Auth::None,
+        };
+        let tls = Tls {
+            ca: self.ca_file.map(Secret::File),
+            insecure_skip_verify: self.insecure_skip_verify,
+            ..Tls::default()
         };
         Ok(Settings {
             loki_url,
@@ -281,6 +304,7 @@ impl RunArgs {
             retry_on_429: !self.no_retry_on_429,
             request_timeout: self.request_timeout,
             auth,
+            tls,
             headers: self.headers.into_iter().collect(),
             positions_sync_interval: self.positions_sync_interval,
             poll_interval: self.poll_interval,

@@ -170,13 +170,18 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    fn tenant_labels(&self, tenant: &str) -> Labels {
-        vec![("host", self.host.clone()), ("tenant", tenant.to_string())]
+    /// The `host` label of the first endpoint (given to [`Metrics::new`]).
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
-    /// A tenant appeared: initialise its counters to zero like Alloy does.
-    pub fn tenant_started(&self, tenant: &str) {
-        let l = self.tenant_labels(tenant);
+    fn tenant_labels(&self, host: &str, tenant: &str) -> Labels {
+        vec![("host", host.to_string()), ("tenant", tenant.to_string())]
+    }
+
+    /// A tenant appeared at endpoint `host`: initialise its counters to zero like Alloy does.
+    pub fn tenant_started(&self, host: &str, tenant: &str) {
+        let l = self.tenant_labels(host, tenant);
         drop(self.sent_entries.get_or_create(&l));
         drop(self.sent_bytes.get_or_create(&l));
         drop(self.retries.get_or_create(&l));
@@ -191,6 +196,7 @@ impl Metrics {
     /// One push attempt finished (`status` None = connection error).
     pub fn request_done(
         &self,
+        host: &str,
         tenant: &str,
         status: Option<u16>,
         took: Duration,
@@ -198,25 +204,32 @@ impl Metrics {
     ) {
         let code = status.map_or("-1".to_string(), |s| s.to_string());
         let mut l = vec![("status_code", code)];
-        l.extend(self.tenant_labels(tenant));
+        l.extend(self.tenant_labels(host, tenant));
         self.request_duration
             .get_or_create(&l)
             .observe(took.as_secs_f64());
         self.request_size
-            .get_or_create(&self.tenant_labels(tenant))
+            .get_or_create(&self.tenant_labels(host, tenant))
             .observe(body_bytes as f64);
     }
 
     /// A batch was accepted.
-    pub fn batch_sent(&self, tenant: &str, entries: usize, bytes: usize) {
-        let l = self.tenant_labels(tenant);
+    pub fn batch_sent(&self, host: &str, tenant: &str, entries: usize, bytes: usize) {
+        let l = self.tenant_labels(host, tenant);
         self.sent_entries.get_or_create(&l).inc_by(entries as u64);
         self.sent_bytes.get_or_create(&l).inc_by(bytes as u64);
     }
 
     /// A batch was dropped.
-    pub fn batch_dropped(&self, tenant: &str, reason: &str, entries: usize, bytes: usize) {
-        let mut l = self.tenant_labels(tenant);
+    pub fn batch_dropped(
+        &self,
+        host: &str,
+        tenant: &str,
+        reason: &str,
+        entries: usize,
+        bytes: usize,
+    ) {
+        let mut l = self.tenant_labels(host, tenant);
         l.push(("reason", reason.to_string()));
         self.dropped_entries
             .get_or_create(&l)
@@ -225,9 +238,9 @@ impl Metrics {
     }
 
     /// A batch is retried.
-    pub fn batch_retried(&self, tenant: &str) {
+    pub fn batch_retried(&self, host: &str, tenant: &str) {
         self.retries
-            .get_or_create(&self.tenant_labels(tenant))
+            .get_or_create(&self.tenant_labels(host, tenant))
             .inc();
     }
 

@@ -117,8 +117,8 @@ loki.source.fil "y" {
 loki.write "w" {
   endpoint {
     url = "http://l/loki/api/v1/push"
-    tls_config {
-      insecure_skip_verify = true
+    oauth2 {
+      client_id = "x"
     }
   }
 }
@@ -145,7 +145,7 @@ loki.write "w" {
     );
     assert!(has("u.alloy:3:1 unrecognized block name \"loki.source.fil\" | did you mean loki.source.file?"), "{got:#?}");
     assert!(
-        has("u.alloy:8:5 block \"tls_config\" is not supported by this agent"),
+        has("u.alloy:8:5 block \"oauth2\" is not supported by this agent"),
         "{got:#?}"
     );
     assert!(

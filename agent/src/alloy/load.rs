@@ -553,7 +553,7 @@ fn assemble(
                 file_name,
                 *p,
                 format!(
-                    "{other}: only one loki.write is supported (entries already go to {first})"
+                    "{other}: only one loki.write is supported (entries already go to {first}); put several endpoint blocks in {first} to send every entry to several Lokis"
                 ),
             ));
         }
@@ -562,6 +562,7 @@ fn assemble(
         return None;
     };
     let mut settings = (**settings).clone();
+    notes.extend(extras.notes.iter().cloned());
     settings.tail_from_end = tail_from_end;
     if let Some(p) = poll {
         settings.poll_interval = p;
