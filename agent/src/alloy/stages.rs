@@ -3,8 +3,10 @@
 //! limit), multiline joining, tenant and structured metadata.
 
 pub mod decolorize;
+pub mod gotemplate;
 pub mod gotime;
 pub mod json;
+pub mod replace;
 pub mod timestamp;
 pub mod truncate;
 
@@ -15,6 +17,7 @@ use chrono::DateTime;
 use regex::Regex;
 
 pub use json::JsonStage;
+pub use replace::ReplaceStage;
 pub use timestamp::{OnFailure, TimeFormat, Timestamp};
 pub use truncate::{TruncateRule, TruncateSource};
 
@@ -30,6 +33,7 @@ pub enum Stage {
     Docker,
     Json(JsonStage),
     Decolorize,
+    Replace(Box<ReplaceStage>),
     Truncate(Vec<TruncateRule>),
     Logfmt {
         mapping: Vec<(String, String)>,
@@ -177,6 +181,10 @@ impl Stage {
             },
             Stage::Decolorize => {
                 e.line = decolorize::decolorize(&e.line);
+                out.push(e);
+            }
+            Stage::Replace(r) => {
+                r.process(&mut e);
                 out.push(e);
             }
             Stage::Truncate(rules) => {

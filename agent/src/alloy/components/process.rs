@@ -63,6 +63,14 @@ schema!(
 );
 schema!(OUTPUT, [("source", A::Required)]);
 schema!(
+    REPLACE,
+    [
+        ("expression", A::Required),
+        ("source", A::Optional),
+        ("replace", A::Optional)
+    ]
+);
+schema!(
     DROP,
     [
         ("source", A::Optional),
@@ -146,7 +154,7 @@ pub static STAGES: &[(&str, B, &Schema)] = &[
     ("stage.tenant", B::Many, &TENANT),
     ("stage.limit", B::Many, &LIMIT),
     ("stage.decolorize", B::Many, &EMPTY),
-    ("stage.replace", B::Unsupported(LATER), &EMPTY),
+    ("stage.replace", B::Many, &REPLACE),
     ("stage.template", B::Unsupported(LATER), &EMPTY),
     ("stage.pack", B::Unsupported(LATER), &EMPTY),
     ("stage.pattern", B::Unsupported(LATER), &EMPTY),
@@ -275,6 +283,7 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         },
         "stage.timestamp" => timestamp_stage(a, ctx),
         "stage.decolorize" => Stage::Decolorize,
+        "stage.replace" => replace_stage(a, ctx)?,
         "stage.truncate" => truncate_stage(a, ctx)?,
         "stage.output" => Stage::Output {
             source: a.string("source", "", ctx),
@@ -416,6 +425,32 @@ fn json_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
         source,
         drop_malformed: a.bool("drop_malformed", false, ctx),
     })
+}
+
+/// `stage.replace`: the regex and the template are both checked here.
+fn replace_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
+    let expression = regex_attr(a, "expression", ctx)?;
+    if expression.as_str().is_empty() {
+        ctx.error(
+            a.pos_of("expression"),
+            "attribute \"expression\": regex must not be empty",
+        );
+        return None;
+    }
+    let src = a.string("replace", "", ctx);
+    let replace = match gotemplate::Template::parse(&src) {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.error(a.pos_of("replace"), format!("attribute \"replace\": {e}"));
+            return None;
+        }
+    };
+    Some(Stage::Replace(Box::new(ReplaceStage {
+        expression,
+        // Alloy treats source = "" as the log line.
+        source: a.opt_string("source", ctx).filter(|s| !s.is_empty()),
+        replace,
+    })))
 }
 
 /// `stage.truncate`: `rule` blocks validated as Alloy's `validateTruncateConfig` does.
@@ -577,10 +612,21 @@ loki.write "w" {
     }
 
     #[test]
-    fn stage_decolorize_and_truncate_arguments_are_checked_at_load() {
+    fn stage_decolorize_replace_and_truncate_arguments_are_checked_at_load() {
         let cases: &[(&str, &[&str])] = &[
-            ("  stage.decolorize {}
-", &[]),
+            ("  stage.decolorize {}\n", &[]),
+            (
+                "  stage.replace {\n    expression = \"password (\\\\S+)\"\n    replace    = \"{{ .Value | ToUpper }}\"\n  }\n",
+                &[],
+            ),
+            (
+                "  stage.replace {\n    expression = \"(\\\\S+)\"\n    replace    = \"{{ .Value | sha256 }}\"\n  }\n",
+                &["t.alloy:5:5: attribute \"replace\": template function \"sha256\" is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace)"],
+            ),
+            (
+                "  stage.replace {\n    expression = \"\"\n  }\n",
+                &["t.alloy:4:5: attribute \"expression\": regex must not be empty"],
+            ),
             (
                 "  stage.truncate {\n    rule {\n      limit = 12\n      suffix = \"...\"\n    }\n    rule {\n      limit = \"1KiB\"\n      source_type = \"label\"\n      sources = [\"app\"]\n    }\n  }\n",
                 &[],
