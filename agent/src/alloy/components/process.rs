@@ -652,4 +652,74 @@ loki.write "w" {
             assert_eq!(diags(stages), *want, "{stages}");
         }
     }
+
+    /// A config as users write it, loaded and run: the stages see what Alloy's would.
+    #[test]
+    fn json_timestamp_replace_truncate_pipeline_runs_like_alloy() {
+        let src = r#"loki.process "p" {
+  forward_to = [loki.write.w.receiver]
+  stage.json {
+    expressions = { level = "", ts = "time", msg = "message", user = "ctx.\"user-id\"" }
+  }
+  stage.timestamp {
+    source           = "ts"
+    format           = "2006-01-02 15:04:05.000"
+    fallback_formats = ["UnixMs"]
+    location         = "Europe/Berlin"
+  }
+  stage.labels {
+    values = { level = "" }
+  }
+  stage.output {
+    source = "msg"
+  }
+  stage.decolorize {}
+  stage.replace {
+    expression = "token=(\\S+)"
+    replace    = "***"
+  }
+  stage.truncate {
+    rule {
+      limit  = 24
+      suffix = "..."
+    }
+  }
+}
+"#;
+        let src = format!("{src}{REST}");
+        let mut plan = check_source("t.alloy", &src, Scope::new())
+            .unwrap_or_else(|d| panic!("{}", d.render(&src)));
+        let route = &mut plan.sources[0].routes[0];
+        // (line, expected line, expected ts, expected level label)
+        let cases = [
+            (
+                r#"{"level":"info","time":"2024-07-01 12:00:00.250","message":"\u001b[32mok\u001b[0m token=abc","ctx":{"user-id":7}}"#,
+                "ok token=***",
+                1_719_828_000_250_000_000,
+                Some("info"),
+            ),
+            (
+                r#"{"level":"warn","time":1719828000000,"message":"a very long message that goes on"}"#,
+                "a very long message t...",
+                1_719_828_000_000_000_000,
+                Some("warn"),
+            ),
+            // Not JSON: passes untouched, and its time is fudged 1 ns after the last time set
+            // for the same label set (the labels at the timestamp stage: none yet).
+            ("plain text", "plain text", 1_719_828_000_000_000_001, None),
+        ];
+        for (line, want_line, want_ts, want_level) in cases {
+            let out = route.process(crate::alloy::Entry::new(Default::default(), 5, line), 5);
+            assert_eq!(out.len(), 1, "{line}");
+            assert_eq!(
+                (
+                    out[0].line.as_str(),
+                    out[0].ts,
+                    out[0].labels.get("level").map(String::as_str)
+                ),
+                (want_line, want_ts, want_level),
+                "{line}"
+            );
+        }
+    }
 }

@@ -1028,4 +1028,32 @@ mod tests {
         assert!(matches!(Location::load("Asia/Tokyo"), Ok(Location::Tz(_))));
         assert!(Location::load("Mars/Olympus").is_err());
     }
+
+    proptest::proptest! {
+        /// For any instant and offset, chrono's RFC 3339 rendering parses back to that instant
+        /// with Go's RFC3339Nano layout, and with a custom layout read in a fixed location.
+        #[test]
+        fn any_rfc3339_time_round_trips(
+            secs in 0i64..8_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            offset_min in -1439i32..=1439,
+        ) {
+            let off = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+            let t = chrono::DateTime::from_timestamp(secs, nanos).unwrap().with_timezone(&off);
+            let want = t.timestamp_nanos_opt().unwrap();
+            let rfc = t.format("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string();
+            let layout = Layout::new("2006-01-02T15:04:05.999999999Z07:00");
+            proptest::prop_assert_eq!(ns_of(&layout, &rfc), Some(want));
+            let custom = t.format("%d/%b/%Y:%H:%M:%S%.3f %z").to_string();
+            let layout = Layout::new("02/Jan/2006:15:04:05.000 -0700");
+            proptest::prop_assert_eq!(
+                ns_of(&layout, &custom),
+                Some(want - i64::from(nanos % 1_000_000))
+            );
+        }
+    }
+
+    fn ns_of(layout: &Layout, v: &str) -> Option<i64> {
+        parse(layout, v, Location::Utc).ok()?.unix_nanos()
+    }
 }

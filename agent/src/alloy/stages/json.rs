@@ -314,4 +314,26 @@ mod tests {
             assert_eq!(go_json_float(f), s);
         }
     }
+
+    proptest::proptest! {
+        /// For any finite float, the rendering has no exponent and reads back as the same
+        /// float (Go's FormatFloat 'f', -1 is the shortest such string).
+        #[test]
+        fn any_float_renders_exactly(f in proptest::num::f64::NORMAL | proptest::num::f64::ZERO) {
+            let s = go_format_float(f);
+            proptest::prop_assert!(!s.contains('e'));
+            proptest::prop_assert_eq!(s.parse::<f64>().ok(), Some(f));
+        }
+
+        /// For any string value, extracting its key gives the string back unchanged, and
+        /// any string inside an array comes back as valid JSON for the same text.
+        #[test]
+        fn any_string_value_is_extracted_verbatim(v in "\\PC*") {
+            let line = serde_json::json!({ "k": v, "a": [v] }).to_string();
+            let got = run(&stage(&[("k", ""), ("a", "")], None), &line).unwrap();
+            proptest::prop_assert_eq!(got.get("k"), Some(&v));
+            let arr: Vec<String> = serde_json::from_str(&got["a"]).unwrap();
+            proptest::prop_assert_eq!(arr, vec![v]);
+        }
+    }
 }
