@@ -209,6 +209,9 @@ pub struct Settings {
     pub pod_uid_label: bool,
     /// Line format of the files.
     pub format: LineFormat,
+    /// Docker records keep the `\n` that ends their `log` (Alloy's `stage.docker` does; the
+    /// agent's own CLI mode strips it).
+    pub docker_keep_newline: bool,
     /// Files without a stored position found at startup are read from their end.
     pub tail_from_end: bool,
     /// Longer lines (after CRI/docker joining) are truncated to this and counted.
@@ -265,6 +268,7 @@ impl Default for Settings {
             external_labels: BTreeMap::new(),
             pod_uid_label: false,
             format: LineFormat::Auto,
+            docker_keep_newline: false,
             tail_from_end: false,
             // Loki's default max_line_size.
             max_line_bytes: 256 * 1024,

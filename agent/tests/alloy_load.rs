@@ -318,3 +318,29 @@ proptest! {
         prop_assert_eq!(fmt(&printed).expect("fmt"), printed);
     }
 }
+
+#[test]
+fn leading_docker_stage_keeps_the_records_newline_like_alloy() {
+    let src = r#"local.file_match "f" {
+  path_targets = [{"__path__" = "/var/lib/docker/containers/*/*-json.log"}]
+}
+loki.source.file "f" {
+  targets    = local.file_match.f.targets
+  forward_to = [loki.process.p.receiver]
+}
+loki.process "p" {
+  forward_to = [loki.write.w.receiver]
+  stage.docker {}
+}
+loki.write "w" {
+  endpoint { url = "http://127.0.0.1:3100/loki/api/v1/push" }
+}
+"#;
+    let plan = check_source("d.alloy", src, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(src)));
+    assert_eq!(plan.settings.format, agent::config::LineFormat::Docker);
+    assert!(plan.settings.docker_keep_newline);
+    let cri = check_source("ref.alloy", REFERENCE, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(REFERENCE)));
+    assert!(!cri.settings.docker_keep_newline);
+}

@@ -462,6 +462,7 @@ fn assemble(
     let mut sources = Vec::new();
     let mut writes_used: BTreeSet<String> = BTreeSet::new();
     let mut formats: Vec<LineFormat> = Vec::new();
+    let mut docker_lifted = false;
     let mut notes = Vec::new();
     let mut tail_from_end = false;
     let mut poll = None;
@@ -506,6 +507,8 @@ fn assemble(
                     Some(Stage::Docker) => {
                         pipeline.stages.remove(0);
                         format = LineFormat::Docker;
+                        // Alloy's stage.docker keeps the record's trailing newline.
+                        docker_lifted = true;
                     }
                     _ => {}
                 }
@@ -570,6 +573,7 @@ fn assemble(
     if let Some(r) = rescan {
         settings.rescan_interval = r;
     }
+    settings.docker_keep_newline = docker_lifted;
     settings.format = if formats.len() == 1 {
         formats[0]
     } else {

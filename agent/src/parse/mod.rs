@@ -68,6 +68,7 @@ struct Partial {
 pub struct LineParser {
     format: LineFormat,
     max_line_bytes: usize,
+    keep_docker_newline: bool,
     partial: [Option<Partial>; 2],
     last_plain_ts: i64,
     pub stats: ParseStats,
@@ -78,10 +79,17 @@ impl LineParser {
         LineParser {
             format,
             max_line_bytes: max_line_bytes.max(1),
+            keep_docker_newline: false,
             partial: [None, None],
             last_plain_ts: 0,
             stats: ParseStats::default(),
         }
+    }
+
+    /// Keeps the `\n` ending a docker record's `log` in the entry, as Alloy's `stage.docker`.
+    pub fn keep_docker_newline(mut self, keep: bool) -> Self {
+        self.keep_docker_newline = keep;
+        self
     }
 
     /// Offset of the first line of the oldest pending partial record, if any.
@@ -137,6 +145,7 @@ impl LineParser {
             LineFormat::Docker => match docker::parse(raw) {
                 Some(rec) => {
                     let (log, partial) = match rec.log.strip_suffix('\n') {
+                        Some(_) if self.keep_docker_newline => (rec.log.as_ref(), false),
                         Some(l) => (l, false),
                         None => (rec.log.as_ref(), true),
                     };
@@ -288,7 +297,10 @@ mod tests {
     type Parsed = (Vec<(Vec<u8>, i64, Stream)>, ParseStats, Option<u64>);
 
     fn run(format: LineFormat, max: usize, text: &[u8]) -> Parsed {
-        let mut p = LineParser::new(format, max);
+        run_with(LineParser::new(format, max), text)
+    }
+
+    fn run_with(mut p: LineParser, text: &[u8]) -> Parsed {
         let mut out = Out::default();
         let mut data = text.to_vec();
         let mut s = 0;
@@ -373,6 +385,18 @@ mod tests {
             vec![
                 (b"part1 part2".to_vec(), 1_000_000_000, Stream::Stdout),
                 (b"x".to_vec(), 3_000_000_000, Stream::Stderr),
+            ]
+        );
+        // Alloy mode: the joined record keeps the newline its last part ends with.
+        let (e, _, _) = run_with(
+            LineParser::new(LineFormat::Docker, 100).keep_docker_newline(true),
+            text,
+        );
+        assert_eq!(
+            e,
+            vec![
+                (b"part1 part2\n".to_vec(), 1_000_000_000, Stream::Stdout),
+                (b"x\n".to_vec(), 3_000_000_000, Stream::Stderr),
             ]
         );
     }

@@ -446,7 +446,8 @@ impl Tailer {
                 order,
                 read_offset: start,
                 skipping: false,
-                parser: LineParser::new(self.settings.format, self.settings.max_line_bytes),
+                parser: LineParser::new(self.settings.format, self.settings.max_line_bytes)
+                    .keep_docker_newline(self.settings.docker_keep_newline),
                 fp,
                 size,
                 rotated_at: rotated.then(Instant::now),
