@@ -37,9 +37,12 @@ fn design_doc_config_is_rejected_with_every_problem_and_fix() {
         })
         .collect();
     // Both `#` comments (lines 5 and 8) are illegal characters with
-    // the fix; the renamed backoff attributes get a suggestion.
+    // the fix; the renamed backoff attributes get a suggestion; a bare number is not a size
+    // for Alloy (its decoder turns 1048576 into the string "1048576" and
+    // units.ParseBase2Bytes finds no unit).
     let want = [
         format!("{file}:5:35 illegal character U+0023 '#' | use // for comments"),
+        format!("{file}:8:5 attribute \"batch_size\": units: unknown unit  in 1048576 | a size needs a unit: write \"1048576B\" or \"1MiB\""),
         format!("{file}:8:36 illegal character U+0023 '#' | use // for comments"),
         format!("{file}:10:5 unrecognized attribute name \"max_backoff\" | did you mean max_backoff_period?"),
         format!("{file}:14:5 unrecognized attribute name \"min_backoff\" | did you mean min_backoff_period?"),

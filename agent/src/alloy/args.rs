@@ -47,6 +47,9 @@ pub struct Args {
     pub blocks: Vec<(String, Args)>,
 }
 
+/// Separates a conversion error from its suggested fix (see [`Args::get`]).
+pub const HINT_SEP: &str = "\u{1f}hint:";
+
 /// Where diagnostics go.
 pub struct Ctx<'a> {
     pub file: &'a str,
@@ -196,7 +199,16 @@ impl Args {
         match f(v) {
             Ok(t) => Some(t),
             Err(e) => {
-                ctx.error(*pos, format!("attribute {name:?}: {e}"));
+                // A converter may append a fix after HINT_SEP.
+                let (msg, hint) = match e.split_once(HINT_SEP) {
+                    Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                    None => (e, None),
+                };
+                let mut d = Diagnostic::new(ctx.file, *pos, format!("attribute {name:?}: {msg}"));
+                if let Some(h) = hint {
+                    d = d.with_hint(h);
+                }
+                ctx.diags.push(d);
                 None
             }
         }

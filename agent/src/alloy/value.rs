@@ -124,10 +124,21 @@ impl Value {
             .ok_or_else(|| format!("invalid duration {s:?} (e.g. \"250ms\", \"5m\")"))
     }
 
-    /// A byte size: `"1MiB"` (base 2) or a plain number of bytes.
+    /// A byte size as Alloy reads one (`units.ParseBase2Bytes`): `"1MiB"`, `"512KB"` (also
+    /// 1024-based), `"1.5MiB"`, `"1MiB512KiB"`; a bare number has no unit and is refused.
     pub fn to_bytes(&self) -> Result<usize, String> {
         let s = self.to_str()?;
-        crate::config::parse_bytes(&s).ok_or_else(|| format!("invalid size {s:?} (e.g. \"1MiB\")"))
+        parse_base2_bytes(&s).map_err(|e| {
+            if s.bytes().all(|b| b.is_ascii_digit()) {
+                format!(
+                    "{e}{}a size needs a unit: write \"{s}B\" or \"{}\"",
+                    super::args::HINT_SEP,
+                    base2_string(s.parse().unwrap_or(0))
+                )
+            } else {
+                e
+            }
+        })
     }
 
     pub fn to_string_list(&self) -> Result<Vec<String>, String> {
@@ -247,5 +258,133 @@ mod tests {
         assert_eq!(Value::String("x".into()).to_secret(), Ok("x".into()));
         assert_eq!(Value::String("12".into()).to_number(), Ok(12.0));
         assert!(Value::Number(0.0).is_zero() && !Value::String("a".into()).is_zero());
+    }
+}
+
+/// A byte count the way `units.Base2Bytes.String()` prints it: `1048576` → `1MiB`.
+fn base2_string(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n == 0 {
+        return "0B".into();
+    }
+    let mut parts = Vec::new();
+    let mut rest = n;
+    for unit in UNITS {
+        let r = rest % 1024;
+        if r != 0 {
+            parts.push(format!("{r}{unit}"));
+        }
+        rest /= 1024;
+        if rest == 0 {
+            break;
+        }
+    }
+    parts.reverse();
+    parts.concat()
+}
+
+/// Go's `alecthomas/units.ParseBase2Bytes`: `[+-]?([0-9]*(\.[0-9]*)?UNIT)+` with `B`, `KiB`…`EiB`
+/// and `KB`…`EB` all powers of 1024 (`kB` is refused); `"0"` alone is zero.
+pub fn parse_base2_bytes(orig: &str) -> Result<usize, String> {
+    let invalid = || format!("units: invalid {orig}");
+    let mut s = orig;
+    let mut neg = false;
+    if let Some(rest) = s.strip_prefix('-') {
+        neg = true;
+        s = rest;
+    } else if let Some(rest) = s.strip_prefix('+') {
+        s = rest;
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = 0f64;
+    while !s.is_empty() {
+        let int_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (int, rest) = s.split_at(int_end);
+        let mut value: f64 = if int.is_empty() {
+            0.0
+        } else {
+            int.parse().map_err(|_| invalid())?
+        };
+        let mut rest = rest;
+        let mut frac_digits = false;
+        if let Some(r) = rest.strip_prefix('.') {
+            let frac_end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            let (frac, r2) = r.split_at(frac_end);
+            if !frac.is_empty() {
+                let f: f64 = format!("0.{frac}").parse().map_err(|_| invalid())?;
+                value += f;
+                frac_digits = true;
+            }
+            rest = r2;
+        } else if int.is_empty() {
+            return Err(invalid());
+        }
+        if int.is_empty() && !frac_digits {
+            return Err(invalid());
+        }
+        let unit_end = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (unit, r3) = rest.split_at(unit_end);
+        let power = match unit {
+            "B" => 0,
+            "KiB" | "KB" => 1,
+            "MiB" | "MB" => 2,
+            "GiB" | "GB" => 3,
+            "TiB" | "TB" => 4,
+            "PiB" | "PB" => 5,
+            "EiB" | "EB" => 6,
+            _ => return Err(format!("units: unknown unit {unit} in {orig}")),
+        };
+        total += value * 1024f64.powi(power);
+        s = r3;
+    }
+    if neg && total > 0.0 {
+        return Err(format!("a size cannot be negative: {orig}"));
+    }
+    if total >= usize::MAX as f64 {
+        return Err("units: overflow parsing unit".to_string());
+    }
+    Ok(total as usize)
+}
+
+#[cfg(test)]
+mod base2_bytes_tests {
+    use super::parse_base2_bytes;
+
+    #[test]
+    fn sizes_parse_like_alloy() {
+        let ok: &[(&str, usize)] = &[
+            ("0", 0),
+            ("1B", 1),
+            ("1KiB", 1024),
+            ("1KB", 1024),
+            ("1MiB", 1 << 20),
+            ("1MB", 1 << 20),
+            ("10MiB", 10 << 20),
+            ("1.5MiB", 3 << 19),
+            (".5KiB", 512),
+            ("1MiB512KiB", (1 << 20) + (512 << 10)),
+            ("+2GiB", 2 << 30),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_base2_bytes(s), Ok(*want), "{s}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("1048576", "units: unknown unit  in 1048576"),
+            ("1kB", "units: unknown unit kB in 1kB"),
+            ("1 MiB", "units: unknown unit  MiB in 1 MiB"),
+            ("MiB", "units: invalid MiB"),
+            ("", "units: invalid "),
+            (".MiB", "units: invalid .MiB"),
+        ];
+        for (s, want) in bad {
+            assert_eq!(parse_base2_bytes(s), Err(want.to_string()), "{s}");
+        }
     }
 }

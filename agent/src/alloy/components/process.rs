@@ -628,7 +628,7 @@ loki.write "w" {
                 &["t.alloy:4:5: attribute \"expression\": regex must not be empty"],
             ),
             (
-                "  stage.truncate {\n    rule {\n      limit = 12\n      suffix = \"...\"\n    }\n    rule {\n      limit = \"1KiB\"\n      source_type = \"label\"\n      sources = [\"app\"]\n    }\n  }\n",
+                "  stage.truncate {\n    rule {\n      limit = \"12B\"\n      suffix = \"...\"\n    }\n    rule {\n      limit = \"1KiB\"\n      source_type = \"label\"\n      sources = [\"app\"]\n    }\n  }\n",
                 &[],
             ),
             (
@@ -636,15 +636,15 @@ loki.write "w" {
                 &["t.alloy:3:3: stage.truncate: at least one truncate rule must be defined"],
             ),
             (
-                "  stage.truncate {\n    rule {\n      limit = 5\n      sources = [\"a\"]\n    }\n  }\n",
+                "  stage.truncate {\n    rule {\n      limit = \"5B\"\n      sources = [\"a\"]\n    }\n  }\n",
                 &["t.alloy:4:5: stage.truncate rule: sources cannot be set when source_type is 'line'"],
             ),
             (
-                "  stage.truncate {\n    rule {\n      limit = 3\n      suffix = \"...\"\n    }\n  }\n",
+                "  stage.truncate {\n    rule {\n      limit = \"3B\"\n      suffix = \"...\"\n    }\n  }\n",
                 &["t.alloy:4:5: stage.truncate rule: suffix length cannot be greater than or equal to limit"],
             ),
             (
-                "  stage.truncate {\n    rule {\n      limit = 3\n      source_type = \"lines\"\n    }\n  }\n",
+                "  stage.truncate {\n    rule {\n      limit = \"3B\"\n      source_type = \"lines\"\n    }\n  }\n",
                 &["t.alloy:6:7: attribute \"source_type\": unknown source_type: lines (line, label, structured_metadata or extracted)"],
             ),
         ];
@@ -680,7 +680,7 @@ loki.write "w" {
   }
   stage.truncate {
     rule {
-      limit  = 24
+      limit  = "24B"
       suffix = "..."
     }
   }
