@@ -52,6 +52,20 @@ impl PodIndex {
     }
 }
 
+/// Label names as Kubernetes service discovery exposes them: characters outside
+/// `[a-zA-Z0-9_]` become `_`, like Prometheus does.
+pub fn sanitize_label_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// A live view of this node's pods (the Kubernetes API watcher implements it).
 pub trait PodMetadata: Send + Sync {
     /// The pods known now (the last known state while the API server is away).

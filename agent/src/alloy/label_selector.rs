@@ -12,18 +12,7 @@ use std::fmt;
 const LABEL_PREFIX: &str = "__meta_kubernetes_pod_label_";
 const PRESENT_PREFIX: &str = "__meta_kubernetes_pod_labelpresent_";
 
-/// Label names as service discovery exposes them: characters outside `[a-zA-Z0-9_]` become `_`.
-pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::discovery::sanitize_label_name as sanitize;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Op {

@@ -10,18 +10,7 @@ use crate::discovery::PodIndex;
 
 const P: &str = "__meta_kubernetes_";
 
-/// Label names: characters outside `[a-zA-Z0-9_]` become `_`, like Prometheus does.
-pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::discovery::sanitize_label_name as sanitize;
 
 fn set(l: &mut BTreeMap<String, String>, name: &str, v: impl Into<String>) {
     l.insert(format!("{P}{name}"), v.into());
