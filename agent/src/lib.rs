@@ -62,33 +62,55 @@ pub async fn run_with(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    run_inner(settings, discovery, None, bound, shutdown).await
+    run_inner(settings, discovery, None, Vec::new(), bound, shutdown).await
 }
 
 /// Runs an Alloy config: `plan.settings` (with the caller's overrides already applied), the
 /// given discovery (usually [`alloy::Plan::discovery`]) and every entry through the plan's
-/// routes (`loki.process` / `loki.relabel`) before it is batched. The tenant may come from
-/// `stage.tenant`; `__*` labels are removed before pushing.
+/// routes (`loki.process` / `loki.relabel`) before it is batched by the `loki.write` its
+/// route ends at. The tenant may come from `stage.tenant`; `__*` labels are removed before
+/// pushing.
 pub async fn run_plan(
     plan: &alloy::Plan,
     discovery: Box<dyn Discovery>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let mut settings = plan.settings.clone();
+    // The first writer is the one the settings describe (so the caller's overrides of the
+    // settings apply to it); the others come from the plan.
+    let mut writers = vec![Writer {
+        endpoints: settings.endpoint_list(),
+        external_labels: std::mem::take(&mut settings.external_labels),
+    }];
+    writers.extend(plan.writers.iter().skip(1).map(|w| Writer {
+        endpoints: w.endpoints.clone(),
+        external_labels: w.external_labels.clone(),
+    }));
+    // External labels belong to each writer and are added after the stages (Alloy adds them
+    // in loki.write), so the tailer adds none.
     run_inner(
-        plan.settings.clone(),
+        settings,
         discovery,
         Some(plan.routes()),
+        writers,
         bound,
         shutdown,
     )
     .await
 }
 
+/// One `loki.write`: where its entries go and the labels it adds.
+struct Writer {
+    endpoints: Vec<config::Endpoint>,
+    external_labels: std::collections::BTreeMap<String, String>,
+}
+
 async fn run_inner(
     settings: Settings,
     discovery: Box<dyn Discovery>,
     routes: Option<Vec<Vec<alloy::Route>>>,
+    writers: Vec<Writer>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -97,12 +119,20 @@ async fn run_inner(
             "batch_bytes, read_bytes and max_line_bytes must be > 0".into(),
         ));
     }
-    let endpoints = settings.endpoint_list();
-    if endpoints.iter().any(|e| e.batch_bytes == 0) {
+    let writers = if writers.is_empty() {
+        vec![Writer {
+            endpoints: settings.endpoint_list(),
+            external_labels: Default::default(),
+        }]
+    } else {
+        writers
+    };
+    let endpoints = || writers.iter().flat_map(|w| w.endpoints.iter());
+    if endpoints().any(|e| e.batch_bytes == 0) {
         return Err(AgentError::Settings("batch_size must be > 0".into()));
     }
     // Without a router nothing waits for every endpoint before acknowledging a position.
-    if routes.is_none() && endpoints.len() > 1 {
+    if routes.is_none() && endpoints().count() > 1 {
         return Err(AgentError::Settings(
             "several endpoints need an Alloy config (agent run CONFIG_FILE)".into(),
         ));
@@ -110,17 +140,24 @@ async fn run_inner(
     let settings = Arc::new(settings);
     let positions = Arc::new(Positions::load(&settings.positions_path)?);
     let metrics = Arc::new(Metrics::new(
-        &endpoints.first().map(|e| e.host()).unwrap_or_default(),
+        &endpoints().next().map(|e| e.host()).unwrap_or_default(),
     ));
-    let senders = endpoints
-        .into_iter()
-        .map(|e| SenderCtx::new(e, positions.clone(), metrics.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    // One endpoint that blocks when full needs no fan-out stage: its batcher queue is the
-    // buffer, as before.
-    let fan_out = senders.len() > 1 || senders.iter().any(|s| !s.endpoint.block_on_overflow);
-    let loki_urls: Vec<&str> = senders.iter().map(|s| s.endpoint.url.as_str()).collect();
+    let loki_urls: Vec<&str> = endpoints().map(|e| e.url.as_str()).collect();
     let loki_urls = loki_urls.join(", ");
+    let mut external_labels = Vec::with_capacity(writers.len());
+    // Per writer: a sender context per endpoint, and whether it needs a fan-out stage (one
+    // endpoint that blocks when full does not: its batcher queue is the buffer, as before).
+    let mut outputs: Vec<(Vec<SenderCtx>, bool)> = Vec::with_capacity(writers.len());
+    for w in writers {
+        let senders = w
+            .endpoints
+            .into_iter()
+            .map(|e| SenderCtx::new(e, positions.clone(), metrics.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fan_out = senders.len() > 1 || senders.iter().any(|s| !s.endpoint.block_on_overflow);
+        outputs.push((senders, fan_out));
+        external_labels.push(w.external_labels);
+    }
     let ready = Arc::new(AtomicBool::new(false));
 
     let server = match settings.listen {
@@ -148,8 +185,8 @@ async fn run_inner(
     let pipelines: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let aborts: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
     let aborting = Arc::new(AtomicBool::new(false));
-    // Batcher + sender of one tenant per endpoint (behind a fan-out when there are several);
-    // returns the tenant's chunk queue.
+    // Batcher + sender of one writer's tenant per endpoint (behind a fan-out when there are
+    // several); returns the tenant's chunk queue.
     let make_output = {
         let handle = tokio::runtime::Handle::current();
         let pipelines = pipelines.clone();
@@ -157,10 +194,18 @@ async fn run_inner(
         let wake_tx = wake_tx.clone();
         let queue = settings.queue_chunks.max(1);
         let metrics = metrics.clone();
-        move |tenant: &Arc<str>| {
+        let outputs = Arc::new(outputs);
+        move |writer: usize, tenant: &Arc<str>| {
+            // Routes only name writers of the plan; the first is the fallback.
+            let Some((senders, fan_out)) = outputs.get(writer).or(outputs.first()) else {
+                // No writer at all cannot be built (run_inner always has one): a closed
+                // queue makes the caller stop.
+                return mpsc::channel(1).0;
+            };
+            let fan_out = *fan_out;
             let mut lanes = Vec::with_capacity(senders.len());
             let mut tasks = Vec::new();
-            for ctx in &senders {
+            for ctx in senders {
                 let ep = &ctx.endpoint;
                 let (ctx_tx, ctx_rx) = mpsc::channel(queue);
                 let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
@@ -197,7 +242,7 @@ async fn run_inner(
         }
     };
     let factory: SinkFactory = match routes {
-        None => Box::new(make_output),
+        None => Box::new(move |tenant: &Arc<str>| make_output(0, tenant)),
         Some(routes) => {
             // Alloy mode: each tailer queue feeds a router that runs the config's stages and
             // makes its own output pipelines per resulting tenant.
@@ -214,7 +259,7 @@ async fn run_inner(
                 let ctx = alloy::router::RouterCtx {
                     tenant: tenant.clone(),
                     routes: routes.clone(),
-                    external_labels: settings.external_labels.clone(),
+                    external_labels: external_labels.clone(),
                     ack: {
                         let positions = positions.clone();
                         Arc::new(move |id, offset| positions.ack(id, offset))

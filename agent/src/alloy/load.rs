@@ -23,12 +23,27 @@ pub struct Plan {
     /// Settings with the `loki.write` endpoint and source options applied. The caller may
     /// still override `pods_root`, `positions_path` and `listen` from its own flags.
     pub settings: Settings,
-    /// `loki.write` parts the settings have no field for.
+    /// `loki.write` parts the settings have no field for (of the first writer).
     pub write: write::WriteExtras,
+    /// Every `loki.write` some source's entries reach, in id order; [`Route::writer`]
+    /// indexes it. The settings' flat push fields and `endpoints` mirror the first.
+    pub writers: Vec<WriterPlan>,
     /// One per `loki.source.*` component.
     pub sources: Vec<SourcePlan>,
     /// Things the operator should know (logged at startup by the caller).
     pub notes: Vec<String>,
+}
+
+/// One `loki.write` component: its own endpoints (batching, retries, tenant, `max_streams`)
+/// and the external labels it adds to every entry it receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterPlan {
+    /// Component id, e.g. `loki.write.default`.
+    pub id: String,
+    pub endpoints: Vec<crate::config::Endpoint>,
+    /// Added to an entry's labels when it has no label of that name (Alloy's
+    /// `externalLabels.Merge(entry labels)`).
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// A log source: which files, and what happens to each entry before `loki.write`.
@@ -530,10 +545,13 @@ fn assemble(
         tail_from_end |= file.tail_from_end;
         poll = poll.or(file.poll_interval);
         rescan = rescan.or(file.rescan_interval);
-        sources.push(SourcePlan {
+        sources.push(Pending {
             id: id.clone(),
             targets: targets.clone(),
-            routes: routes.into_iter().map(|(r, _)| r).collect(),
+            routes: routes
+                .into_iter()
+                .map(|(route, writer_id)| PendingRoute { route, writer_id })
+                .collect(),
         });
     }
     if sources.is_empty() {
@@ -548,24 +566,47 @@ fn assemble(
         ));
         return None;
     }
-    let mut writes = writes_used.iter();
-    let first = writes.next()?;
-    for other in writes {
-        if let Some((_, p)) = built.get(other) {
-            diags.push(Diagnostic::new(
-                file_name,
-                *p,
-                format!(
-                    "{other}: only one loki.write is supported (entries already go to {first}); put several endpoint blocks in {first} to send every entry to several Lokis"
-                ),
-            ));
+    // Writers in id order; routes name theirs by index.
+    let mut writers: Vec<WriterPlan> = Vec::new();
+    let mut first: Option<(Settings, write::WriteExtras)> = None;
+    let mut drain = None;
+    for id in &writes_used {
+        let Some((Built::Write { settings, extras }, _)) = built.get(id) else {
+            continue;
+        };
+        notes.extend(extras.notes.iter().cloned());
+        drain = drain.max(Some(settings.drain_timeout));
+        writers.push(WriterPlan {
+            id: id.clone(),
+            endpoints: settings.endpoint_list(),
+            external_labels: settings.external_labels.clone(),
+        });
+        first.get_or_insert_with(|| ((**settings).clone(), extras.clone()));
+    }
+    for s in &mut sources {
+        for r in &mut s.routes {
+            r.route.writer = writers
+                .iter()
+                .position(|w| w.id == r.writer_id)
+                .unwrap_or(0);
         }
     }
-    let (Built::Write { settings, extras }, _) = built.get(first)? else {
-        return None;
-    };
-    let mut settings = (**settings).clone();
-    notes.extend(extras.notes.iter().cloned());
+    let (mut settings, extras) = first?;
+    if writers.len() > 1 {
+        settings.drain_timeout = drain.unwrap_or(settings.drain_timeout);
+        // Entries no stage.tenant claimed go out with each endpoint's own tenant_id.
+        let tenants: BTreeSet<&str> = writers
+            .iter()
+            .flat_map(|w| w.endpoints.iter().map(|e| e.tenant.as_str()))
+            .collect();
+        if tenants.len() > 1 {
+            settings.tenant = crate::config::ENDPOINT_TENANT.to_string();
+        }
+        notes.push(format!(
+            "{} loki.write components: each entry goes to the writers its forward_to paths lead to, and a file position advances only after every one of them acknowledged it",
+            writers.len()
+        ));
+    }
     settings.tail_from_end = tail_from_end;
     if let Some(p) = poll {
         settings.poll_interval = p;
@@ -581,10 +622,30 @@ fn assemble(
     };
     Some(Plan {
         settings,
-        write: extras.clone(),
-        sources,
+        write: extras,
+        writers,
+        sources: sources
+            .into_iter()
+            .map(|s| SourcePlan {
+                id: s.id,
+                targets: s.targets,
+                routes: s.routes.into_iter().map(|r| r.route).collect(),
+            })
+            .collect(),
         notes,
     })
+}
+
+/// A source while the writers are still being numbered.
+struct Pending {
+    id: String,
+    targets: TargetSource,
+    routes: Vec<PendingRoute>,
+}
+
+struct PendingRoute {
+    route: Route,
+    writer_id: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -611,7 +672,7 @@ fn follow(
     match built.get(id) {
         Some((Built::Write { .. }, _)) => {
             writes.insert(id.to_string());
-            routes.push((Route { steps }, id.to_string()));
+            routes.push((Route { steps, writer: 0 }, id.to_string()));
         }
         Some((
             Built::Process {

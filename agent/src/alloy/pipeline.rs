@@ -1,6 +1,6 @@
 //! The per-entry processing an Alloy config describes, as plain data the agent calls per line:
 //! an [`Entry`], a [`Pipeline`] of `loki.process` stages, and a [`Route`] (process stages and
-//! `loki.relabel` rules in `forward_to` order) from a source to `loki.write`.
+//! `loki.relabel` rules in `forward_to` order) from a source to one `loki.write`.
 
 use std::collections::BTreeMap;
 
@@ -134,10 +134,19 @@ pub enum Step {
     Relabel { id: String, rules: Vec<Rule> },
 }
 
-/// The chain of components a source's entries pass through, ending at `loki.write`.
+/// The chain of components a source's entries pass through, ending at one `loki.write`.
+///
+/// A `forward_to` list with several receivers fans out: each path from a source to a writer
+/// is its own route, so an entry reaching a writer along two paths is sent twice, as in
+/// Alloy. Components shared by several paths run once per path (each route owns a copy of
+/// their state).
 #[derive(Debug, Clone, Default)]
 pub struct Route {
     pub steps: Vec<Step>,
+    /// Index of the `loki.write` the route ends at (into [`Plan::writers`]).
+    ///
+    /// [`Plan::writers`]: super::load::Plan::writers
+    pub writer: usize,
 }
 
 impl Route {

@@ -1,13 +1,15 @@
 //! Running an Alloy config's routes inside the agent: a task per tenant queue that takes the
 //! tailer's parsed chunks, runs every entry through its source's [`Route`]s, and sends the
-//! results to per-tenant batchers (the tenant may now come from `stage.tenant`).
+//! results to per-(writer, tenant) batchers: each route ends at one `loki.write`, which adds
+//! its external labels and has its own endpoints (the tenant may come from `stage.tenant`).
 //!
 //! Positions still advance only after acknowledgement. Every input chunk gets a sequence
 //! number that travels with its entries ([`Entry::origin`]); the chunk's commit offset is
 //! acknowledged once (a) no stage holds an entry of it or of an earlier chunk (multiline
 //! buffers) and (b) every output chunk built from its entries has been pushed and dropped by
 //! its sender. Commits are released in sequence order, so an entry merged into an earlier
-//! held one is covered too. Entries dropped by a stage count as handled.
+//! held one is covered too. Entries dropped by a stage count as handled. Copies of an entry
+//! sent to several writers are in separate output chunks, so the commit waits for all.
 //!
 //! A `stage.limit` without `drop` makes entries wait like Alloy's `rate.Limiter.Wait`: the
 //! router works through a chunk entry by entry, sends what may leave, and sleeps until the
@@ -42,8 +44,9 @@ pub const VIRTUAL_FILE_ID: u64 = u64::MAX;
 /// How often held entries are checked for `max_wait_time` and acknowledgements collected.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Creates the batcher+sender of an output tenant and returns its chunk queue.
-pub type OutputFactory = Box<dyn FnMut(&Arc<str>) -> mpsc::Sender<Chunk> + Send>;
+/// Creates the batcher+sender of a writer's (index into the plan's writers) output tenant
+/// and returns its chunk queue.
+pub type OutputFactory = Box<dyn FnMut(usize, &Arc<str>) -> mpsc::Sender<Chunk> + Send>;
 
 /// Records that a file is acknowledged up to an offset.
 pub type AckFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -54,8 +57,9 @@ pub struct RouterCtx {
     pub tenant: Arc<str>,
     /// Routes per source index; usually `[[route]]`.
     pub routes: Vec<Vec<Route>>,
-    /// `loki.write` external labels, re-added when a stage dropped them.
-    pub external_labels: BTreeMap<String, String>,
+    /// External labels per writer (indexed like [`Route::writer`]), added to every entry
+    /// without a label of that name.
+    pub external_labels: Vec<BTreeMap<String, String>>,
     /// Acknowledges `(file id, offset)` (the positions store in the agent).
     pub ack: AckFn,
     pub metrics: Arc<Metrics>,
@@ -88,10 +92,13 @@ struct Current {
     parsed: [Labels; 3],
 }
 
+/// An entry leaving a route, with the writer the route ends at.
+type Routed = (usize, Entry);
+
 /// Processed entries that may leave at `ready_at` (Unix ns), after those before them.
 struct Waiting {
     ready_at: i64,
-    entries: Vec<Entry>,
+    entries: Vec<Routed>,
     path: String,
 }
 
@@ -102,7 +109,7 @@ pub struct Router {
     pending: VecDeque<Pending>,
     current: Option<Current>,
     waiting: VecDeque<Waiting>,
-    outputs: HashMap<Arc<str>, mpsc::Sender<Chunk>>,
+    outputs: HashMap<(usize, Arc<str>), mpsc::Sender<Chunk>>,
     /// Parsed input labels per file, indexed by [`Stream`]; evicted once the tailer and every
     /// chunk let go of the file meta.
     labels: HashMap<u64, (Arc<FileMeta>, usize, [Labels; 3])>,
@@ -154,14 +161,22 @@ fn parse_labels(s: &str) -> Labels {
         .unwrap_or_default()
 }
 
-/// Output chunks to send: tenant, chunk, and the sequence number of its oldest entry.
-type Outputs = Vec<(Arc<str>, Chunk, u64)>;
+/// An output chunk to send: its writer and tenant, the chunk, and the sequence number of its
+/// oldest entry.
+struct Output {
+    writer: usize,
+    tenant: Arc<str>,
+    chunk: Chunk,
+    origin: u64,
+}
 
-/// Output entries grouped into chunks by (tenant, label string), in arrival order.
+type Outputs = Vec<Output>;
+
+/// Output entries grouped into chunks by (writer, tenant, label string), in arrival order.
 #[derive(Default)]
 struct Outgoing {
-    groups: Vec<(Arc<str>, Arc<str>, Chunk, u64)>,
-    index: HashMap<(Arc<str>, Arc<str>), usize>,
+    groups: Vec<Output>,
+    index: HashMap<(usize, Arc<str>, Arc<str>), usize>,
 }
 
 impl Router {
@@ -267,28 +282,27 @@ impl Router {
         cur: &Current,
         ce: &crate::chunk::Entry,
         now: i64,
-    ) -> (Vec<Entry>, Option<i64>) {
+    ) -> (Vec<Routed>, Option<i64>) {
         let line = String::from_utf8_lossy(cur.chunk.line(ce)).into_owned();
         let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
         e.origin = cur.seq;
-        let Some(routes) = self
-            .ctx
-            .routes
-            .get_mut(cur.source)
-            .filter(|r| !r.is_empty())
-        else {
-            return (vec![e], None);
+        // A source whose forward_to leads to no writer sends nowhere (as in Alloy): the
+        // entry is handled.
+        let Some(routes) = self.ctx.routes.get_mut(cur.source) else {
+            return (Vec::new(), None);
         };
         let n_routes = routes.len();
         let mut res = Vec::new();
         let mut ready_at: Option<i64> = None;
         for (r, route) in routes.iter_mut().enumerate() {
+            // forward_to fans out copies; the last route takes the entry itself.
             let e = if r + 1 == n_routes {
                 std::mem::take(&mut e)
             } else {
                 e.clone()
             };
-            res.extend(route.process(e, now));
+            let w = route.writer;
+            res.extend(route.process(e, now).into_iter().map(|e| (w, e)));
             ready_at = ready_at.max(route.take_ready_at());
         }
         (res, ready_at)
@@ -297,7 +311,7 @@ impl Router {
     /// Runs one input chunk to the end, treating every rate-limit wait as already over
     /// (synchronous tests of everything but the waiting).
     #[cfg(test)]
-    fn process(&mut self, chunk: Chunk, mut now: i64) -> Vec<(Arc<str>, Chunk, u64)> {
+    fn process(&mut self, chunk: Chunk, mut now: i64) -> Outputs {
         self.start(chunk);
         let mut res = Vec::new();
         loop {
@@ -312,12 +326,17 @@ impl Router {
 
     /// Releases held entries whose wait is over (all with `force`). Released entries that a
     /// rate limit holds, or that would overtake waiting ones, join the waiting queue.
-    fn flush(&mut self, now: i64, force: bool) -> Vec<(Arc<str>, Chunk, u64)> {
+    fn flush(&mut self, now: i64, force: bool) -> Outputs {
         let mut out = Outgoing::default();
         for s in 0..self.ctx.routes.len() {
             for r in 0..self.ctx.routes[s].len() {
                 let route = &mut self.ctx.routes[s][r];
-                let res = route.flush(now, force);
+                let w = route.writer;
+                let res: Vec<Routed> = route
+                    .flush(now, force)
+                    .into_iter()
+                    .map(|e| (w, e))
+                    .collect();
                 let ready_at = route.take_ready_at();
                 if res.is_empty() {
                     continue;
@@ -336,18 +355,23 @@ impl Router {
         self.finish(out)
     }
 
-    fn collect(&self, entries: Vec<Entry>, path: &str, out: &mut Outgoing) {
-        for mut e in entries {
+    fn collect(&self, entries: Vec<Routed>, path: &str, out: &mut Outgoing) {
+        for (writer, mut e) in entries {
             let tenant: Arc<str> = match e.labels.remove(TENANT_LABEL) {
                 Some(t) => Arc::from(t),
                 None => self.ctx.tenant.clone(),
             };
             e.labels.retain(|k, _| !k.starts_with("__"));
-            for (k, v) in &self.ctx.external_labels {
-                e.labels.entry(k.clone()).or_insert_with(|| v.clone());
+            // Alloy's loki.write: externalLabels.Merge(entry labels), the entry's win.
+            if let Some(ext) = self.ctx.external_labels.get(writer) {
+                for (k, v) in ext {
+                    if !e.labels.contains_key(k) {
+                        e.labels.insert(k.clone(), v.clone());
+                    }
+                }
             }
             let ls: Arc<str> = Arc::from(LabelSet::from_pairs(e.labels).to_string());
-            let key = (tenant.clone(), ls.clone());
+            let key = (writer, tenant.clone(), ls.clone());
             let i = *out.index.entry(key).or_insert_with(|| {
                 let meta = Arc::new(FileMeta {
                     id: VIRTUAL_FILE_ID,
@@ -355,10 +379,10 @@ impl Router {
                     tenant: tenant.clone(),
                     labels: [ls.clone(), ls.clone(), ls.clone()],
                 });
-                out.groups.push((
+                out.groups.push(Output {
+                    writer,
                     tenant,
-                    ls,
-                    Chunk {
+                    chunk: Chunk {
                         file: meta,
                         data: Vec::new(),
                         entries: Vec::new(),
@@ -366,12 +390,12 @@ impl Router {
                         line_bytes: 0,
                         metadata: Vec::new(),
                     },
-                    u64::MAX,
-                ));
+                    origin: u64::MAX,
+                });
                 out.groups.len() - 1
             });
             let g = &mut out.groups[i];
-            let c = &mut g.2;
+            let c = &mut g.chunk;
             let start = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
             c.data.extend_from_slice(e.line.as_bytes());
             let end = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
@@ -387,24 +411,22 @@ impl Router {
                 stream: Stream::Unknown,
                 metadata,
             });
-            g.3 = g.3.min(e.origin);
+            g.origin = g.origin.min(e.origin);
         }
     }
 
     /// Attaches every output chunk to the pending input chunk of its oldest entry.
-    fn finish(&mut self, out: Outgoing) -> Vec<(Arc<str>, Chunk, u64)> {
-        let mut res = Vec::with_capacity(out.groups.len());
-        for (tenant, _, chunk, origin) in out.groups {
+    fn finish(&mut self, out: Outgoing) -> Outputs {
+        for o in &out.groups {
             let front = self.pending.front().map_or(0, |p| p.seq);
-            let idx = usize::try_from(origin.saturating_sub(front))
+            let idx = usize::try_from(o.origin.saturating_sub(front))
                 .unwrap_or(usize::MAX)
                 .min(self.pending.len().saturating_sub(1));
             if let Some(p) = self.pending.get_mut(idx) {
-                p.guards.push(chunk.file.clone());
+                p.guards.push(o.chunk.file.clone());
             }
-            res.push((tenant, chunk, origin));
         }
-        res
+        out.groups
     }
 
     /// Acknowledges, in sequence order, every input chunk whose entries are all delivered.
@@ -422,7 +444,7 @@ impl Router {
             .chain(
                 self.waiting
                     .iter()
-                    .flat_map(|w| w.entries.iter().map(|e| e.origin)),
+                    .flat_map(|w| w.entries.iter().map(|(_, e)| e.origin)),
             )
             .min()
             .unwrap_or(u64::MAX);
@@ -464,14 +486,14 @@ impl Router {
         }
     }
 
-    async fn send(&mut self, chunks: Vec<(Arc<str>, Chunk, u64)>) -> bool {
-        for (tenant, chunk, _) in chunks {
+    async fn send(&mut self, chunks: Outputs) -> bool {
+        for o in chunks {
             let outputs = &mut self.ctx.outputs;
             let tx = self
                 .outputs
-                .entry(tenant.clone())
-                .or_insert_with(|| outputs(&tenant));
-            if tx.send(chunk).await.is_err() {
+                .entry((o.writer, o.tenant))
+                .or_insert_with_key(|(w, t)| outputs(*w, t));
+            if tx.send(o.chunk).await.is_err() {
                 return false;
             }
         }
@@ -617,17 +639,18 @@ mod tests {
                 id: "loki.process.x".into(),
                 pipeline: Pipeline::new(stages),
             }],
+            writer: 0,
         };
         let ctx = RouterCtx {
             tenant: Arc::from("t"),
             routes: vec![vec![route]],
-            external_labels: BTreeMap::new(),
+            external_labels: vec![BTreeMap::new()],
             ack: Arc::new(move |id, offset| {
                 assert_eq!(id, 1);
                 *a.0.lock() = Some(offset);
             }),
             metrics: Arc::new(Metrics::new("h")),
-            outputs: Box::new(move |_| tx.clone()),
+            outputs: Box::new(move |_, _| tx.clone()),
             wake,
             aborting: Arc::default(),
         };
@@ -723,7 +746,7 @@ mod tests {
         let (mut r, acks, mut rx) = router(vec![lim]);
         let out = r.process(chunk(&meta(), &["a", "b", "c"], 5), 1);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].1.entries.len(), 1);
+        assert_eq!(out[0].chunk.entries.len(), 1);
         assert!(r.send(out).await);
         drop(rx.recv().await.expect("a"));
         r.collect_acks();
@@ -787,6 +810,81 @@ mod tests {
         assert_eq!(acks.get(), Some(30));
     }
 
+    /// Two routes of one source: straight to writer 0, and through a drop stage to writer 1.
+    #[tokio::test]
+    async fn copies_go_to_their_writers_with_their_labels_and_the_commit_waits_for_every_copy() {
+        let (mut ctx, acks, mut rx) = ctx(Vec::new());
+        let keep_audit = Stage::Drop(crate::alloy::stages::DropStage {
+            expression: Some(regex::Regex::new("^debug").expect("regex")),
+            reason: "noise".into(),
+            ..Default::default()
+        });
+        ctx.routes = vec![vec![
+            Route::default(),
+            Route {
+                steps: vec![Step::Process {
+                    id: "loki.process.audit".into(),
+                    pipeline: Pipeline::new(vec![keep_audit]),
+                }],
+                writer: 1,
+            },
+        ]];
+        ctx.external_labels = vec![
+            BTreeMap::from([("cluster".to_string(), "a".to_string())]),
+            BTreeMap::from([("app".to_string(), "not-used".to_string())]),
+        ];
+        let made: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let (tx, mut rx1) = mpsc::channel(64);
+        let mut first = Some(std::mem::replace(
+            &mut ctx.outputs,
+            Box::new(|_, _| unreachable!()),
+        ));
+        let m = made.clone();
+        ctx.outputs = Box::new(move |w, t| {
+            m.lock().push(w);
+            match w {
+                0 => first.as_mut().expect("writer 0")(w, t),
+                _ => tx.clone(),
+            }
+        });
+        let mut r = Router::new(ctx);
+        let out = r.process(chunk(&meta(), &["info x", "debug y"], 10), 1);
+        let summary: Vec<(usize, usize)> = out
+            .iter()
+            .map(|o| (o.writer, o.chunk.entries.len()))
+            .collect();
+        assert_eq!(summary, [(0, 2), (1, 1)]);
+        assert!(r.send(out).await);
+        assert_eq!(*made.lock(), [0, 1], "one output pipeline per writer");
+        let c0 = rx.recv().await.expect("writer 0 chunk");
+        let c1 = rx1.recv().await.expect("writer 1 chunk");
+        assert_eq!(
+            &*c0.file.labels[2],
+            "{app=\"a\", cluster=\"a\", stream=\"stdout\"}"
+        );
+        // The entry's own app label wins over the writer's external label.
+        assert_eq!(&*c1.file.labels[2], "{app=\"a\", stream=\"stdout\"}");
+        assert_eq!(c1.line(&c1.entries[0]), b"info x");
+        drop(c0);
+        r.collect_acks();
+        assert_eq!(acks.get(), None, "writer 1 still holds its copy");
+        drop(c1);
+        r.collect_acks();
+        assert_eq!(acks.get(), Some(10));
+    }
+
+    #[tokio::test]
+    async fn a_source_without_routes_sends_nothing_and_is_acknowledged() {
+        let (mut ctx, acks, mut rx) = ctx(Vec::new());
+        ctx.routes = vec![Vec::new()];
+        let mut r = Router::new(ctx);
+        let out = r.process(chunk(&meta(), &["x"], 4), 1);
+        assert!(out.is_empty());
+        r.collect_acks();
+        assert_eq!(acks.get(), Some(4));
+        assert!(rx.try_recv().is_err());
+    }
+
     #[tokio::test]
     async fn dropped_entries_are_handled_and_counted_and_tenant_label_routes() {
         let drop_stage = Stage::Drop(crate::alloy::stages::DropStage {
@@ -802,7 +900,7 @@ mod tests {
         r.collect_acks();
         assert_eq!(acks.get(), Some(7));
         let out = r.process(chunk(&m, &["info y"], 9), 1);
-        assert_eq!(&*out[0].0, "other");
+        assert_eq!(&*out[0].tenant, "other");
         assert!(r.send(out).await);
         let c = rx.recv().await.expect("chunk");
         assert_eq!(&*c.file.tenant, "other");
