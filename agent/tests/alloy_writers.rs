@@ -348,6 +348,26 @@ loki.write "b" {
     }
 }
 
+#[test]
+fn a_config_whose_sources_reach_no_writer_is_reported() {
+    let src = r#"loki.source.file "f" {
+  targets    = [{"__path__" = "/x/*.log"}]
+  forward_to = [loki.process.p.receiver]
+}
+loki.process "p" {
+  forward_to = []
+}
+loki.write "a" {
+  endpoint { url = "http://127.0.0.1:1" }
+}
+"#;
+    let d = check_source("n.alloy", src, Scope::new()).unwrap_err();
+    assert_eq!(
+        d.render(src).lines().next(),
+        Some("Error: n.alloy:1:1: no loki.write receives entries: forward_to of a source must lead to a loki.write receiver")
+    );
+}
+
 #[tokio::test]
 async fn two_writers_each_get_their_lines_and_positions_wait_for_the_failing_one() {
     let main = FakeLoki::start(Config::for_tests()).await.unwrap();

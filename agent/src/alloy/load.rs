@@ -591,7 +591,18 @@ fn assemble(
                 .unwrap_or(0);
         }
     }
-    let (mut settings, extras) = first?;
+    let Some((mut settings, extras)) = first else {
+        diags.push(Diagnostic::new(
+            file_name,
+            Pos {
+                offset: 0,
+                line: 1,
+                col: 1,
+            },
+            "no loki.write receives entries: forward_to of a source must lead to a loki.write receiver",
+        ));
+        return None;
+    };
     if writers.len() > 1 {
         settings.drain_timeout = drain.unwrap_or(settings.drain_timeout);
         // Entries no stage.tenant claimed go out with each endpoint's own tenant_id.
