@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{AgentProcess, WAIT};
 use fake_loki::{Config, FakeLoki};
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+
 const CLUSTER: &str = "ops";
 
 fn example() -> PathBuf {
@@ -51,67 +53,18 @@ fn labels(ns: &str, pod: &str, container: &str, stream: &str) -> String {
     )
 }
 
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(loki_url: &str, pods: &Path, storage: &Path, log: PathBuf) -> Agent {
-        let err = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_agent"))
-            .arg("run")
+/// `agent run` on the example config, with the simulated node and the test's tenant.
+fn start_agent(loki_url: &str, pods: &Path, storage: &Path, log: PathBuf) -> AgentProcess {
+    AgentProcess::spawn(log, |cmd| {
+        cmd.arg("run")
             .arg(example())
             .arg("--pods-root")
             .arg(pods)
             .arg(format!("--storage.path={}", storage.display()))
             .arg("--server.http.listen-addr=127.0.0.1:0")
             .env("LOKI_URL", loki_url)
-            .env("CLUSTER_NAME", CLUSTER)
-            .env("RUST_LOG", "info")
-            // Never reach for a real cluster from a test.
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn agent");
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM (through `kill`, the workspace forbids `unsafe`) and wait for the exit code.
-    async fn terminate(mut self) -> Option<i32> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("agent did not exit after SIGTERM; log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+            .env("CLUSTER_NAME", CLUSTER);
+    })
 }
 
 /// (labels, line) → count over everything the tenant received.
@@ -213,7 +166,7 @@ async fn design_doc_config_ships_every_line_once() {
         &lines("other", "x", "stdout", 0, 10),
     );
 
-    let agent = Agent::start(&loki.url(), &pods, &storage, dir.path().join("agent.log"));
+    let agent = start_agent(&loki.url(), &pods, &storage, dir.path().join("agent.log"));
 
     // Lines written while running, including a pod that appears later.
     let deadline = Instant::now() + WAIT;

@@ -5,56 +5,28 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{AgentProcess, WAIT};
 use fake_loki::{Config, FakeLoki, StoredEntry};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+
 const TENANT: &str = "t1";
 
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(config: &Path, loki_url: &str, dir: &Path) -> Agent {
-        let log = dir.join("agent.log");
-        let err = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_agent"))
-            .arg("run")
+/// `agent run CONFIG` with its storage and log under `dir`.
+fn start_agent(config: &Path, loki_url: &str, dir: &Path) -> AgentProcess {
+    AgentProcess::spawn(dir.join("agent.log"), |cmd| {
+        cmd.arg("run")
             .arg(config)
             .arg(format!("--storage.path={}", dir.join("storage").display()))
             .arg("--server.http.listen-addr=127.0.0.1:0")
-            .env("LOKI_URL", loki_url)
-            .env("RUST_LOG", "info")
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn agent");
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+            .env("LOKI_URL", loki_url);
+    })
 }
 
 /// Writes `config` (with `DIR` replaced by the log directory) and one log file of `lines`.
@@ -71,7 +43,7 @@ fn setup(dir: &Path, config: &str, lines: &[&str]) -> (PathBuf, PathBuf) {
 }
 
 /// Polls fake-loki until `n` entries are stored (deadline `WAIT`).
-async fn wait_for(loki: &FakeLoki, agent: &Agent, n: usize) -> Vec<StoredEntry> {
+async fn wait_for(loki: &FakeLoki, agent: &AgentProcess, n: usize) -> Vec<StoredEntry> {
     let deadline = Instant::now() + WAIT;
     loop {
         let got = loki.entries(TENANT);
@@ -149,7 +121,7 @@ async fn structured_metadata_from_json_and_regex_arrives_and_leaves_the_labels()
         "not json",
     ];
     let (cfg, file) = setup(dir.path(), SM_CONFIG, &lines);
-    let agent = Agent::start(&cfg, &loki.url(), dir.path());
+    let agent = start_agent(&cfg, &loki.url(), dir.path());
     let got = wait_for(&loki, &agent, 3).await;
 
     // `level` was a label (stage.labels) and moved to structured metadata; `pod_uid` moved by
@@ -273,7 +245,7 @@ async fn limit_without_drop_paces_lines_and_loses_none() {
     let lines: Vec<String> = (0..25).map(|i| format!("line {i}")).collect();
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let (cfg, _) = setup(dir.path(), LIMIT_CONFIG, &refs);
-    let agent = Agent::start(&cfg, &loki.url(), dir.path());
+    let agent = start_agent(&cfg, &loki.url(), dir.path());
     wait_for(&loki, &agent, 1).await;
     let t_first = Instant::now();
     let got = wait_for(&loki, &agent, 25).await;

@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent::alloy::{check_source, Plan, Scope};
+use common::{until, Running};
 use fake_loki::{Config, FakeLoki, FaultRule};
 use parking_lot::Mutex;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -21,7 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
 const TENANT: &str = "t";
 
 /// A CA and a certificate it issued for 127.0.0.1 (server or client alike).
@@ -211,44 +213,9 @@ fn load(src: &str) -> Plan {
         .unwrap_or_else(|d| panic!("{}", d.render(src)))
 }
 
-/// An agent running a plan in-process until [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), agent::AgentError>>,
-}
-
-impl Running {
-    fn start(mut plan: Plan, node: &Node, drain: Duration) -> Running {
-        let s = &mut plan.settings;
-        s.positions_path = node.positions();
-        s.listen = None;
-        s.poll_interval = Duration::from_millis(20);
-        s.rescan_interval = Duration::from_millis(100);
-        s.positions_sync_interval = Duration::from_millis(20);
-        s.drain_timeout = drain;
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let discovery = plan.discovery();
-            agent::run_plan(&plan, Box::new(discovery), None, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Running { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The plan run in-process on `node`, with `drain` to deliver what is pending at stop.
+fn run(plan: Plan, node: &Node, drain: Duration) -> Running {
+    Running::start(plan, node.positions(), |s| s.drain_timeout = drain)
 }
 
 /// line → count of what `loki` stored for the tenant.
@@ -281,7 +248,7 @@ async fn https_endpoint_with_ca_pem_ships_every_line_through_a_tls_proxy() {
         raw(&server.ca_pem)
     );
     let plan = load(&node.config(&endpoint(&url, &tls)));
-    let agent = Running::start(plan, &node, Duration::from_secs(5));
+    let agent = run(plan, &node, Duration::from_secs(5));
     until("200 lines over https", || received(&loki).len() == 200).await;
     until("positions at the end of the file", || {
         node.acked() == node.size()
@@ -307,7 +274,7 @@ async fn wrong_ca_fails_to_connect_retries_and_keeps_positions_until_the_right_c
         load(&node.config(&endpoint(&url, &tls)))
     };
 
-    let agent = Running::start(with_ca(&other.ca_pem), &node, Duration::from_millis(300));
+    let agent = run(with_ca(&other.ca_pem), &node, Duration::from_millis(300));
     until("three refused handshakes (retries)", || {
         proxy.failed.load(Ordering::SeqCst) >= 3
     })
@@ -319,7 +286,7 @@ async fn wrong_ca_fails_to_connect_retries_and_keeps_positions_until_the_right_c
 
     // The same node with the right CA: every line arrives once.
     node.append(50, 10);
-    let agent = Running::start(with_ca(&server.ca_pem), &node, Duration::from_secs(5));
+    let agent = run(with_ca(&server.ca_pem), &node, Duration::from_secs(5));
     until("60 lines", || received(&loki).len() == 60).await;
     until("positions at the end", || node.acked() == node.size()).await;
     agent.stop().await;
@@ -341,7 +308,7 @@ async fn mutual_tls_sends_the_client_certificate_and_fails_without_it() {
         "    tls_config {{\n      ca_pem = {}\n    }}",
         raw(&server.ca_pem)
     );
-    let agent = Running::start(
+    let agent = run(
         load(&node.config(&endpoint(&url, &tls))),
         &node,
         Duration::from_millis(300),
@@ -368,7 +335,7 @@ async fn mutual_tls_sends_the_client_certificate_and_fails_without_it() {
         dir.join("tls.crt").display(),
         dir.join("tls.key").display()
     );
-    let agent = Running::start(
+    let agent = run(
         load(&node.config(&endpoint(&url, &tls))),
         &node,
         Duration::from_secs(5),
@@ -459,7 +426,7 @@ async fn every_auth_form_sends_alloys_header_and_files_are_read_per_request() {
     .join("\n");
     let plan = load(&node.config(&body));
     node.append(0, 1);
-    let agent = Running::start(plan, &node, Duration::from_secs(5));
+    let agent = run(plan, &node, Duration::from_secs(5));
     let by_path = |p: &str| -> Vec<(Option<String>, Option<String>)> {
         seen.lock()
             .iter()
@@ -528,7 +495,7 @@ async fn two_endpoints_each_get_every_line_and_positions_wait_for_the_failing_on
     .join("\n");
     let plan = load(&node.config(&body));
     assert_eq!(plan.settings.endpoints.len(), 2);
-    let agent = Running::start(plan, &node, Duration::from_secs(5));
+    let agent = run(plan, &node, Duration::from_secs(5));
     until("a has every line while b fails", || {
         received(&a).len() == 300
     })

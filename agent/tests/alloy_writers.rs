@@ -7,14 +7,12 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use agent::alloy::{check_source, Plan, Scope, Step};
+use common::{until, Running};
 use fake_loki::{Config, FakeLoki, FaultRule};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
 /// The brief's two-writer shape on kubelet paths: every line to `main` (tenant ops,
 /// cluster="a"), the audit namespace's lines also to `audit` (tenant sec, no cluster).
@@ -157,45 +155,12 @@ impl Node {
     }
 }
 
-/// An agent running a plan in-process until [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), agent::AgentError>>,
-}
-
-impl Running {
-    fn start(mut plan: Plan, node: &Node) -> Running {
-        let s = &mut plan.settings;
-        s.pods_root = node.pods();
-        s.positions_path = node.dir.path().join("positions.yaml");
-        s.listen = None;
-        s.poll_interval = Duration::from_millis(20);
-        s.rescan_interval = Duration::from_millis(100);
-        s.positions_sync_interval = Duration::from_millis(20);
-        s.drain_timeout = Duration::from_secs(5);
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let discovery = plan.discovery();
-            agent::run_plan(&plan, Box::new(discovery), None, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Running { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// The plan run in-process on `node`.
+fn run(plan: Plan, node: &Node) -> Running {
+    let pods = node.pods();
+    Running::start(plan, node.dir.path().join("positions.yaml"), |s| {
+        s.pods_root = pods
+    })
 }
 
 /// line → count of what `loki` stored for `tenant`.
@@ -374,7 +339,7 @@ async fn two_writers_each_get_their_lines_and_positions_wait_for_the_failing_one
     let audit = FakeLoki::start(Config::for_tests()).await.unwrap();
     let node = Node::new();
     let plan = load(CONFIG, &push_url(&main), &push_url(&audit));
-    let agent = Running::start(plan, &node);
+    let agent = run(plan, &node);
 
     // Both Lokis up: the shop lines reach main only, the audit lines both.
     node.append("shop", 0, 200);
@@ -454,7 +419,7 @@ async fn stopped_during_an_outage_and_restarted_the_audit_loki_ends_complete_onc
     let node = Node::new();
     node.append("audit", 0, 40);
     let plan = load(CONFIG, &push_url(&main), &push_url(&audit));
-    let agent = Running::start(plan.clone(), &node);
+    let agent = run(plan.clone(), &node);
     until("main has the audit lines", || {
         received(&main, "ops") == lines("audit", 0, 40)
     })
@@ -472,7 +437,7 @@ async fn stopped_during_an_outage_and_restarted_the_audit_loki_ends_complete_onc
     // once, as with Alloy) and stores it once (Loki drops exact duplicates); audit gets its
     // lines exactly once.
     audit.faults().clear();
-    let agent = Running::start(plan, &node);
+    let agent = run(plan, &node);
     until("audit has the lines", || {
         received(&audit, "sec") == lines("audit", 0, 40)
     })
