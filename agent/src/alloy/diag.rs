@@ -13,6 +13,15 @@ pub struct Pos {
     pub col: usize,
 }
 
+impl Pos {
+    /// 1:1, where problems of the whole file (nothing to point at) are reported.
+    pub const START: Pos = Pos {
+        offset: 0,
+        line: 1,
+        col: 1,
+    };
+}
+
 /// Maps byte offsets to lines and columns.
 #[derive(Debug, Clone)]
 pub struct LineIndex {

@@ -557,11 +557,7 @@ fn assemble(
     if sources.is_empty() {
         diags.push(Diagnostic::new(
             file_name,
-            Pos {
-                offset: 0,
-                line: 1,
-                col: 1,
-            },
+            Pos::START,
             "no log source: add a loki.source.file or loki.source.kubernetes component",
         ));
         return None;
@@ -594,11 +590,7 @@ fn assemble(
     let Some((mut settings, extras)) = first else {
         diags.push(Diagnostic::new(
             file_name,
-            Pos {
-                offset: 0,
-                line: 1,
-                col: 1,
-            },
+            Pos::START,
             "no loki.write receives entries: forward_to of a source must lead to a loki.write receiver",
         ));
         return None;
