@@ -334,7 +334,19 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as one line (`{:#}`: the message and its causes), never with a
+/// backtrace: a config or flag problem is the user's, not a crash.
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -161,3 +161,48 @@ loki.write "default" {
         "{got:?}"
     );
 }
+
+#[test]
+fn check_cli_exits_1_with_the_diagnostics_and_no_backtrace() {
+    let path = testdata("design-doc.alloy");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("check")
+        .arg(&path)
+        // Even with backtraces asked for, a config problem is not a crash.
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run agent check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("\nhint: ").count(), 5, "{stderr}");
+    assert!(
+        stderr.ends_with(&format!("Error: 5 problem(s) in {}\n", path.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .arg("check")
+        .arg(example("design-doc.alloy"))
+        .env("CLUSTER_NAME", "ops")
+        .output()
+        .expect("run agent check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.ends_with("design-doc.alloy: ok\n"), "{stderr}");
+}
+
+#[test]
+fn check_cli_names_an_unreadable_file_without_a_snippet() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["check", "/nonexistent/config.alloy"])
+        .output()
+        .expect("run agent check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("Error: /nonexistent/config.alloy: cannot read config: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(" | "), "{stderr}");
+}

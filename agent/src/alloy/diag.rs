@@ -84,7 +84,12 @@ impl Diagnostic {
     }
 
     /// `file:line:col`.
+    /// `file:line:col`, or just `file` for a problem with no position (line 0: the file
+    /// could not be read).
     pub fn location(&self) -> String {
+        if self.pos.line == 0 {
+            return self.file.clone();
+        }
         format!("{}:{}:{}", self.file, self.pos.line, self.pos.col)
     }
 }
@@ -137,6 +142,9 @@ impl Diagnostics {
             }
             out.push('\n');
             let line = d.pos.line;
+            if line == 0 {
+                continue;
+            }
             let first = line.saturating_sub(1).max(1);
             let last = (line + 1).min(lines.len());
             let width = last.to_string().len();
@@ -226,6 +234,12 @@ pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_without_position_names_only_the_file_and_shows_no_snippet() {
+        let d = Diagnostics::from(Diagnostic::new("c.alloy", Pos::default(), "cannot read"));
+        assert_eq!(d.render("x = 1\n"), "Error: c.alloy: cannot read\n\n");
+    }
 
     #[test]
     fn column_is_byte_offset_plus_one() {
