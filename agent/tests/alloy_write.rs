@@ -422,6 +422,13 @@ async fn every_auth_form_sends_alloys_header_and_files_are_read_per_request() {
             &u("header"),
             "    bearer_token = \"ignored\"\n    headers = { \"Authorization\" = \"Raw 1\", \"X-Scope-OrgID\" = \"evil\" }",
         ),
+        // Without a tenant_id the header is the tenant (Alloy adds custom headers whose key
+        // the client left unset).
+        endpoint(
+            &u("header-tenant"),
+            "    headers = { \"X-Scope-OrgID\" = \"from-header\" }",
+        )
+        .replace(&format!("    tenant_id           = \"{TENANT}\"\n"), ""),
     ]
     .join("\n");
     let plan = load(&node.config(&body));
@@ -442,6 +449,7 @@ async fn every_auth_form_sends_alloys_header_and_files_are_read_per_request() {
             "/authz",
             "/authz-default",
             "/header",
+            "/header-tenant",
         ]
         .iter()
         .all(|p| !by_path(p).is_empty())
@@ -461,6 +469,7 @@ async fn every_auth_form_sends_alloys_header_and_files_are_read_per_request() {
     for (path, auth) in &table {
         assert_eq!(by_path(path), vec![(auth.clone(), t.clone())], "{path}");
     }
+    assert_eq!(by_path("/header-tenant"), vec![(None, s("from-header"))]);
     // A rotated token is used by the next request without a restart.
     std::fs::write(dir.join("token"), "two").unwrap();
     node.append(1, 1);

@@ -55,6 +55,10 @@ pub struct LokiClient {
     https: bool,
     /// Headers the agent sets, then the endpoint's extra `headers` that do not clash.
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// An `X-Scope-OrgID` from the endpoint's `headers`: sent only with batches that have no
+    /// tenant of their own (as Alloy, which sets the tenant header first and then adds custom
+    /// headers whose key is still unset).
+    org_id_header: Option<HeaderValue>,
     /// Configured auth, unless `headers` already has an `Authorization`.
     auth: Option<Auth>,
     tls: Tls,
@@ -168,13 +172,22 @@ impl LokiClient {
             ),
         ];
         let mut custom_auth = false;
+        let mut org_id_header = None;
         for (k, v) in &ep.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| AgentError::Settings(format!("header name {k:?}: {e}")))?;
             // Like Alloy, extra headers never replace the ones the client sets itself
             // (content type, user agent, tenant); an Authorization header replaces the
             // configured auth, as Alloy's auth round trippers leave such requests alone.
-            if headers.iter().any(|(n, _)| *n == name) || name.as_str() == "x-scope-orgid" {
+            if name.as_str() == "x-scope-orgid" {
+                if !ep.tenant.is_empty() {
+                    tracing::warn!(header = %name, url = %ep.url, tenant = %ep.tenant,
+                        "custom header key already exists, skipping: tenant_id is sent instead");
+                }
+                org_id_header = Some(header_value(v)?);
+                continue;
+            }
+            if headers.iter().any(|(n, _)| *n == name) {
                 tracing::warn!(header = %name, url = %ep.url, "custom header key already exists, skipping");
                 continue;
             }
@@ -195,6 +208,7 @@ impl LokiClient {
             uri,
             https,
             headers,
+            org_id_header,
             auth: (!custom_auth).then(|| ep.auth.clone()),
             tls: ep.tls.clone(),
             timeout: ep.request_timeout,
@@ -262,6 +276,8 @@ impl LokiClient {
                 }
                 if !tenant.is_empty() {
                     req = req.header("X-Scope-OrgID", tenant);
+                } else if let Some(v) = &self.org_id_header {
+                    req = req.header("X-Scope-OrgID", v);
                 }
                 let req = req
                     .body(Full::new(body.clone()))
