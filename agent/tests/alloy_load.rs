@@ -84,6 +84,43 @@ fn reference_daemonset_config_tails_the_nodes_pod_files() {
 }
 
 #[test]
+fn clustering_on_loki_source_kubernetes_is_accepted_with_a_note() {
+    let src = r#"discovery.kubernetes "pods" {
+  role = "pod"
+}
+loki.source.kubernetes "pods" {
+  targets    = discovery.kubernetes.pods.targets
+  forward_to = [loki.write.default.receiver]
+  clustering {
+    enabled = true
+  }
+}
+loki.write "default" {
+  endpoint {
+    url = sys.env("LOKI_URL")
+  }
+}
+"#;
+    let plan = check_source("c.alloy", src, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(src)));
+    assert!(
+        plan.notes.iter().any(|n| n
+            == "loki.source.kubernetes.pods: clustering has no effect: each DaemonSet pod reads only its own node's files, so no target is read twice or left out"),
+        "{:?}",
+        plan.notes
+    );
+    // `enabled` is required, as in Alloy.
+    let bad = src.replace("    enabled = true\n", "");
+    let d = check_source("c.alloy", &bad, Scope::with_env(env)).unwrap_err();
+    assert!(
+        d.render(&bad)
+            .contains("c.alloy:7:3: missing required attribute \"enabled\""),
+        "{}",
+        d.render(&bad)
+    );
+}
+
+#[test]
 fn declaration_order_is_irrelevant_and_cycles_are_errors() {
     // The reference config with its blocks reversed loads the same.
     let mut blocks: Vec<&str> = REFERENCE.split("\n\n").collect();

@@ -438,7 +438,13 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
                 ))),
                 forward_to: forward_to(args, ctx),
                 kubernetes: true,
-                file: Default::default(),
+                file: file::SourceFileArgs {
+                    clustering: args
+                        .blocks_named("clustering")
+                        .next()
+                        .is_some_and(|c| c.bool("enabled", false, ctx)),
+                    ..Default::default()
+                },
             }
         }
         _ => Built::Nothing,
@@ -535,6 +541,11 @@ fn assemble(
         if targets.uses_kubelet() {
             notes.push(format!(
                 "{id}: pod targets come from the kubelet paths on this node (labels from the Kubernetes API when it is reachable)"
+            ));
+        }
+        if file.clustering {
+            notes.push(format!(
+                "{id}: clustering has no effect: each DaemonSet pod reads only its own node's files, so no target is read twice or left out"
             ));
         }
         if targets.uses_label_selectors() {

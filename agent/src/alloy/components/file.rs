@@ -79,6 +79,8 @@ pub struct SourceFileArgs {
     pub tail_from_end: bool,
     pub poll_interval: Option<Duration>,
     pub rescan_interval: Option<Duration>,
+    /// `loki.source.kubernetes`'s `clustering { enabled = true }`.
+    pub clustering: bool,
 }
 
 pub fn source_file(args: &Args, ctx: &mut Ctx<'_>) -> SourceFileArgs {

@@ -77,14 +77,15 @@ pub static SOURCE_KUBERNETES: Schema = Schema {
             B::Unsupported("logs are read from the node's files, not through the API server"),
             &EMPTY,
         ),
-        (
-            "clustering",
-            B::Unsupported(
-                "each DaemonSet pod reads its own node's files; no clustering is needed",
-            ),
-            &EMPTY,
-        ),
+        ("clustering", B::One, &CLUSTERING),
     ],
+};
+
+/// Accepted so configs written for Alloy's API tailing run unchanged; it changes nothing here
+/// (see the startup note in `load`).
+static CLUSTERING: Schema = Schema {
+    attrs: &[("enabled", A::Required)],
+    blocks: &[],
 };
 
 /// Builds the path-answerable part of a pod-role discovery.
