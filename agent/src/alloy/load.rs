@@ -434,7 +434,7 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
             Built::Source {
                 targets: TargetSource::FileMatch(Box::new(TargetSource::Relabel(
                     Box::new(t),
-                    kubernetes_default_labels(),
+                    kubernetes_default_labels(&c.id),
                 ))),
                 forward_to: forward_to(args, ctx),
                 kubernetes: true,
@@ -452,26 +452,32 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
     (built, exports)
 }
 
-/// `namespace`, `pod` and `container` labels from the pod metadata when the config did not
-/// set them, so API-style configs without relabel rules still get meaningful streams.
-fn kubernetes_default_labels() -> Vec<Rule> {
-    [
-        ("namespace", "__meta_kubernetes_namespace"),
-        ("pod", "__meta_kubernetes_pod_name"),
-        ("container", "__meta_kubernetes_pod_container_name"),
-    ]
-    .into_iter()
-    .filter_map(|(target, meta)| {
-        RuleArgs {
-            source_labels: vec![target.into(), meta.into()],
-            regex: ";(.+)".into(),
-            target_label: target.into(),
-            ..Default::default()
-        }
-        .build()
-        .ok()
-    })
-    .collect()
+/// The labels Alloy's `loki.source.kubernetes` gives a target that lacks them: `job` = the
+/// component id and `instance` = `<namespace>/<pod>:<container>` (kubetail.PrepareLabels).
+fn kubernetes_default_labels(id: &str) -> Vec<Rule> {
+    let job = RuleArgs {
+        source_labels: vec!["job".into()],
+        regex: String::new(),
+        target_label: "job".into(),
+        replacement: id.into(),
+        ..Default::default()
+    };
+    let instance = RuleArgs {
+        source_labels: vec![
+            "instance".into(),
+            "__meta_kubernetes_namespace".into(),
+            "__meta_kubernetes_pod_name".into(),
+            "__meta_kubernetes_pod_container_name".into(),
+        ],
+        regex: ";(.+);(.+);(.+)".into(),
+        target_label: "instance".into(),
+        replacement: "$1/$2:$3".into(),
+        ..Default::default()
+    };
+    [job, instance]
+        .into_iter()
+        .filter_map(|r| r.build().ok())
+        .collect()
 }
 
 /// Follows `forward_to` from each source to `loki.write` and fills the settings.
@@ -519,6 +525,7 @@ fn assemble(
             LineFormat::Plain
         };
         for (route, _) in &mut routes {
+            route.from_api_source = *kubernetes;
             if let Some(Step::Process { pipeline, .. }) = route.steps.first_mut() {
                 match pipeline.stages.first() {
                     Some(Stage::Cri(_)) => {
@@ -686,7 +693,13 @@ fn follow(
     match built.get(id) {
         Some((Built::Write { .. }, _)) => {
             writes.insert(id.to_string());
-            routes.push((Route { steps, writer: 0 }, id.to_string()));
+            routes.push((
+                Route {
+                    steps,
+                    ..Default::default()
+                },
+                id.to_string(),
+            ));
         }
         Some((
             Built::Process {

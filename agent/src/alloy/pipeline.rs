@@ -147,6 +147,9 @@ pub struct Route {
     ///
     /// [`Plan::writers`]: super::load::Plan::writers
     pub writer: usize,
+    /// The route starts at `loki.source.kubernetes`: entries carry no `stream` label, as lines
+    /// read through the Kubernetes API have none.
+    pub from_api_source: bool,
 }
 
 impl Route {

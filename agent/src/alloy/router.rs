@@ -284,7 +284,14 @@ impl Router {
         now: i64,
     ) -> (Vec<Routed>, Option<i64>) {
         let line = String::from_utf8_lossy(cur.chunk.line(ce)).into_owned();
-        let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
+        let api_source = self
+            .ctx
+            .routes
+            .get(cur.source)
+            .is_some_and(|rs| rs.first().is_some_and(|r| r.from_api_source));
+        // parsed[2] is the label set without `stream`.
+        let labels = if api_source { 2 } else { ce.stream as usize };
+        let mut e = Entry::new(cur.parsed[labels].clone(), ce.ts_ns, line);
         e.origin = cur.seq;
         // A source whose forward_to leads to no writer sends nowhere (as in Alloy): the
         // entry is handled.
@@ -640,6 +647,7 @@ mod tests {
                 pipeline: Pipeline::new(stages),
             }],
             writer: 0,
+            from_api_source: false,
         };
         let ctx = RouterCtx {
             tenant: Arc::from("t"),
@@ -827,6 +835,7 @@ mod tests {
                     pipeline: Pipeline::new(vec![keep_audit]),
                 }],
                 writer: 1,
+                from_api_source: false,
             },
         ]];
         ctx.external_labels = vec![
