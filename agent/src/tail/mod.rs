@@ -187,6 +187,13 @@ impl Tailer {
         for r in self.positions.prune_unclaimed() {
             tracing::info!(path = %r.path, offset = r.offset, "forgetting position of a file that no longer exists");
         }
+        // Make this first look durable before reading anything: a process killed before its
+        // first periodic save would otherwise leave no positions file, and the next start
+        // would take files rotated meanwhile for history that predates the agent and skip
+        // them (the first-start rule), losing what this run had not shipped.
+        if let Err(e) = self.positions.save() {
+            tracing::warn!(error = %e, "saving positions after the first scan failed");
+        }
         let mut last_scan = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             if rescan.swap(false, Ordering::Relaxed)

@@ -62,11 +62,15 @@ impl FileRecord {
     }
 
     /// Same content (decompressed for `.gz`) in the same directory, whatever the inode.
-    /// Empty fingerprints never match by content.
+    /// Empty fingerprints never match by content, and neither do ones shorter than a whole
+    /// line: a partial first write (`2024-05-01T10:00:00.0000`) is a prefix every CRI file of
+    /// that second shares, so it would pass an unrelated, unread file off as known.
     fn same_content(&self, dir: &Path, head: &[u8]) -> bool {
-        self.fingerprint.bytes > 0
+        let n = self.fingerprint.bytes as usize;
+        n > 0
             && Path::new(&self.path).parent() == Some(dir)
             && self.fingerprint.matches(head)
+            && (self.fingerprint.is_complete() || head[..n].contains(&b'\n'))
     }
 }
 
@@ -492,6 +496,19 @@ mod tests {
             q.lookup(adir(), 1, 9, b"old content\nmore", true),
             Lookup::Resume(_)
         ));
+    }
+
+    #[test]
+    fn a_fingerprint_shorter_than_a_line_never_claims_other_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Positions::load(&dir.path().join("p.yaml")).expect("load");
+        // The live file holds only the first half of a CRI line so far.
+        p.register(1, rec("/a/0.log", 7, b"2024-05-01T10:00:00.0000", 0), 24);
+        let other = b"2024-05-01T10:00:00.000000000Z stdout F line-0\n";
+        assert_eq!(p.lookup(adir(), 1, 9, other, true), Lookup::Unknown);
+        // A whole first line does identify content (a rotated copy of the file).
+        p.register(2, rec("/a/1.log", 8, &other[..], 0), 47);
+        assert_eq!(p.lookup(adir(), 1, 10, other, true), Lookup::Known);
     }
 
     #[test]
