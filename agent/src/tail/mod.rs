@@ -270,6 +270,10 @@ impl Tailer {
             return Ok(());
         }
         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if t.kind != FileKind::Live {
+            // A rotated file may be a copy of one we hold open but have not read yet.
+            self.refresh_fingerprints(&dir);
+        }
         // Only on the agent's very first start (no positions file yet) are the rotated files
         // of a directory history from before the agent (Alloy ignores them too). After a
         // restart, a directory without records appeared while the agent was away: a pod
@@ -373,6 +377,28 @@ impl Tailer {
             }
         }
         Ok(())
+    }
+
+    /// Brings the fingerprints of the open files of `dir` up to what is on disk now. A file
+    /// opened empty (or mid-line) and not read since has a fingerprint too short to be
+    /// recognised in its rotated `.gz` copy, which would then be read a second time.
+    fn refresh_fingerprints(&mut self, dir: &Path) {
+        for (id, f) in &mut self.files {
+            if f.fp.is_complete() || f.path.parent() != Some(dir) {
+                continue;
+            }
+            let Source::Plain(file) = &f.source else {
+                continue;
+            };
+            let Ok(head) = read_head(file) else {
+                continue;
+            };
+            // Only growth: replaced content is the read path's business.
+            if head.len() > f.fp.bytes as usize && f.fp.matches(&head) {
+                f.fp = Fingerprint::of(&head);
+                self.positions.observe(*id, None, f.size, Some(f.fp));
+            }
+        }
     }
 
     /// Forgets what left the disk: `.gz` identities, and done records whose file and `.gz`
