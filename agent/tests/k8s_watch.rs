@@ -177,17 +177,18 @@ loki.write "default" {
     plan.settings.pods_root = dir.path().to_path_buf();
     let mut d = plan.discovery().with_pod_metadata(Arc::new(w.clone()));
     let targets = d.scan();
+    // loki.source.kubernetes' own labels (job, instance = ns/pod:container) name the target.
     let labels_of = |pod: &str| {
+        let instance = format!("shop/{pod}:main");
         targets
             .iter()
-            .find(|t| t.labels.contains(&("pod".into(), pod.into())))
+            .find(|t| t.labels.contains(&("instance".into(), instance.clone())))
             .map(|t| t.labels.clone())
             .unwrap_or_else(|| panic!("no target for {pod}: {targets:?}"))
     };
     assert!(labels_of("b").contains(&("app".into(), "web".into())));
     let ghost = labels_of("ghost");
-    assert!(ghost.contains(&("namespace".into(), "shop".into())));
-    assert!(ghost.contains(&("container".into(), "main".into())));
+    assert!(ghost.contains(&("job".into(), "loki.source.kubernetes.pods".into())));
     assert!(!ghost.iter().any(|(k, _)| k == "app"));
 
     // The API server is away: the last known pods stay.
