@@ -270,10 +270,6 @@ impl Tailer {
             return Ok(());
         }
         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if t.kind != FileKind::Live {
-            // A rotated file may be a copy of one we hold open but have not read yet.
-            self.refresh_fingerprints(&dir);
-        }
         // Only on the agent's very first start (no positions file yet) are the rotated files
         // of a directory history from before the agent (Alloy ignores them too). After a
         // restart, a directory without records appeared while the agent was away: a pod
@@ -286,7 +282,7 @@ impl Tailer {
                 let file = File::open(&t.path)?;
                 let head = read_head(&file)?;
                 let size = file.metadata()?.len();
-                let start = match self.positions.lookup(&dir, key.0, key.1, &head, rotated) {
+                let start = match self.lookup(&dir, key, &head, rotated) {
                     // A stored offset beyond the end means the file was truncated meanwhile.
                     Lookup::Resume(rec) if rec.offset <= size => rec.offset,
                     Lookup::Resume(_) => 0,
@@ -330,8 +326,7 @@ impl Tailer {
                     dir: dir.clone(),
                     head: head.clone(),
                 };
-                let (start, claimed) = match self.positions.lookup(&dir, key.0, key.1, &head, true)
-                {
+                let (start, claimed) = match self.lookup(&dir, key, &head, true) {
                     Lookup::Resume(rec) => (rec.offset, Some(rec)),
                     Lookup::Known => {
                         self.gz_seen.insert(key, seen);
@@ -379,10 +374,21 @@ impl Tailer {
         Ok(())
     }
 
-    /// Brings the fingerprints of the open files of `dir` up to what is on disk now. A file
-    /// opened empty (or mid-line) and not read since has a fingerprint too short to be
-    /// recognised in its rotated `.gz` copy, which would then be read a second time.
-    fn refresh_fingerprints(&mut self, dir: &Path) {
+    /// What the positions store knows of a file. Before calling content never seen, the
+    /// fingerprints of the directory's open files are brought up to what is on disk: a file
+    /// opened empty (or mid-line) and not read since is otherwise not recognised in its
+    /// rotated copy, which would be read a second time.
+    fn lookup(&mut self, dir: &Path, key: (u64, u64), head: &[u8], rotated: bool) -> Lookup {
+        let found = self.positions.lookup(dir, key.0, key.1, head, rotated);
+        if found != Lookup::Unknown || !rotated || !self.refresh_fingerprints(dir) {
+            return found;
+        }
+        self.positions.lookup(dir, key.0, key.1, head, rotated)
+    }
+
+    /// Refreshes the incomplete fingerprints of `dir`'s open files; true if one changed.
+    fn refresh_fingerprints(&mut self, dir: &Path) -> bool {
+        let mut changed = false;
         for (id, f) in &mut self.files {
             if f.fp.is_complete() || f.path.parent() != Some(dir) {
                 continue;
@@ -397,8 +403,10 @@ impl Tailer {
             if head.len() > f.fp.bytes as usize && f.fp.matches(&head) {
                 f.fp = Fingerprint::of(&head);
                 self.positions.observe(*id, None, f.size, Some(f.fp));
+                changed = true;
             }
         }
+        changed
     }
 
     /// Forgets what left the disk: `.gz` identities, and done records whose file and `.gz`
