@@ -238,6 +238,126 @@ loki.write "w" {
         .is_empty());
 }
 
+#[test]
+fn stage_template_rewrites_extracted_values_and_refuses_what_it_cannot_run() {
+    let src = r##"local.file_match "f" {
+  path_targets = [{"__path__" = "/var/log/app/*.log", job = "app"}]
+}
+loki.source.file "f" {
+  targets    = local.file_match.f.targets
+  forward_to = [loki.process.p.receiver]
+}
+loki.process "p" {
+  forward_to = [loki.write.w.receiver]
+  stage.regex {
+    expression = `^(?P<level>\w+) (?P<user>\S+)`
+  }
+  stage.template {
+    source   = "level"
+    template = "{{ ToLower .Value }}"
+  }
+  stage.template {
+    source   = "svc"
+    template = "{{ .job }}-{{ .level }}"
+  }
+  stage.template {
+    source   = "user"
+    template = `{{ regexReplaceAll "[0-9]" .Value "#" }}`
+  }
+  stage.labels {
+    values = { level = "", svc = "", user = "" }
+  }
+}
+loki.write "w" {
+  endpoint { url = "http://l:3100" }
+}
+"##;
+    let mut plan = check_source("t.alloy", src, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(src)));
+    let route = &mut plan.sources[0].routes[0];
+    let labels = BTreeMap::from([("job".to_string(), "app".to_string())]);
+    let out = route.process(Entry::new(labels, 1, "WARN bob42 did x"), 1);
+    assert_eq!(out.len(), 1);
+    let got: Vec<(&str, &str)> = ["level", "svc", "user"]
+        .iter()
+        .map(|k| (*k, out[0].labels.get(*k).map_or("", String::as_str)))
+        .collect();
+    assert_eq!(
+        got,
+        [("level", "warn"), ("svc", "app-warn"), ("user", "bob##")]
+    );
+
+    let bad = |template: &str, source: &str| {
+        let cfg = src.replacen(
+            "    source   = \"level\"\n    template = \"{{ ToLower .Value }}\"",
+            &format!("    source   = \"{source}\"\n    template = {template}"),
+            1,
+        );
+        let d = check_source("t.alloy", &cfg, Scope::with_env(env)).unwrap_err();
+        d.render(&cfg)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        bad(r#""{{ if .Value }}x{{ end }}""#, "level"),
+        "Error: t.alloy:15:5: attribute \"template\": \"if\": template variables, parentheses and control structures are not supported by this agent"
+    );
+    assert_eq!(
+        bad(r#""{{ Hash \"salt\" .Value }}""#, "level"),
+        "Error: t.alloy:15:5: attribute \"template\": template function \"Hash\" is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace, regexReplaceAll, regexReplaceAllLiteral)"
+    );
+    assert_eq!(
+        bad(r#""x""#, ""),
+        "Error: t.alloy:13:3: template source value is required"
+    );
+}
+
+#[test]
+fn extracted_values_start_from_the_labels_in_each_loki_process() {
+    let src = r#"local.file_match "f" {
+  path_targets = [{"__path__" = "/var/log/app/*.log", namespace = "shop"}]
+}
+loki.source.file "f" {
+  targets    = local.file_match.f.targets
+  forward_to = [loki.process.first.receiver]
+}
+loki.process "first" {
+  forward_to = [loki.process.second.receiver]
+  stage.regex {
+    expression = "^(?P<word>\\w+)"
+  }
+  stage.tenant {
+    source = "namespace"
+  }
+}
+loki.process "second" {
+  forward_to = [loki.write.w.receiver]
+  stage.labels {
+    values = { word = "" }
+  }
+}
+loki.write "w" {
+  endpoint { url = "http://l:3100" }
+}
+"#;
+    let mut plan = check_source("x.alloy", src, Scope::with_env(env))
+        .unwrap_or_else(|d| panic!("{}", d.render(src)));
+    let route = &mut plan.sources[0].routes[0];
+    let labels = BTreeMap::from([("namespace".to_string(), "shop".to_string())]);
+    let out = route.process(Entry::new(labels, 1, "hello world"), 1);
+    assert_eq!(out.len(), 1);
+    // The label was a value for stage.tenant; `word` stayed in the first component.
+    assert_eq!(
+        out[0].labels,
+        BTreeMap::from([
+            ("__tenant_id__".to_string(), "shop".to_string()),
+            ("namespace".to_string(), "shop".to_string()),
+        ])
+    );
+}
+
 // ---- print → parse round trip on generated trees ----
 
 fn ident() -> impl Strategy<Value = String> {

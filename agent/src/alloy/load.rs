@@ -530,10 +530,12 @@ fn assemble(
                 match pipeline.stages.first() {
                     Some(Stage::Cri(_)) => {
                         pipeline.stages.remove(0);
+                        pipeline.lifted = Some(LineFormat::Cri);
                         format = LineFormat::Cri;
                     }
                     Some(Stage::Docker) => {
                         pipeline.stages.remove(0);
+                        pipeline.lifted = Some(LineFormat::Docker);
                         format = LineFormat::Docker;
                         // Alloy's stage.docker keeps the record's trailing newline.
                         docker_lifted = true;

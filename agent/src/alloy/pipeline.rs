@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::LineFormat;
+
 use super::relabel::{self, Labels, Rule};
 use super::stages::Stage;
 
@@ -56,6 +58,9 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// Drops by reason, like `loki_process_dropped_lines_total{reason}`.
     pub dropped: BTreeMap<String, u64>,
+    /// The leading `stage.cri` / `stage.docker` the agent's own parser does instead (see
+    /// `load`): its extracted values are put back before the remaining stages run.
+    pub lifted: Option<LineFormat>,
 }
 
 impl Pipeline {
@@ -63,12 +68,39 @@ impl Pipeline {
         Pipeline {
             stages,
             dropped: BTreeMap::new(),
+            lifted: None,
         }
+    }
+
+    /// An entry entering a `loki.process`: as in Alloy, its extracted map starts afresh (values
+    /// never cross components), holding what a lifted `stage.cri` (`content`, `flags`) or
+    /// `stage.docker` (`output`) would have extracted — their raw `time` / `timestamp`
+    /// strings are not kept — and then [`Pipeline::process`].
+    pub fn run_component(&mut self, mut e: Entry, now: i64) -> Vec<Entry> {
+        e.extracted.clear();
+        match self.lifted {
+            Some(LineFormat::Cri) => {
+                e.extracted.insert("content".into(), e.line.clone());
+                e.extracted.insert("flags".into(), "F".into());
+            }
+            Some(LineFormat::Docker) => {
+                e.extracted.insert("output".into(), e.line.clone());
+            }
+            _ => {}
+        }
+        self.process(e, now)
     }
 
     /// Runs one entry through every stage. Stages may hold an entry back (CRI partials,
     /// multiline), emit several, or drop it. `now` is Unix nanoseconds.
-    pub fn process(&mut self, e: Entry, now: i64) -> Vec<Entry> {
+    ///
+    /// The entry's labels are copied into the extracted map first (Alloy's pipeline does so,
+    /// also for a `stage.match`'s nested stages), so `source = "namespace"` or `{{ .job }}`
+    /// see them.
+    pub fn process(&mut self, mut e: Entry, now: i64) -> Vec<Entry> {
+        for (k, v) in &e.labels {
+            e.extracted.insert(k.clone(), v.clone());
+        }
         let mut batch = vec![e];
         for st in &mut self.stages {
             let mut next = Vec::with_capacity(batch.len());
@@ -225,7 +257,7 @@ fn step_run(step: &mut Step, batch: Vec<Entry>, now: i64) -> Vec<Entry> {
     let mut out = Vec::new();
     for e in batch {
         match step {
-            Step::Process { pipeline, .. } => out.extend(pipeline.process(e, now)),
+            Step::Process { pipeline, .. } => out.extend(pipeline.run_component(e, now)),
             Step::Relabel { rules, .. } => {
                 let mut e = e;
                 if relabel::apply(rules, &mut e.labels) && !e.labels.is_empty() {

@@ -7,6 +7,7 @@ pub mod gotemplate;
 pub mod gotime;
 pub mod json;
 pub mod replace;
+pub mod template;
 pub mod timestamp;
 pub mod truncate;
 
@@ -18,6 +19,7 @@ use regex::Regex;
 
 pub use json::JsonStage;
 pub use replace::ReplaceStage;
+pub use template::TemplateStage;
 pub use timestamp::{OnFailure, TimeFormat, Timestamp};
 pub use truncate::{TruncateRule, TruncateSource};
 
@@ -34,6 +36,7 @@ pub enum Stage {
     Json(JsonStage),
     Decolorize,
     Replace(Box<ReplaceStage>),
+    Template(Box<TemplateStage>),
     Truncate(Vec<TruncateRule>),
     Logfmt {
         mapping: Vec<(String, String)>,
@@ -185,6 +188,10 @@ impl Stage {
             }
             Stage::Replace(r) => {
                 r.process(&mut e);
+                out.push(e);
+            }
+            Stage::Template(t) => {
+                t.process(&mut e);
                 out.push(e);
             }
             Stage::Truncate(rules) => {
@@ -967,9 +974,15 @@ mod tests {
             )],
             &[r#"{"level":"info","ctx":{"user-id":42},"items":["a"]}"#],
         );
+        // The entry's labels are extracted values too, as in Alloy.
         assert_eq!(
             out[0].extracted,
-            ex(&[("level", "info"), ("user", "42"), ("first", "a")])
+            ex(&[
+                ("level", "info"),
+                ("user", "42"),
+                ("first", "a"),
+                ("job", "x")
+            ])
         );
         // A line that is not JSON passes unless drop_malformed.
         let (out, d) = run(vec![json(&[("a", "")], true)], &["{bad", r#"{"a":1}"#]);
@@ -983,7 +996,10 @@ mod tests {
             source: None,
         };
         let (out, _) = run(vec![lf], &[r#"level=warn msg="a b" x"#]);
-        assert_eq!(out[0].extracted, ex(&[("lvl", "warn"), ("msg", "a b")]));
+        assert_eq!(
+            out[0].extracted,
+            ex(&[("lvl", "warn"), ("msg", "a b"), ("job", "x")])
+        );
 
         let re = Stage::Regex {
             expression: Regex::new(r"^(?P<level>\w+) (?P<rest>.*)$").unwrap(),
@@ -993,7 +1009,7 @@ mod tests {
         let (out, _) = run(vec![re], &["ERROR boom"]);
         assert_eq!(
             out[0].extracted,
-            ex(&[("level", "ERROR"), ("rest", "boom")])
+            ex(&[("level", "ERROR"), ("rest", "boom"), ("job", "x")])
         );
         assert_eq!(out[0].labels["level"], "ERROR");
     }

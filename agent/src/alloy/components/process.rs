@@ -119,6 +119,11 @@ schema!(
         ("source_type", A::Optional)
     ]
 );
+static TEMPLATE: Schema = Schema {
+    attrs: &[("source", A::Required), ("template", A::Required)],
+    blocks: &[],
+};
+
 static TRUNCATE: Schema = Schema {
     attrs: &[],
     blocks: &[("rule", B::Many, &TRUNCATE_RULE)],
@@ -155,7 +160,7 @@ pub static STAGES: &[(&str, B, &Schema)] = &[
     ("stage.limit", B::Many, &LIMIT),
     ("stage.decolorize", B::Many, &EMPTY),
     ("stage.replace", B::Many, &REPLACE),
-    ("stage.template", B::Unsupported(LATER), &EMPTY),
+    ("stage.template", B::Many, &TEMPLATE),
     ("stage.pack", B::Unsupported(LATER), &EMPTY),
     ("stage.pattern", B::Unsupported(LATER), &EMPTY),
     ("stage.truncate", B::Many, &TRUNCATE),
@@ -284,6 +289,7 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         "stage.timestamp" => timestamp_stage(a, ctx),
         "stage.decolorize" => Stage::Decolorize,
         "stage.replace" => replace_stage(a, ctx)?,
+        "stage.template" => template_stage(a, ctx)?,
         "stage.truncate" => truncate_stage(a, ctx)?,
         "stage.output" => Stage::Output {
             source: a.string("source", "", ctx),
@@ -450,6 +456,28 @@ fn replace_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         // Alloy treats source = "" as the log line.
         source: a.opt_string("source", ctx).filter(|s| !s.is_empty()),
         replace,
+    })))
+}
+
+/// `stage.template`: `source` must be set (Alloy: "template source value is required") and the
+/// template must parse within the supported subset.
+fn template_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
+    let source = a.string("source", "", ctx);
+    if source.is_empty() {
+        ctx.error(a.pos, "template source value is required");
+        return None;
+    }
+    let src = a.string("template", "", ctx);
+    let template = match gotemplate::Template::parse(&src) {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.error(a.pos_of("template"), format!("attribute \"template\": {e}"));
+            return None;
+        }
+    };
+    Some(Stage::Template(Box::new(TemplateStage {
+        source,
+        template,
     })))
 }
 
@@ -621,7 +649,7 @@ loki.write "w" {
             ),
             (
                 "  stage.replace {\n    expression = \"(\\\\S+)\"\n    replace    = \"{{ .Value | sha256 }}\"\n  }\n",
-                &["t.alloy:5:5: attribute \"replace\": template function \"sha256\" is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace)"],
+                &["t.alloy:5:5: attribute \"replace\": template function \"sha256\" is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace, regexReplaceAll, regexReplaceAllLiteral)"],
             ),
             (
                 "  stage.replace {\n    expression = \"\"\n  }\n",

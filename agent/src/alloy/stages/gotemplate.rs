@@ -1,11 +1,15 @@
-//! The part of Go's `text/template` that `stage.replace`'s `replace` uses in practice: text,
-//! `{{ .Name }}` lookups in the extracted map (`.Value` is the captured text), string and
-//! integer literals, pipes, and Alloy's string functions `ToLower`, `ToUpper`, `TrimSpace`,
-//! `Trim`, `TrimLeft`, `TrimRight`, `TrimPrefix`, `TrimSuffix`, `Replace`. Everything else
-//! (`if`, `range`, variables, sprig functions, `Hash`) is refused when the config is loaded, so
-//! a template never silently does less than Alloy's.
+//! The part of Go's `text/template` that `stage.replace` and `stage.template` use in practice:
+//! text, `{{ .Name }}` lookups in the extracted map (`.Value`, `.Entry`), string and integer
+//! literals, pipes, and Alloy's functions `ToLower`, `ToUpper`, `TrimSpace`, `Trim`,
+//! `TrimLeft`, `TrimRight`, `TrimPrefix`, `TrimSuffix`, `Replace`, `regexReplaceAll`,
+//! `regexReplaceAllLiteral`. Everything else (`if`, `range`, variables, other sprig functions,
+//! `Hash`, `Sha2Hash`) is refused when the config is loaded, so a template never silently does
+//! less than Alloy's.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+use regex::Regex;
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +35,18 @@ enum Arg {
     Field(String),
     Str(String),
     Int(i64),
+    /// A string literal given as the pattern of a regex function, compiled at load.
+    Regex(Pattern),
+}
+
+/// A compiled regex that compares by its source.
+#[derive(Debug, Clone)]
+struct Pattern(Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +60,8 @@ enum Func {
     TrimPrefix,
     TrimSuffix,
     Replace,
+    RegexReplaceAll,
+    RegexReplaceAllLiteral,
 }
 
 impl Func {
@@ -58,6 +76,8 @@ impl Func {
             "TrimPrefix" => Func::TrimPrefix,
             "TrimSuffix" => Func::TrimSuffix,
             "Replace" => Func::Replace,
+            "regexReplaceAll" => Func::RegexReplaceAll,
+            "regexReplaceAllLiteral" => Func::RegexReplaceAllLiteral,
             _ => return None,
         })
     }
@@ -66,6 +86,7 @@ impl Func {
         match self {
             Func::ToLower | Func::ToUpper | Func::TrimSpace => 1,
             Func::Replace => 4,
+            Func::RegexReplaceAll | Func::RegexReplaceAllLiteral => 3,
             _ => 2,
         }
     }
@@ -200,7 +221,7 @@ fn parse_pipeline(src: &str) -> Result<Vec<Cmd>, String> {
             Tok::Ident(name) => {
                 let f = Func::by_name(name).ok_or_else(|| {
                     format!(
-                        "template function {name:?} is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace)"
+                        "template function {name:?} is not supported by this agent (supported: ToLower, ToUpper, TrimSpace, Trim, TrimLeft, TrimRight, TrimPrefix, TrimSuffix, Replace, regexReplaceAll, regexReplaceAllLiteral)"
                     )
                 })?;
                 if rest.len() + piped != f.arity() {
@@ -210,10 +231,16 @@ fn parse_pipeline(src: &str) -> Result<Vec<Cmd>, String> {
                         rest.len() + piped
                     ));
                 }
-                cmds.push(Cmd::Call(
-                    f,
-                    rest.iter().map(arg).collect::<Result<_, _>>()?,
-                ));
+                let mut args: Vec<Arg> = rest.iter().map(arg).collect::<Result<_, _>>()?;
+                if matches!(f, Func::RegexReplaceAll | Func::RegexReplaceAllLiteral) {
+                    // A literal pattern is compiled once; a bad one is a load error (Alloy
+                    // would accept the config and leave every entry unchanged).
+                    if let Some(Arg::Str(p)) = args.first() {
+                        let re = Regex::new(p).map_err(|e| format!("{name}: {e}"))?;
+                        args[0] = Arg::Regex(Pattern(re));
+                    }
+                }
+                cmds.push(Cmd::Call(f, args));
             }
             t => {
                 if !rest.is_empty() || piped == 1 {
@@ -337,6 +364,7 @@ fn value(a: &Arg, data: &BTreeMap<String, String>) -> Val {
         Arg::Field(f) => data.get(f).map_or(Val::NoValue, |s| Val::Str(s.clone())),
         Arg::Str(s) => Val::Str(s.clone()),
         Arg::Int(n) => Val::Int(*n),
+        Arg::Regex(p) => Val::Str(p.0.as_str().to_string()),
     }
 }
 
@@ -387,6 +415,19 @@ fn run(c: &Cmd, piped: Option<Val>, data: &BTreeMap<String, String>) -> Result<V
                 Err(_) => v.replace(old, new),
             }
         }
+        Func::RegexReplaceAll | Func::RegexReplaceAllLiteral => {
+            let re = match args.first() {
+                Some(Arg::Regex(p)) => Cow::Borrowed(&p.0),
+                _ => Cow::Owned(Regex::new(s(0)?).map_err(|e| ExecError(format!("{f:?}: {e}")))?),
+            };
+            let (v, repl) = (s(1)?, s(2)?);
+            // Go's ReplaceAllString expands $1 / ${name} like the regex crate does.
+            if f == Func::RegexReplaceAll {
+                re.replace_all(v, repl).into_owned()
+            } else {
+                re.replace_all(v, regex::NoExpand(repl)).into_owned()
+            }
+        }
     }))
 }
 
@@ -417,6 +458,14 @@ mod tests {
             ("{{/* note */}}x", "x"),
             ("{{ \"lit}}\" }}", "lit}}"),
             ("{{ 42 }}", "42"),
+            (
+                "{{ regexReplaceAll `(\\d+)` .ip \"<$1>\" }}",
+                "<1>.<2>.<3>.<4>",
+            ),
+            (
+                "{{ regexReplaceAllLiteral `\\d` .ip \"$1\" }}",
+                "$1.$1.$1.$1",
+            ),
         ];
         for (src, want) in cases {
             let t = Template::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
