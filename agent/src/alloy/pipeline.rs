@@ -72,12 +72,13 @@ impl Pipeline {
         }
     }
 
-    /// An entry entering a `loki.process`: as in Alloy, its extracted map starts afresh (values
-    /// never cross components), holding what a lifted `stage.cri` (`content`, `flags`) or
-    /// `stage.docker` (`output`) would have extracted — their raw `time` / `timestamp`
-    /// strings are not kept — and then [`Pipeline::process`].
+    /// An entry entering a `loki.process`: as in Alloy, its extracted map starts afresh from
+    /// its labels (values never cross components), plus what a lifted `stage.cri` (`content`,
+    /// `flags`) or `stage.docker` (`output`) would have extracted — their raw `time` /
+    /// `timestamp` strings are not kept — and the stages run.
     pub fn run_component(&mut self, mut e: Entry, now: i64) -> Vec<Entry> {
-        e.extracted.clear();
+        // The labels first, as in Alloy; a lifted parser's values then win.
+        e.extracted = e.labels.clone();
         match self.lifted {
             Some(LineFormat::Cri) => {
                 e.extracted.insert("content".into(), e.line.clone());
@@ -88,7 +89,7 @@ impl Pipeline {
             }
             _ => {}
         }
-        self.process(e, now)
+        self.run_stages(e, now)
     }
 
     /// Runs one entry through every stage. Stages may hold an entry back (CRI partials,
@@ -101,6 +102,10 @@ impl Pipeline {
         for (k, v) in &e.labels {
             e.extracted.insert(k.clone(), v.clone());
         }
+        self.run_stages(e, now)
+    }
+
+    fn run_stages(&mut self, e: Entry, now: i64) -> Vec<Entry> {
         let mut batch = vec![e];
         for st in &mut self.stages {
             let mut next = Vec::with_capacity(batch.len());

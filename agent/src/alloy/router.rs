@@ -177,6 +177,42 @@ type Outputs = Vec<Output>;
 struct Outgoing {
     groups: Vec<Output>,
     index: HashMap<(usize, Arc<str>, Arc<str>), usize>,
+    /// The group of the previous entry, by (writer, tenant, labels): consecutive entries
+    /// mostly share it, and comparing label maps is cheaper than formatting and hashing them.
+    last: Option<(usize, Arc<str>, Labels, usize)>,
+}
+
+impl Outgoing {
+    /// The index of the group for (writer, tenant, labels), made when new.
+    fn group_of(&mut self, writer: usize, tenant: &Arc<str>, labels: &Labels, path: &str) -> usize {
+        let ls: Arc<str> = Arc::from(
+            LabelSet::from_pairs(labels.iter().map(|(k, v)| (k.clone(), v.clone()))).to_string(),
+        );
+        let key = (writer, tenant.clone(), ls.clone());
+        let groups = &mut self.groups;
+        *self.index.entry(key).or_insert_with(|| {
+            let meta = Arc::new(FileMeta {
+                id: VIRTUAL_FILE_ID,
+                path: path.to_string(),
+                tenant: tenant.clone(),
+                labels: [ls.clone(), ls.clone(), ls],
+            });
+            groups.push(Output {
+                writer,
+                tenant: tenant.clone(),
+                chunk: Chunk {
+                    file: meta,
+                    data: Vec::new(),
+                    entries: Vec::new(),
+                    commit_offset: 0,
+                    line_bytes: 0,
+                    metadata: Vec::new(),
+                },
+                origin: u64::MAX,
+            });
+            groups.len() - 1
+        })
+    }
 }
 
 impl Router {
@@ -377,30 +413,19 @@ impl Router {
                     }
                 }
             }
-            let ls: Arc<str> = Arc::from(LabelSet::from_pairs(e.labels).to_string());
-            let key = (writer, tenant.clone(), ls.clone());
-            let i = *out.index.entry(key).or_insert_with(|| {
-                let meta = Arc::new(FileMeta {
-                    id: VIRTUAL_FILE_ID,
-                    path: path.to_string(),
-                    tenant: tenant.clone(),
-                    labels: [ls.clone(), ls.clone(), ls.clone()],
-                });
-                out.groups.push(Output {
-                    writer,
-                    tenant,
-                    chunk: Chunk {
-                        file: meta,
-                        data: Vec::new(),
-                        entries: Vec::new(),
-                        commit_offset: 0,
-                        line_bytes: 0,
-                        metadata: Vec::new(),
-                    },
-                    origin: u64::MAX,
-                });
-                out.groups.len() - 1
-            });
+            let cached = out
+                .last
+                .as_ref()
+                .filter(|(w, t, l, _)| *w == writer && *t == tenant && *l == e.labels)
+                .map(|(_, _, _, i)| *i);
+            let i = match cached {
+                Some(i) => i,
+                None => {
+                    let i = out.group_of(writer, &tenant, &e.labels, path);
+                    out.last = Some((writer, tenant, std::mem::take(&mut e.labels), i));
+                    i
+                }
+            };
             let g = &mut out.groups[i];
             let c = &mut g.chunk;
             let start = u32::try_from(c.data.len()).unwrap_or(u32::MAX);
