@@ -247,6 +247,7 @@ impl Router {
         });
         let (source, parsed) = {
             let meta = &chunk.file;
+            let routes = &self.ctx.routes;
             let entry = self.labels.entry(meta.id).or_insert_with(|| {
                 let mut parsed = [
                     parse_labels(&meta.labels[0]),
@@ -259,6 +260,15 @@ impl Router {
                     .unwrap_or(0);
                 for p in &mut parsed {
                     p.remove(SOURCE_LABEL);
+                }
+                // Lines read through the Kubernetes API carry no `stream`: a
+                // `loki.source.kubernetes` file uses its stream-less set (parsed[2]) for all.
+                if routes
+                    .get(source)
+                    .is_some_and(|rs| rs.first().is_some_and(|r| r.from_api_source))
+                {
+                    parsed[0] = parsed[2].clone();
+                    parsed[1] = parsed[2].clone();
                 }
                 (meta.clone(), source, parsed)
             });
@@ -320,14 +330,7 @@ impl Router {
         now: i64,
     ) -> (Vec<Routed>, Option<i64>) {
         let line = String::from_utf8_lossy(cur.chunk.line(ce)).into_owned();
-        let api_source = self
-            .ctx
-            .routes
-            .get(cur.source)
-            .is_some_and(|rs| rs.first().is_some_and(|r| r.from_api_source));
-        // parsed[2] is the label set without `stream`.
-        let labels = if api_source { 2 } else { ce.stream as usize };
-        let mut e = Entry::new(cur.parsed[labels].clone(), ce.ts_ns, line);
+        let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
         e.origin = cur.seq;
         // A source whose forward_to leads to no writer sends nowhere (as in Alloy): the
         // entry is handled.

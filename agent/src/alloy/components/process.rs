@@ -443,20 +443,25 @@ fn replace_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         );
         return None;
     }
-    let src = a.string("replace", "", ctx);
-    let replace = match gotemplate::Template::parse(&src) {
-        Ok(t) => t,
-        Err(e) => {
-            ctx.error(a.pos_of("replace"), format!("attribute \"replace\": {e}"));
-            return None;
-        }
-    };
+    let replace = template_attr(a, "replace", ctx)?;
     Some(Stage::Replace(Box::new(ReplaceStage {
         expression,
         // Alloy treats source = "" as the log line.
         source: a.opt_string("source", ctx).filter(|s| !s.is_empty()),
         replace,
     })))
+}
+
+/// A Go-template attribute, parsed at load; an unsupported construct is reported at it.
+fn template_attr(a: &Args, name: &str, ctx: &mut Ctx<'_>) -> Option<gotemplate::Template> {
+    let src = a.string(name, "", ctx);
+    match gotemplate::Template::parse(&src) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            ctx.error(a.pos_of(name), format!("attribute {name:?}: {e}"));
+            None
+        }
+    }
 }
 
 /// `stage.template`: `source` must be set (Alloy: "template source value is required") and the
@@ -467,14 +472,7 @@ fn template_stage(a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
         ctx.error(a.pos, "template source value is required");
         return None;
     }
-    let src = a.string("template", "", ctx);
-    let template = match gotemplate::Template::parse(&src) {
-        Ok(t) => t,
-        Err(e) => {
-            ctx.error(a.pos_of("template"), format!("attribute \"template\": {e}"));
-            return None;
-        }
-    };
+    let template = template_attr(a, "template", ctx)?;
     Some(Stage::Template(Box::new(TemplateStage {
         source,
         template,
