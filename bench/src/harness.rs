@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use e2e::loki::HttpLoki;
 
-use crate::data::{make_line, TsFormatter};
+use crate::data::TsFormatter;
+use crate::pipelines::{self, Pipeline};
 use crate::procfs::{self, ProcSample};
 
 pub const TENANT: &str = "bench";
@@ -23,7 +24,10 @@ pub struct E2eConfig {
     pub lines: u64,
     pub line_bytes: usize,
     pub pods: usize,
-    /// Template with `{url}`, `{pods_root}`, `{scratch}`; `None` runs this workspace's agent.
+    /// What the agent runs (`cli` or an Alloy file) and the bodies it is fed.
+    pub pipeline: &'static Pipeline,
+    /// Template with `{url}`, `{pods_root}`, `{scratch}`, `{config}` (the pipeline's Alloy
+    /// file); `None` runs this workspace's agent.
     pub agent_cmd: Option<String>,
     /// Where files go; a temporary directory (removed afterwards) when `None`.
     pub scratch: Option<PathBuf>,
@@ -40,6 +44,7 @@ pub struct E2eReport {
     pub lines: u64,
     pub file_bytes: u64,
     pub pods: usize,
+    pub pipeline: String,
     pub agent_cmd: String,
     pub generate_s: f64,
     pub floor_s: f64,
@@ -83,6 +88,7 @@ impl E2eReport {
             "lines": self.lines,
             "file_bytes": self.file_bytes,
             "pods": self.pods,
+            "pipeline": self.pipeline,
             "agent_cmd": self.agent_cmd,
             "generate_s": self.generate_s,
             "elapsed_s": self.elapsed_s,
@@ -127,6 +133,7 @@ impl E2eReport {
             self.file_bytes as f64 / 1e6,
             self.generate_s
         );
+        s += &format!("pipeline: {}\n", self.pipeline);
         s += &format!("agent cmd: {}\n", self.agent_cmd);
         s += &format!(
             "delivered {} of {} in {:.3}s: {:.0} lines/s, {:.1} MB/s{}\n",
@@ -170,6 +177,30 @@ impl E2eReport {
         };
         s
     }
+}
+
+/// One row per run: throughput, agent CPU per million lines and peak RSS, and the CPU ratio
+/// to the first run (run `cli` first to compare every pipeline with the built-in path).
+pub fn comparison_table(reports: &[E2eReport]) -> String {
+    let base = reports
+        .first()
+        .map(|r| r.agent_cpu_per_million())
+        .unwrap_or(f64::NAN);
+    let mut s = String::from(
+        "| pipeline | lines/s | agent CPU-s per M lines | x first | agent peak RSS MiB | complete |\n|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        s += &format!(
+            "| {} | {:.0} | {:.3} | {:.2} | {:.1} | {} |\n",
+            r.pipeline,
+            r.lines_per_s(),
+            r.agent_cpu_per_million(),
+            r.agent_cpu_per_million() / base,
+            r.agent.peak_rss as f64 / (1024.0 * 1024.0),
+            if r.complete() { "yes" } else { "NO" },
+        );
+    }
+    s
 }
 
 /// A child process killed (and reaped) when dropped.
@@ -253,10 +284,12 @@ fn pod_dir(p: usize) -> String {
 }
 
 /// Writes `lines` CRI lines of `line_bytes` (newline included) round-robin over `pods`
-/// files `<root>/<ns>_<pod>_<uid>/app/0.log`; line `seq` goes to pod `seq % pods`.
+/// files `<root>/<ns>_<pod>_<uid>/<container>/0.log`; line `seq` goes to pod `seq % pods`.
+/// Bodies are the pipeline's format, each starting with the e2e marker.
 /// Returns the file bytes written.
 pub fn generate(
     root: &Path,
+    pipeline: &Pipeline,
     lines: u64,
     line_bytes: usize,
     pods: usize,
@@ -265,24 +298,27 @@ pub fn generate(
     let mut total = 0u64;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut fmt = TsFormatter::default();
+    let mut body_ts = TsFormatter::default();
     for p in 0..pods {
-        let dir = root.join(pod_dir(p)).join("app");
+        let container = pipeline.container(p);
+        let dir = root.join(pod_dir(p)).join(container);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("0.log");
         let mut w = BufWriter::with_capacity(
             1 << 20,
             File::create(&path).with_context(|| format!("creating {}", path.display()))?,
         );
+        let json = pipeline.json_body(p);
         let mut seq = p as u64;
         while seq < lines {
             buf.clear();
-            fmt.write(&mut buf, base_ns + seq as i64 * 100);
+            let ts_ns = base_ns + seq as i64 * 100;
+            fmt.write(&mut buf, ts_ns);
             buf.extend_from_slice(b" stdout F ");
-            buf.extend_from_slice(
-                format!("run=bench src=bench/bench/pod-{p:04}/app/stdout seq={seq} ").as_bytes(),
-            );
+            let marker =
+                format!("run=bench src=bench/bench/pod-{p:04}/{container}/stdout seq={seq}");
             let room = line_bytes.saturating_sub(buf.len() + 1);
-            buf.extend_from_slice(&make_line(seq, room, 0));
+            pipelines::write_body(&mut buf, json, &marker, seq, ts_ns, &mut body_ts, room);
             buf.push(b'\n');
             w.write_all(&buf)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -297,12 +333,15 @@ pub fn generate(
 
 /// The physical floor: read every file and split it into lines in one thread.
 /// Returns (lines, seconds).
-pub fn floor(root: &Path, pods: usize) -> Result<(u64, f64)> {
+pub fn floor(root: &Path, pipeline: &Pipeline, pods: usize) -> Result<(u64, f64)> {
     let mut buf = vec![0u8; 1 << 20];
     let t = Instant::now();
     let mut lines = 0u64;
     for p in 0..pods {
-        let path = root.join(pod_dir(p)).join("app").join("0.log");
+        let path = root
+            .join(pod_dir(p))
+            .join(pipeline.container(p))
+            .join("0.log");
         let mut f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         loop {
             let n = f
@@ -371,16 +410,24 @@ pub async fn run(cfg: &E2eConfig) -> Result<E2eReport> {
     let mut report = E2eReport {
         lines: cfg.lines,
         pods: cfg.pods,
+        pipeline: cfg.pipeline.name.to_string(),
         ..E2eReport::default()
     };
 
     // 1. Files, then the floor (twice; the second, warm read counts).
     let base_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) - 300_000_000_000;
     let t = Instant::now();
-    report.file_bytes = generate(&pods_root, cfg.lines, cfg.line_bytes, cfg.pods, base_ns)?;
+    report.file_bytes = generate(
+        &pods_root,
+        cfg.pipeline,
+        cfg.lines,
+        cfg.line_bytes,
+        cfg.pods,
+        base_ns,
+    )?;
     report.generate_s = t.elapsed().as_secs_f64();
-    floor(&pods_root, cfg.pods)?;
-    let (floor_lines, floor_s) = floor(&pods_root, cfg.pods)?;
+    floor(&pods_root, cfg.pipeline, cfg.pods)?;
+    let (floor_lines, floor_s) = floor(&pods_root, cfg.pipeline, cfg.pods)?;
     if floor_lines != cfg.lines {
         bail!("floor read {floor_lines} lines, expected {}", cfg.lines);
     }
@@ -416,11 +463,21 @@ pub async fn run(cfg: &E2eConfig) -> Result<E2eReport> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    // 3. The agent.
-    let template = match &cfg.agent_cmd {
-        Some(t) => t.clone(),
-        None => format!(
+    // 3. The agent: CLI mode, or `agent run CONFIG` with the pipeline's Alloy file (which
+    // reads the push URL from $LOKI_URL).
+    let config = scratch.join("pipeline.alloy");
+    if let Some(src) = cfg.pipeline.config {
+        std::fs::write(&config, src).with_context(|| format!("writing {}", config.display()))?;
+    }
+    let template = match (&cfg.agent_cmd, cfg.pipeline.config) {
+        (Some(t), _) => t.clone(),
+        (None, None) => format!(
             "{} run --loki-url {{url}} --tenant {TENANT} --pods-root {{pods_root}} --positions {{scratch}}/positions.yaml --batch-wait 100ms --listen 127.0.0.1:{}",
+            agent_bin.display(),
+            free_port()?
+        ),
+        (None, Some(_)) => format!(
+            "{} run {{config}} --pods-root {{pods_root}} --storage.path={{scratch}}/storage --server.http.listen-addr=127.0.0.1:{}",
             agent_bin.display(),
             free_port()?
         ),
@@ -428,12 +485,14 @@ pub async fn run(cfg: &E2eConfig) -> Result<E2eReport> {
     let command = template
         .replace("{url}", &url)
         .replace("{pods_root}", &pods_root.display().to_string())
-        .replace("{scratch}", &scratch.display().to_string());
+        .replace("{scratch}", &scratch.display().to_string())
+        .replace("{config}", &config.display().to_string());
     report.agent_cmd = command.clone();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!("exec {command}"))
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .env("LOKI_URL", format!("{url}/loki/api/v1/push"));
     let start = Instant::now();
     let mut agent = spawn_logged("agent", cmd, &scratch.join("agent.log"))?;
 

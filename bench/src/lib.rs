@@ -4,4 +4,5 @@
 pub mod data;
 pub mod harness;
 pub mod mem;
+pub mod pipelines;
 pub mod procfs;

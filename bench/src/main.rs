@@ -27,6 +27,11 @@ enum Cmd {
         /// Pods (one container, one file each).
         #[arg(long, default_value_t = 100)]
         pods: usize,
+        /// Pipelines to run, one after the other on fresh files: `cli` (no config), a name
+        /// from bench/pipelines/ (`labels`, `json`, `k8s`, `heavy`), a comma-separated list,
+        /// or `all`. With more than one, a table compares each with the first.
+        #[arg(long, default_value = "cli")]
+        pipeline: String,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -55,12 +60,30 @@ enum Cmd {
     },
 }
 
+/// The pipelines `spec` names (`all`, or names separated by commas), in that order.
+fn pipelines_named(spec: &str) -> Result<Vec<&'static bench::pipelines::Pipeline>> {
+    if spec == "all" {
+        return Ok(bench::pipelines::PIPELINES.iter().collect());
+    }
+    spec.split(',')
+        .map(|n| {
+            bench::pipelines::by_name(n.trim()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown pipeline {n:?}; known: {}",
+                    bench::pipelines::names().join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::E2e {
             lines,
             line_bytes,
             pods,
+            pipeline,
             json,
             agent_cmd,
             scratch,
@@ -68,26 +91,36 @@ fn main() -> Result<()> {
             selector,
             no_check,
         } => {
-            let cfg = bench::harness::E2eConfig {
-                lines,
-                line_bytes,
-                pods,
-                agent_cmd,
-                scratch,
-                stall_timeout: Duration::from_secs(stall_secs),
-                selector,
-                check: !no_check,
-            };
+            let chosen = pipelines_named(&pipeline)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let report = rt.block_on(bench::harness::run(&cfg))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-            } else {
-                print!("{}", report.to_text());
+            let mut reports = Vec::new();
+            for p in chosen {
+                let cfg = bench::harness::E2eConfig {
+                    lines,
+                    line_bytes,
+                    pods,
+                    pipeline: p,
+                    agent_cmd: agent_cmd.clone(),
+                    scratch: scratch.as_ref().map(|s| s.join(p.name)),
+                    stall_timeout: Duration::from_secs(stall_secs),
+                    selector: selector.clone(),
+                    check: !no_check,
+                };
+                let report = rt.block_on(bench::harness::run(&cfg))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+                } else {
+                    print!("{}", report.to_text());
+                    println!();
+                }
+                reports.push(report);
             }
-            if !report.complete() {
+            if reports.len() > 1 && !json {
+                print!("{}", bench::harness::comparison_table(&reports));
+            }
+            if reports.iter().any(|r| !r.complete()) {
                 std::process::exit(1);
             }
         }
