@@ -326,7 +326,7 @@ loki.write "a" {
   endpoint { url = "http://127.0.0.1:1" }
 }
 "#;
-    let d = check_source("n.alloy", src, Scope::new()).unwrap_err();
+    let d = check_source("n.alloy", src, agent::alloy::system_scope()).unwrap_err();
     assert_eq!(
         d.render(src).lines().next(),
         Some("Error: n.alloy:1:1: no loki.write receives entries: forward_to of a source must lead to a loki.write receiver")

@@ -173,7 +173,7 @@ loki.write "default" {
 }
 "#;
     let mut plan =
-        agent::alloy::check_source("t.alloy", cfg, agent::alloy::Scope::new()).expect("config");
+        agent::alloy::check_source("t.alloy", cfg, agent::alloy::system_scope()).expect("config");
     plan.settings.pods_root = dir.path().to_path_buf();
     let mut d = plan.discovery().with_pod_metadata(Arc::new(w.clone()));
     let targets = d.scan();

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::args::{decode, Args, Ctx};
 use super::ast::{Block, Expr, ExprKind, Stmt};
+use super::capsules;
 use super::components::{self, file, kubernetes, process, relabel as relabel_c, write};
 use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
 use super::eval::Scope;
@@ -14,7 +15,7 @@ use super::pipeline::{Route, Step};
 use super::relabel::{Rule, RuleArgs};
 use super::stages::Stage;
 use super::targets::{targets_from_value, AlloyDiscovery, TargetSource};
-use super::value::{Capsule, Value};
+use super::value::Value;
 use crate::config::{LineFormat, Settings};
 
 /// Everything the agent needs to run an Alloy config.
@@ -324,19 +325,17 @@ fn collect_refs(e: &Expr, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn receiver(id: &str) -> Value {
-    Value::Capsule(Capsule::Receiver(id.to_string()))
-}
+use super::capsules::receiver;
 
 fn forward_to(args: &Args, ctx: &mut Ctx<'_>) -> Vec<String> {
     args.get("forward_to", ctx, |v| match v {
         Value::Array(a) => a
             .iter()
-            .map(|r| match r {
-                Value::Capsule(Capsule::Receiver(id)) => Ok(id.clone()),
-                other => Err(format!(
+            .map(|r| match capsules::as_receiver(r) {
+                Some(id) => Ok(id.to_string()),
+                None => Err(format!(
                     "expected a list of receivers (e.g. loki.write.default.receiver), got {}",
-                    other.type_name()
+                    r.type_name()
                 )),
             })
             .collect(),
@@ -349,9 +348,9 @@ fn forward_to(args: &Args, ctx: &mut Ctx<'_>) -> Vec<String> {
 }
 
 fn targets_arg(args: &Args, ctx: &mut Ctx<'_>, name: &str) -> TargetSource {
-    args.get(name, ctx, |v| match v {
-        Value::Capsule(Capsule::Targets(t)) => Ok(t.clone()),
-        v => targets_from_value(v).map(TargetSource::Static),
+    args.get(name, ctx, |v| match capsules::as_targets(v) {
+        Some(t) => Ok(t.clone()),
+        None => targets_from_value(v).map(TargetSource::Static),
     })
     .unwrap_or(TargetSource::Static(Vec::new()))
 }
@@ -364,7 +363,7 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
             let k = kubernetes::discovery(args, ctx);
             exports.insert(
                 "targets".into(),
-                Value::Capsule(Capsule::Targets(TargetSource::Kubelet(k))),
+                capsules::targets(TargetSource::Kubelet(k)),
             );
             Built::Targets
         }
@@ -374,7 +373,7 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
             let t = targets_arg(args, ctx, "path_targets");
             exports.insert(
                 "targets".into(),
-                Value::Capsule(Capsule::Targets(TargetSource::FileMatch(Box::new(t)))),
+                capsules::targets(TargetSource::FileMatch(Box::new(t))),
             );
             Built::Targets
         }
@@ -383,21 +382,15 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
             let rules = relabel_c::rules(args, ctx);
             exports.insert(
                 "output".into(),
-                Value::Capsule(Capsule::Targets(TargetSource::Relabel(
-                    Box::new(t),
-                    rules.clone(),
-                ))),
+                capsules::targets(TargetSource::Relabel(Box::new(t), rules.clone())),
             );
-            exports.insert("rules".into(), Value::Capsule(Capsule::Rules(rules)));
+            exports.insert("rules".into(), capsules::rules(rules));
             Built::Targets
         }
         "loki.relabel" => {
             let rules = relabel_c::rules(args, ctx);
             exports.insert("receiver".into(), receiver(&c.id));
-            exports.insert(
-                "rules".into(),
-                Value::Capsule(Capsule::Rules(rules.clone())),
-            );
+            exports.insert("rules".into(), capsules::rules(rules.clone()));
             Built::Relabel {
                 forward_to: forward_to(args, ctx),
                 rules,

@@ -1,27 +1,25 @@
 //! Grafana Alloy configuration support: parse, check, format and load an Alloy file into the
 //! agent's settings plus the per-entry processing it describes.
 //!
+//! The language itself (scanner, parser, printer, evaluator, standard library) lives in the
+//! `alloy-syntax` crate; it is re-exported here under its old paths. This module keeps the
+//! components and maps them onto the agent's pipeline.
+//!
 //! Entry points: [`check`] / [`check_source`] (validate and build a [`Plan`]), [`fmt`]
 //! (canonical formatting) and [`Plan::discovery`] (targets for the tailer). See
 //! `agent/README.md` for what is supported.
 
-pub mod args;
-pub mod ast;
+pub mod capsules;
 pub mod components;
-pub mod diag;
-pub mod eval;
 pub mod label_selector;
 pub mod load;
-pub mod parser;
 pub mod pipeline;
-pub mod printer;
 pub mod relabel;
 pub mod router;
-pub mod scanner;
 pub mod stages;
-pub mod stdlib;
 pub mod targets;
-pub mod value;
+
+pub use alloy_syntax::{args, ast, diag, eval, fmt, parser, printer, scanner, stdlib, value};
 
 use std::path::Path;
 
@@ -41,19 +39,27 @@ pub fn check(path: impl AsRef<Path>) -> Result<Plan, Diagnostics> {
             format!("cannot read config: {e}"),
         ))
     })?;
-    check_source(&name, &src, Scope::new())
+    check_source(&name, &src, system_scope())
 }
 
 /// Like [`check`] on text already read, with an explicit scope (tests inject `sys.env`).
-pub fn check_source(name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostics> {
+pub fn check_source(name: &str, src: &str, mut scope: Scope) -> Result<Plan, Diagnostics> {
+    scope.capsule_concat = Some(capsules::concat);
     load::load(name, src, scope)
 }
 
-/// Formats a config the way `alloy fmt` does; syntax errors are returned instead.
-pub fn fmt(src: &str) -> Result<String, Diagnostics> {
-    let (file, diags) = parser::parse_file("<stdin>", src);
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    Ok(printer::print_file(&file))
+/// The scope a running agent evaluates its config in: the process environment and the node's
+/// hostname.
+pub fn system_scope() -> Scope {
+    Scope::with_host(|k| std::env::var(k).ok(), &hostname())
+}
+
+/// The node's hostname, read once at startup like Alloy's `os.Hostname()`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }

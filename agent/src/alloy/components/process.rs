@@ -558,7 +558,7 @@ fn timestamp_stage(a: &Args, ctx: &mut Ctx<'_>) -> Stage {
 
 #[cfg(test)]
 mod tests {
-    use crate::alloy::{check_source, Scope};
+    use crate::alloy::check_source;
 
     const REST: &str = r#"
 loki.source.file "s" {
@@ -578,7 +578,7 @@ loki.write "w" {
         let src = format!(
             "loki.process \"p\" {{\n  forward_to = [loki.write.w.receiver]\n{stages}}}\n{REST}"
         );
-        match check_source("t.alloy", &src, Scope::new()) {
+        match check_source("t.alloy", &src, crate::alloy::system_scope()) {
             Ok(_) => vec![],
             Err(d) => d
                 .iter()
@@ -713,7 +713,7 @@ loki.write "w" {
 }
 "#;
         let src = format!("{src}{REST}");
-        let mut plan = check_source("t.alloy", &src, Scope::new())
+        let mut plan = check_source("t.alloy", &src, crate::alloy::system_scope())
             .unwrap_or_else(|d| panic!("{}", d.render(&src)));
         let route = &mut plan.sources[0].routes[0];
         // (line, expected line, expected ts, expected level label)

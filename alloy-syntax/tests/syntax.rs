@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use agent::alloy::fmt;
-use agent::alloy::parser::parse_file;
-use agent::alloy::scanner::{Scanner, Tok};
+use alloy_syntax::fmt;
+use alloy_syntax::parser::parse_file;
+use alloy_syntax::scanner::{Scanner, Tok};
 use regex::Regex;
 
 fn dir(sub: &str) -> PathBuf {
@@ -259,7 +259,7 @@ fn parser_accepts_alloy_expression_table() {
     ];
     for src in cases {
         assert!(
-            agent::alloy::parser::parse_expr(src).is_ok(),
+            alloy_syntax::parser::parse_expr(src).is_ok(),
             "{src:?} should parse"
         );
     }

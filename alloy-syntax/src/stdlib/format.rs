@@ -2,8 +2,8 @@
 //! (`%!d(string=x)`, `%!s(MISSING)`, `%!(EXTRA int=1)`), since Alloy hands the arguments to Go.
 //! Alloy numbers written without a fraction are Go `int`s, the others `float64`.
 
-use crate::alloy::scanner::quote;
-use crate::alloy::value::Value;
+use crate::scanner::quote;
+use crate::value::Value;
 
 #[derive(Default, Clone, Copy)]
 struct Spec {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::alloy::targets::TargetSource;
-use crate::alloy::value::{Capsule, Value};
+use crate::eval::Scope;
+use crate::value::Value;
 
 /// Alloy's message for an argument of the wrong type: the offending value as written, then
 /// `should be <type>, got <type>`.
@@ -12,25 +12,13 @@ pub fn type_error(v: &Value, expected: &str) -> String {
     format!("{v} should be {expected}, got {}", v.type_name())
 }
 
-/// Concatenates arrays. Run-time target sets (from discovery) concatenate symbolically.
-pub fn concat(args: &[Value]) -> Result<Value, String> {
-    if args
-        .iter()
-        .any(|a| matches!(a, Value::Capsule(Capsule::Targets(_))))
-    {
-        let mut parts = Vec::new();
-        for a in args {
-            parts.push(match a {
-                Value::Capsule(Capsule::Targets(t)) => t.clone(),
-                Value::Array(_) => {
-                    TargetSource::Static(crate::alloy::targets::targets_from_value(a)?)
-                }
-                other => return Err(type_error(other, "array")),
-            });
+/// Concatenates arrays. When a capsule is among them (targets only known at run time), the
+/// embedding program's hook combines them symbolically.
+pub fn concat(args: &[Value], scope: &Scope) -> Result<Value, String> {
+    if args.iter().any(|a| matches!(a, Value::Capsule(_))) {
+        if let Some(hook) = scope.capsule_concat {
+            return hook(args);
         }
-        return Ok(Value::Capsule(Capsule::Targets(TargetSource::Concat(
-            parts,
-        ))));
     }
     let mut out = Vec::new();
     for a in args {

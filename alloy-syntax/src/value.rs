@@ -1,12 +1,11 @@
 //! Runtime values of the Alloy language and the conversions component arguments need
 //! (number→string, string→secret, durations, byte sizes, targets).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
-
-use super::relabel::Rule;
-use super::targets::TargetSource;
 
 /// A value produced by evaluating an expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,15 +24,73 @@ pub enum Value {
     Secret(String),
 }
 
-/// Opaque component exports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Capsule {
-    /// A `LogsReceiver`: entries sent here go to the named component (`loki.write.default`).
-    Receiver(String),
-    /// Targets that are only known at run time (discovery, globbing, relabeling of those).
-    Targets(TargetSource),
-    /// Relabel rules exported by `discovery.relabel` / `loki.relabel`.
-    Rules(Vec<Rule>),
+/// An opaque value passed between components (a logs receiver, run-time targets, relabel
+/// rules). The language only carries it; the embedding program puts its own types in and takes
+/// them out again with [`Capsule::get`].
+#[derive(Clone)]
+pub struct Capsule {
+    type_name: &'static str,
+    value: Arc<dyn Any + Send + Sync>,
+    eq: fn(&Capsule, &Capsule) -> bool,
+    debug: fn(&Capsule, &mut fmt::Formatter<'_>) -> fmt::Result,
+}
+
+impl Capsule {
+    /// Wraps a value compared by content. `type_name` is the type as Alloy prints it in type
+    /// errors, e.g. `capsule("loki.LogsReceiver")`.
+    pub fn new<T: Any + Send + Sync + PartialEq + fmt::Debug>(
+        type_name: &'static str,
+        v: T,
+    ) -> Self {
+        Capsule {
+            type_name,
+            value: Arc::new(v),
+            eq: |a, b| match (a.get::<T>(), b.get::<T>()) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            },
+            debug: debug_as::<T>,
+        }
+    }
+
+    /// Wraps a value that has no content equality: two capsules are equal only when they are
+    /// clones of the same one.
+    pub fn opaque<T: Any + Send + Sync + fmt::Debug>(type_name: &'static str, v: T) -> Self {
+        Capsule {
+            type_name,
+            value: Arc::new(v),
+            eq: |a, b| Arc::ptr_eq(&a.value, &b.value),
+            debug: debug_as::<T>,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The wrapped value, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.value.downcast_ref::<T>()
+    }
+}
+
+fn debug_as<T: Any + fmt::Debug>(c: &Capsule, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match c.get::<T>() {
+        Some(v) => write!(f, "Capsule({:?}, {v:?})", c.type_name),
+        None => write!(f, "Capsule({:?})", c.type_name),
+    }
+}
+
+impl PartialEq for Capsule {
+    fn eq(&self, other: &Self) -> bool {
+        self.type_name == other.type_name && (self.eq)(self, other)
+    }
+}
+
+impl fmt::Debug for Capsule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.debug)(self, f)
+    }
 }
 
 impl Value {
@@ -47,9 +104,7 @@ impl Value {
             Value::Array(_) => "array",
             Value::Object(_) => "object",
             Value::Function(_) => "function",
-            Value::Capsule(Capsule::Receiver(_)) => "capsule(\"loki.LogsReceiver\")",
-            Value::Capsule(Capsule::Targets(_)) => "capsule(\"discovery.Targets\")",
-            Value::Capsule(Capsule::Rules(_)) => "capsule(\"relabel.Rules\")",
+            Value::Capsule(c) => c.type_name(),
             Value::Secret(_) => "secret",
         }
     }
@@ -132,7 +187,7 @@ impl Value {
             if s.bytes().all(|b| b.is_ascii_digit()) {
                 format!(
                     "{e}{}a size needs a unit: write \"{s}B\" or \"{}\"",
-                    super::args::HINT_SEP,
+                    crate::args::HINT_SEP,
                     base2_string(s.parse().unwrap_or(0))
                 )
             } else {
@@ -210,7 +265,7 @@ impl fmt::Display for Value {
             Value::Null => write!(f, "null"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Number(n) => write!(f, "{}", format_number(*n)),
-            Value::String(s) => write!(f, "{}", super::scanner::quote(s)),
+            Value::String(s) => write!(f, "{}", crate::scanner::quote(s)),
             Value::Array(a) => {
                 write!(f, "[")?;
                 for (i, v) in a.iter().enumerate() {
@@ -227,12 +282,12 @@ impl fmt::Display for Value {
                     if i > 0 {
                         write!(f, ", ")?;
                     }
-                    write!(f, "{} = {v}", super::scanner::quote(k))?;
+                    write!(f, "{} = {v}", crate::scanner::quote(k))?;
                 }
                 write!(f, "}}")
             }
             Value::Function(n) => write!(f, "function({n})"),
-            Value::Capsule(c) => write!(f, "{}", Value::Capsule(c.clone()).type_name()),
+            Value::Capsule(c) => write!(f, "{}", c.type_name()),
             Value::Secret(_) => write!(f, "(secret)"),
         }
     }

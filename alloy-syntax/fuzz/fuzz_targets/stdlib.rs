@@ -15,10 +15,10 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or(0);
     let (a, b) = src.split_at(mid);
     let (a, b) = (
-        agent::alloy::scanner::quote(a),
-        agent::alloy::scanner::quote(b),
+        alloy_syntax::scanner::quote(a),
+        alloy_syntax::scanner::quote(b),
     );
-    let scope = agent::alloy::Scope::with_env(|_| None);
+    let scope = alloy_syntax::Scope::with_env(|_| None);
     for expr in [
         format!("encoding.from_base64({a})"),
         format!("encoding.from_URLbase64({a})"),
@@ -29,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
         format!("json_path({a}, {b})"),
         format!("array.group_by(encoding.from_json({a}), {b}, false)"),
     ] {
-        if let Ok(e) = agent::alloy::parser::parse_expr(&expr) {
-            let _ = agent::alloy::eval::eval(&e, &scope);
+        if let Ok(e) = alloy_syntax::parser::parse_expr(&expr) {
+            let _ = alloy_syntax::eval::eval(&e, &scope);
         }
     }
 });

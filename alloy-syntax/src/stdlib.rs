@@ -6,6 +6,8 @@ mod array;
 mod encoding;
 mod format;
 
+pub use array::type_error;
+
 use std::collections::BTreeMap;
 
 use super::eval::Scope;
@@ -58,8 +60,9 @@ const FUNCTIONS: &[(&str, &str, &str)] = &[
     ("file", "path_join", "file.path_join"),
 ];
 
-/// The root scope: function namespaces and `constants`.
-pub fn namespaces() -> BTreeMap<String, Value> {
+/// The root scope: function namespaces and `constants` (`hostname` comes from the caller: this
+/// crate does no IO).
+pub fn namespaces(hostname: &str) -> BTreeMap<String, Value> {
     let mut root: BTreeMap<String, Value> = BTreeMap::new();
     for (ns, name, full) in FUNCTIONS {
         if ns.is_empty() {
@@ -74,7 +77,7 @@ pub fn namespaces() -> BTreeMap<String, Value> {
         }
     }
     let mut c = BTreeMap::new();
-    c.insert("hostname".into(), Value::String(hostname()));
+    c.insert("hostname".into(), Value::String(hostname.into()));
     c.insert("os".into(), Value::String(std::env::consts::OS.into()));
     // Go's GOARCH names, which configs compare against.
     let arch = match std::env::consts::ARCH {
@@ -93,16 +96,6 @@ pub fn namespaces() -> BTreeMap<String, Value> {
     root
 }
 
-/// The node's hostname, read once at startup like Alloy's `os.Hostname()`.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 fn arity(args: &[Value], n: usize) -> Result<(), String> {
     if args.len() != n {
         return Err(format!("expected {n} arguments, got {}", args.len()));
@@ -117,7 +110,7 @@ fn arity(args: &[Value], n: usize) -> Result<(), String> {
 pub fn call(name: &str, shown: &str, args: &[Value], scope: &Scope) -> Result<Value, String> {
     match name {
         "coalesce" => Ok(coalesce(args)),
-        "array.concat" => array::concat(args),
+        "array.concat" => array::concat(args, scope),
         "array.combine_maps" => array::combine_maps(args),
         "array.group_by" => array::group_by(args),
         _ => go_function(name, args, scope).map_err(|e| format!("{shown} {e}")),

@@ -24,26 +24,39 @@ fn err<T>(pos: Pos, msg: impl Into<String>) -> Result<T, EvalError> {
     })
 }
 
-/// What expressions can see: the root scope object plus the environment lookup used by
-/// `sys.env` (injectable so tests do not touch the process environment).
+/// What expressions can see: the root scope object, the environment lookup used by `sys.env`
+/// and the hooks through which the embedding program handles its capsules. The caller supplies
+/// everything that comes from the machine (environment, hostname): this crate does no IO.
 pub struct Scope {
     pub root: BTreeMap<String, Value>,
     pub env: EnvLookup,
+    /// `array.concat` with a capsule among its arguments (run-time targets) calls this.
+    pub capsule_concat: Option<CapsuleConcat>,
 }
 
 /// Looks up an environment variable.
 pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Combines `array.concat` arguments of which at least one is a capsule.
+pub type CapsuleConcat = fn(&[Value]) -> Result<Value, String>;
+
 impl Scope {
-    /// The standard library plus the real process environment.
-    pub fn new() -> Self {
-        Self::with_env(|k| std::env::var(k).ok())
+    /// The standard library with `sys.env` answered by `env` and `constants.hostname` set to
+    /// `localhost`.
+    pub fn with_env(env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self::with_host(env, "localhost")
     }
 
-    pub fn with_env(env: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+    /// The standard library with `sys.env` answered by `env` and the given
+    /// `constants.hostname`.
+    pub fn with_host(
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        hostname: &str,
+    ) -> Self {
         Scope {
-            root: stdlib::namespaces(),
+            root: stdlib::namespaces(hostname),
             env: Box::new(env),
+            capsule_concat: None,
         }
     }
 
@@ -64,12 +77,6 @@ impl Scope {
             cur = o;
         }
         cur.insert(last.clone(), v);
-    }
-}
-
-impl Default for Scope {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -129,7 +136,7 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                             idx.pos,
                             format!(
                                 "index {} is out of range for array of length {}",
-                                super::value::format_number(n),
+                                crate::value::format_number(n),
                                 a.len()
                             ),
                         )

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use crate::alloy::value::Value;
+use crate::value::Value;
 
 /// Go's `base64.StdEncoding` / `URLEncoding` `DecodeString`: padded, `\r` and `\n` skipped,
 /// errors name the byte offset exactly as Go's `CorruptInputError` does.
