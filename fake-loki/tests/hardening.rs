@@ -32,6 +32,9 @@ async fn query_form(
     .await
 }
 
+/// Path, query, extra form pairs, expected part of the 400 body.
+type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str);
+
 fn nest(open: &str, inner: &str, close: &str, n: usize) -> String {
     format!("{}{inner}{}", open.repeat(n), close.repeat(n))
 }
@@ -59,7 +62,7 @@ async fn deeply_nested_queries_are_refused_not_a_crash() {
     ];
     let instant = [("time", end.as_str())];
     let chain = vec!["1"; 2030].join("+");
-    let cases: Vec<(&str, String, &[(&str, &str)], &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "/loki/api/v1/query",
             nest("(", "1", ")", 2500),
@@ -135,5 +138,117 @@ async fn deeply_nested_queries_are_refused_not_a_crash() {
     let r = query_form(&loki, "/loki/api/v1/query_range", &filters, &range).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"x=1\""), "{}", r.body);
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn extreme_time_ranges_are_refused_without_overflow() {
+    let loki = FakeLoki::start(Config::for_tests()).await.unwrap();
+    let ts = now_ns();
+    let pushed = push(
+        &loki.url(),
+        "t",
+        &request(&[("{a=\"b\"}", vec![(ts, "x", vec![])])]),
+    )
+    .await;
+    assert_eq!(pushed.status, 204);
+    let base = format!("{}/loki/api/v1/query_range", loki.url());
+    let count = "query=count_over_time(%7Ba%3D%22b%22%7D%5B1m%5D)";
+    let log = "query=%7Ba%3D%22b%22%7D";
+    let points = "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter";
+    let cases = [
+        // Go's Time.Sub saturates at 292 years, so the point count is far over 11,000.
+        (format!("{count}&start=-9000000000000000000&end=9000000000000000000&step=60"), points.to_string()),
+        (format!("{count}&start=-9223372036854775808&end=9223372036854775807&step=1"), points.to_string()),
+        // The default step (range/250) passes the point rule; the 721h length limit does not.
+        (
+            format!("{count}&start=-9000000000000000000&end=9000000000000000000"),
+            "the query time range exceeds the limit (query length: 2562047h47m16.854775807s, limit: 721h0m0s)".into(),
+        ),
+        (
+            format!("{log}&start=-9000000000000000000&end=9000000000000000000&interval=9223372036"),
+            "the query time range exceeds the limit (query length: 2562047h47m16.854775807s, limit: 721h0m0s)".into(),
+        ),
+        (
+            format!("{count}&start=-1.0e300&end=1.0e300&step=1000000000"),
+            "the query time range exceeds the limit (query length: 2562047h47m16.854775807s, limit: 721h0m0s)".into(),
+        ),
+        (
+            format!("{count}&start=-1.0e300&end=1.0e300&step=1e300"),
+            "could not parse 'step' parameter: cannot parse \"1e300\" to a valid duration. It overflows int64".into(),
+        ),
+        (
+            format!("{log}&start=1&end=2&interval=-1e300"),
+            "could not parse 'interval' parameter: cannot parse \"-1e300\" to a valid duration. It overflows int64".into(),
+        ),
+    ];
+    for (q, want) in &cases {
+        let r = get(&format!("{base}?{q}"), &T).await;
+        assert_eq!((r.status, r.body.as_str()), (400, want.as_str()), "{q}");
+    }
+    // Extremes that are not refused are answered, not a crash.
+    for q in [
+        format!("{count}&start=9223372036854775000&end=9223372036854775807&step=1"),
+        format!("{count}&start=-9223372036854775808&end=-9223372036854775000&step=1"),
+        format!("{log}&start=-9223372036854775808&end=-9223372036854775000&interval=9e9"),
+        format!("{log}&end=-9223372036854775808&since=9999999h"),
+    ] {
+        let r = get(&format!("{base}?{q}"), &T).await;
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+    }
+    for time in [
+        "-9223372036854775808",
+        "9223372036854775807",
+        "-1.0e300",
+        "1.0e300",
+    ] {
+        let url = format!(
+            "{}/loki/api/v1/query?query=rate(%7Ba%3D%22b%22%7D%5B1h%5D%20offset%201h)&time={time}",
+            loki.url()
+        );
+        let r = get(&url, &T).await;
+        assert_eq!(r.status, 200, "{time}: {}", r.body);
+    }
+    // The server still answers pushes and reads afterwards.
+    let r = get(&format!("{base}?{log}&start={}&end={}", ts - 1, ts + 1), &T).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"x\""), "{}", r.body);
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn empty_label_name_is_routed_like_loki() {
+    let loki = FakeLoki::start(Config::for_tests()).await.unwrap();
+    let url = loki.url();
+    // Loki's gorilla/mux router cleans the path first: 301 to the cleaned path.
+    for (path, location) in [
+        ("/loki/api/v1/label//values", "/loki/api/v1/label/values"),
+        (
+            "/loki/api/v1/label//values?start=1",
+            "/loki/api/v1/label/values?start=1",
+        ),
+        ("//loki/api/v1/labels", "/loki/api/v1/labels"),
+        (
+            "/loki/api/v1/label/a/../values",
+            "/loki/api/v1/label/values",
+        ),
+        ("/loki/api/v1/./push", "/loki/api/v1/push"),
+    ] {
+        let r = get(&format!("{url}{path}"), &T).await;
+        assert_eq!(r.status, 301, "{path}");
+        assert_eq!(r.headers["location"], location, "{path}");
+        assert_eq!(r.body, "", "{path}");
+    }
+    // The cleaned path has no `{name}` segment: not a route.
+    for path in ["/loki/api/v1/label/values", "/loki/api/v1/label/a/b/values"] {
+        let r = get(&format!("{url}{path}"), &T).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (404, "404 page not found\n"),
+            "{path}"
+        );
+    }
+    let r = get(&format!("{url}/loki/api/v1/label/a/values"), &T).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     loki.shutdown().await;
 }
