@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::faults::FaultRule;
 use crate::ingest::DEFAULT_MAX_CHUNK_AGE_NS;
@@ -32,6 +33,13 @@ pub struct Config {
     pub faults: Vec<FaultRule>,
     /// The stream label the usage ledger groups by (besides tenant and day).
     pub usage_label: String,
+    /// Longest wait for a request's headers, including the wait for the next request on
+    /// a keep-alive connection (None: no limit).
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in flight and no bytes moved for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// Most connections open at once; past it, accepting waits for one to close.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -49,6 +57,9 @@ impl Default for Config {
             fault_seed: 0,
             faults: Vec::new(),
             usage_label: "cluster".into(),
+            header_read_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_connections: 4096,
         }
     }
 }

@@ -252,3 +252,87 @@ async fn empty_label_name_is_routed_like_loki() {
     assert_eq!(r.status, 200, "{}", r.body);
     loki.shutdown().await;
 }
+
+/// Reads until EOF or `deadline`; true when the server closed the connection.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, deadline: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let mut config = Config::for_tests();
+    config.header_read_timeout = Some(Duration::from_millis(500));
+    config.idle_timeout = Some(Duration::from_millis(800));
+    let loki = FakeLoki::start(config).await.unwrap();
+    // Slowloris: one header byte every 100 ms never completes a request head.
+    let mut slow = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let sender = async {
+        for b in b"GET /ready HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    sender.await;
+    assert!(closed_by_server(&mut slow, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A connection that never sends anything, and one idle after a request.
+    let mut silent = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    let mut used = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    used.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut silent, Duration::from_secs(5)).await);
+    assert!(closed_by_server(&mut used, Duration::from_secs(5)).await);
+    // The server still serves new connections.
+    assert_eq!(get(&format!("{}/ready", loki.url()), &T).await.status, 200);
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn open_connections_are_capped() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let mut config = Config::for_tests();
+    config.max_connections = 2;
+    config.header_read_timeout = None;
+    config.idle_timeout = None;
+    let loki = FakeLoki::start(config).await.unwrap();
+    let a = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    let b = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    // The third is queued by the kernel but not served while two are open.
+    let mut c = tokio::net::TcpStream::connect(loki.addr()).await.unwrap();
+    c.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    use tokio::io::AsyncReadExt;
+    let early = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+    assert!(early.is_err(), "served past the cap: {early:?}");
+    drop(a);
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    drop(b);
+    loki.shutdown().await;
+}
