@@ -22,8 +22,12 @@ pub struct Config {
     pub multi_tenant_queries_enabled: bool,
     /// Largest compressed push body (Loki's `distributor.max_recv_msg_size`, 100 MiB).
     pub max_recv_msg_size: usize,
-    /// Largest decompressed push body (Loki's `max_decompressed_size`, 5000 MiB).
+    /// Largest decompressed push body. Loki's `max_decompressed_size` is 5000 MiB;
+    /// fake-loki uses `max_recv_msg_size`'s 100 MiB so a bomb cannot take GBs.
     pub max_decompressed_size: usize,
+    /// Push bodies read and decoded at once; more wait their turn, so parallel bombs
+    /// cannot multiply memory.
+    pub max_concurrent_pushes: usize,
     /// The ingester's `max_chunk_age` (2h): entries more than half of it behind a
     /// stream's newest entry are `too_far_behind`.
     pub max_chunk_age_ns: i64,
@@ -52,7 +56,8 @@ impl Default for Config {
             data_dir: None,
             multi_tenant_queries_enabled: false,
             max_recv_msg_size: 100 << 20,
-            max_decompressed_size: 5000 << 20,
+            max_decompressed_size: 100 << 20,
+            max_concurrent_pushes: 8,
             max_chunk_age_ns: DEFAULT_MAX_CHUNK_AGE_NS,
             fault_seed: 0,
             faults: Vec::new(),

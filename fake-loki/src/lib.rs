@@ -53,6 +53,8 @@ pub struct State {
     pub faults: Faults,
     pub data_dir: Option<Mutex<persist::DataDir>>,
     pub usage: Mutex<usage::Ledger>,
+    /// Permits for push bodies in flight (see `Config::max_concurrent_pushes`).
+    pub push_slots: tokio::sync::Semaphore,
 }
 
 impl State {
@@ -95,6 +97,7 @@ impl State {
         let ledger = usage::Ledger::open(&config.usage_label, config.data_dir.as_deref())?;
         Ok(State {
             usage: Mutex::new(ledger),
+            push_slots: tokio::sync::Semaphore::new(config.max_concurrent_pushes.max(1)),
             metrics: Metrics::new(),
             faults,
             store: RwLock::new(store),

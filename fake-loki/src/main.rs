@@ -48,6 +48,12 @@ struct Cli {
     /// Close a connection idle (no request in flight, no bytes) this long (0 disables).
     #[arg(long, default_value = "120s", value_parser = duration)]
     http_idle_timeout: Duration,
+    /// Largest decompressed push body in bytes (Loki's default is 5000 MiB).
+    #[arg(long, default_value_t = 100 << 20)]
+    max_decompressed_size: usize,
+    /// Push bodies read and decoded at once; more wait for a slot.
+    #[arg(long, default_value_t = 8)]
+    max_concurrent_pushes: usize,
     /// Most open connections; at the cap new ones wait to be accepted.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -98,6 +104,8 @@ async fn serve() -> anyhow::Result<()> {
         header_read_timeout: non_zero(cli.http_header_read_timeout),
         idle_timeout: non_zero(cli.http_idle_timeout),
         max_connections: cli.max_connections,
+        max_decompressed_size: cli.max_decompressed_size,
+        max_concurrent_pushes: cli.max_concurrent_pushes,
         ..Config::default()
     };
     if let Some(path) = &cli.limits {
