@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::faults::FaultRule;
 use crate::ingest::DEFAULT_MAX_CHUNK_AGE_NS;
@@ -21,8 +22,12 @@ pub struct Config {
     pub multi_tenant_queries_enabled: bool,
     /// Largest compressed push body (Loki's `distributor.max_recv_msg_size`, 100 MiB).
     pub max_recv_msg_size: usize,
-    /// Largest decompressed push body (Loki's `max_decompressed_size`, 5000 MiB).
+    /// Largest decompressed push body. Loki's `max_decompressed_size` is 5000 MiB;
+    /// fake-loki uses `max_recv_msg_size`'s 100 MiB so a bomb cannot take GBs.
     pub max_decompressed_size: usize,
+    /// Push bodies read and decoded at once; more wait their turn, so parallel bombs
+    /// cannot multiply memory.
+    pub max_concurrent_pushes: usize,
     /// The ingester's `max_chunk_age` (2h): entries more than half of it behind a
     /// stream's newest entry are `too_far_behind`.
     pub max_chunk_age_ns: i64,
@@ -32,6 +37,13 @@ pub struct Config {
     pub faults: Vec<FaultRule>,
     /// The stream label the usage ledger groups by (besides tenant and day).
     pub usage_label: String,
+    /// Longest wait for a request's headers, including the wait for the next request on
+    /// a keep-alive connection (None: no limit).
+    pub header_read_timeout: Option<Duration>,
+    /// A connection with no request in flight and no bytes moved for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// Most connections open at once; past it, accepting waits for one to close.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -44,11 +56,15 @@ impl Default for Config {
             data_dir: None,
             multi_tenant_queries_enabled: false,
             max_recv_msg_size: 100 << 20,
-            max_decompressed_size: 5000 << 20,
+            max_decompressed_size: 100 << 20,
+            max_concurrent_pushes: 8,
             max_chunk_age_ns: DEFAULT_MAX_CHUNK_AGE_NS,
             fault_seed: 0,
             faults: Vec::new(),
             usage_label: "cluster".into(),
+            header_read_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_connections: 4096,
         }
     }
 }

@@ -25,16 +25,14 @@ pub mod logql;
 pub mod metrics;
 pub mod persist;
 pub mod ratelimit;
+pub mod server;
 pub mod store;
 pub mod tenant;
 pub mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use loki_wire::LabelSet;
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
@@ -44,6 +42,7 @@ pub use config::Config;
 pub use error::Error;
 pub use faults::{FaultAction, FaultRule, Faults};
 pub use metrics::Metrics;
+pub use server::run;
 
 /// Shared server state.
 pub struct State {
@@ -54,6 +53,8 @@ pub struct State {
     pub faults: Faults,
     pub data_dir: Option<Mutex<persist::DataDir>>,
     pub usage: Mutex<usage::Ledger>,
+    /// Permits for push bodies in flight (see `Config::max_concurrent_pushes`).
+    pub push_slots: tokio::sync::Semaphore,
 }
 
 impl State {
@@ -96,6 +97,7 @@ impl State {
         let ledger = usage::Ledger::open(&config.usage_label, config.data_dir.as_deref())?;
         Ok(State {
             usage: Mutex::new(ledger),
+            push_slots: tokio::sync::Semaphore::new(config.max_concurrent_pushes.max(1)),
             metrics: Metrics::new(),
             faults,
             store: RwLock::new(store),
@@ -207,53 +209,9 @@ impl FakeLoki {
     }
 }
 
-/// The accept loop: one task per connection, graceful shutdown raced against a timeout.
-pub async fn run(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let svc = service_fn(move |req| {
-                    let state = state.clone();
-                    async move {
-                        match api::handle(state, req).await {
-                            api::Reply::Respond(r) => Ok(r),
-                            api::Reply::Reset => Err(ResetConnection),
-                        }
-                    }
-                });
-                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(5)) => {
-            tracing::warn!("connections still open after 5s; closing");
-        }
-    }
-}
-
 /// Returned by the service to make hyper drop the connection unanswered.
 #[derive(Debug)]
-struct ResetConnection;
+pub(crate) struct ResetConnection;
 
 impl std::fmt::Display for ResetConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -40,6 +41,34 @@ struct Cli {
     /// Largest accepted push body in bytes (compressed).
     #[arg(long, default_value_t = 100 << 20)]
     max_recv_msg_size: usize,
+    /// Longest wait for a request's headers, also between requests on a keep-alive
+    /// connection (Go duration; 0 disables).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    http_header_read_timeout: Duration,
+    /// Close a connection idle (no request in flight, no bytes) this long (0 disables).
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    http_idle_timeout: Duration,
+    /// Largest decompressed push body in bytes (Loki's default is 5000 MiB).
+    #[arg(long, default_value_t = 100 << 20)]
+    max_decompressed_size: usize,
+    /// Push bodies read and decoded at once; more wait for a slot.
+    #[arg(long, default_value_t = 8)]
+    max_concurrent_pushes: usize,
+    /// Most open connections; at the cap new ones wait to be accepted.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let ns = fake_loki::limits::parse_duration(s)?;
+    u64::try_from(ns)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("negative duration {s:?}"))
+}
+
+/// Zero means "no limit".
+fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// Errors are printed as one line with their causes, without a backtrace.
@@ -72,6 +101,11 @@ async fn serve() -> anyhow::Result<()> {
         fault_seed: cli.fault_seed,
         max_recv_msg_size: cli.max_recv_msg_size,
         usage_label: cli.usage_label,
+        header_read_timeout: non_zero(cli.http_header_read_timeout),
+        idle_timeout: non_zero(cli.http_idle_timeout),
+        max_connections: cli.max_connections,
+        max_decompressed_size: cli.max_decompressed_size,
+        max_concurrent_pushes: cli.max_concurrent_pushes,
         ..Config::default()
     };
     if let Some(path) = &cli.limits {

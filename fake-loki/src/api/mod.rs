@@ -166,9 +166,55 @@ impl Source for TenantSource<'_> {
     }
 }
 
+/// gorilla/mux's `cleanPath` (Loki's router does not skip cleaning): Go's `path.Clean`
+/// with a trailing slash kept.
+fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut out = String::with_capacity(p.len() + 1);
+    for seg in &parts {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        return "/".into();
+    }
+    if p.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// gorilla/mux's answer to an unclean path: 301 to the cleaned one, query kept.
+fn redirect_clean(uri: &http::Uri, clean: &str) -> Response<Body> {
+    let location = match uri.query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean.to_string(),
+    };
+    let mut r = empty(301);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
 /// Handles one request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
+    let clean = clean_path(&path);
+    if clean != path {
+        let r = redirect_clean(req.uri(), &clean);
+        state.metrics.request("other", 301);
+        return Reply::Respond(r);
+    }
     let method = req.method().clone();
     let (route, reply) = route(&state, method, &path, req).await;
     if let Reply::Respond(r) = &reply {
@@ -215,8 +261,8 @@ async fn route(
             let q = req.uri().query().map(str::to_string);
             ("usage", r(ops::usage(state, q.as_deref())))
         }
-        p if p.starts_with("/loki/api/v1/label/") && p.ends_with("/values") && get_or_post => {
-            let name = &p["/loki/api/v1/label/".len()..p.len() - "/values".len()];
+        p if label_values_name(p).is_some() && get_or_post => {
+            let name = label_values_name(p).unwrap_or_default();
             let name = percent_encoding::percent_decode_str(name)
                 .decode_utf8_lossy()
                 .into_owned();
@@ -231,6 +277,15 @@ async fn route(
         | "/loki/api/v1/series" => ("other", r(method_not_allowed())),
         _ => ("other", r(not_found())),
     }
+}
+
+/// The `{name}` of `/loki/api/v1/label/{name}/values`: one non-empty path segment, as
+/// the router's `[^/]+` variable matches.
+fn label_values_name(p: &str) -> Option<&str> {
+    let name = p
+        .strip_prefix("/loki/api/v1/label/")?
+        .strip_suffix("/values")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 /// A read request (query or metadata): its parts, parameters and tenants.

@@ -43,7 +43,10 @@ pub fn parse_timestamp(name: &str, v: &str) -> Result<i64, String> {
         if let Ok(f) = v.parse::<f64>() {
             let secs = f.trunc();
             let ms = ((f - secs) * 1000.0).round();
-            return Ok(secs as i64 * 1_000_000_000 + ms as i64 * 1_000_000);
+            // `as` saturates out-of-range floats; the arithmetic saturates too.
+            return Ok((secs as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(ms as i64 * 1_000_000));
         }
     }
     if let Ok(n) = v.parse::<i64>() {
@@ -65,7 +68,14 @@ pub fn parse_timestamp(name: &str, v: &str) -> Result<i64, String> {
 /// Parses a step/interval: float seconds or a duration.
 pub fn parse_step(name: &str, v: &str) -> Result<i64, String> {
     if let Ok(f) = v.parse::<f64>() {
-        return Ok((f * 1e9) as i64);
+        let ns = f * 1e9;
+        // Loki's parseSecondsOrDuration refuses what does not fit a Duration.
+        if !(i64::MIN as f64..=i64::MAX as f64).contains(&ns) {
+            return Err(format!(
+                "could not parse '{name}' parameter: cannot parse \"{v}\" to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok(ns as i64);
     }
     parse_duration(v).map_err(|_| {
         format!("could not parse '{name}' parameter: cannot parse \"{v}\" to a valid duration")
@@ -87,7 +97,7 @@ pub fn time_range(p: &Params, now: i64) -> Result<(i64, i64), String> {
     };
     let start = match p.get("start") {
         Some(v) => parse_timestamp("start", v)?,
-        None => end.min(now) - since,
+        None => end.min(now).saturating_sub(since),
     };
     if end < start {
         return Err("end timestamp must not be before or equal to start time".into());

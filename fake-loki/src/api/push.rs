@@ -61,6 +61,10 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) ->
         }
     }
 
+    // Held while the body is read, decompressed, decoded and ingested.
+    let Ok(_slot) = state.push_slots.acquire().await else {
+        return Reply::Respond(text(503, "fake-loki: shutting down\n"));
+    };
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

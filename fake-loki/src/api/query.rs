@@ -63,7 +63,8 @@ fn run_range(
     if step <= 0 {
         return Err("zero or negative query resolution step widths are not accepted. Try a positive integer".into());
     }
-    if (end - start) / step > MAX_POINTS {
+    // Go's `Time.Sub` saturates; so does this, and the count stays exact for real ranges.
+    if end.saturating_sub(start) / step > MAX_POINTS {
         return Err("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter".into());
     }
     let interval = match p.get("interval") {
@@ -84,10 +85,10 @@ fn run_range(
             limits.max_entries_limit_per_query
         ));
     }
-    if limits.max_query_length > 0 && end - start > limits.max_query_length {
+    if limits.max_query_length > 0 && end.saturating_sub(start) > limits.max_query_length {
         return Err(format!(
             "the query time range exceeds the limit (query length: {}, limit: {})",
-            go_duration(end - start),
+            go_duration(end.saturating_sub(start)),
             go_duration(limits.max_query_length)
         ));
     }
@@ -144,7 +145,7 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
 
 /// Loki's default step: max(floor(range_s / 250), 1) seconds.
 fn default_step(start: i64, end: i64) -> i64 {
-    let secs = (end - start) / 1_000_000_000 / 250;
+    let secs = end.saturating_sub(start) / 1_000_000_000 / 250;
     secs.max(1) * 1_000_000_000
 }
 

@@ -335,7 +335,7 @@ pub fn exec_range(e: &Expr, src: &dyn Source, q: &RangeQuery) -> Result<QueryRes
         ast::Query::Metric(m) => {
             // Loki 3.7's splitter aligns start down and end up to multiples of step.
             let step = q.step.max(1);
-            let start = q.start.div_euclid(step) * step;
+            let start = q.start.div_euclid(step).saturating_mul(step);
             let end = match q.end.rem_euclid(step) {
                 0 => q.end,
                 r => q.end.saturating_add(step - r),

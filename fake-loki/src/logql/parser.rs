@@ -20,9 +20,21 @@ pub fn plain(msg: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Deepest nesting of parentheses, aggregations, range functions and unary signs.
+/// Loki (Go, growable stacks) has no such limit; fake-loki's evaluator and the drop of
+/// the tree recurse on a fixed thread stack, so a query past it is a 400, not a crash.
+pub const MAX_NESTING: usize = 128;
+/// Most binary operators (metric and label-filter `and`/`or`) in one query: a chain of
+/// them is a tree as deep as it is long.
+pub const MAX_BINARY_OPS: usize = 256;
+
 struct Parser {
     toks: Vec<Token>,
     i: usize,
+    /// Current nesting depth (see [`MAX_NESTING`]).
+    depth: usize,
+    /// Binary operators built so far (see [`MAX_BINARY_OPS`]).
+    binary_ops: usize,
 }
 
 type R<T> = Result<T, Error>;
@@ -73,6 +85,40 @@ impl Parser {
         } else {
             Err(self.unexpected(expected))
         }
+    }
+
+    /// Enters one nesting level; [`Parser::leave`] undoes it.
+    fn enter(&mut self) -> R<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            let t = self.peek();
+            return Err(Error {
+                message: format!(
+                    "parse error at line {}, col {}: expression nested too deeply (more than {MAX_NESTING} levels)",
+                    t.line, t.col
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// Counts one binary operator against [`MAX_BINARY_OPS`].
+    fn binary_op(&mut self) -> R<()> {
+        self.binary_ops += 1;
+        if self.binary_ops > MAX_BINARY_OPS {
+            let t = self.peek();
+            return Err(Error {
+                message: format!(
+                    "parse error at line {}, col {}: too many binary operations (more than {MAX_BINARY_OPS})",
+                    t.line, t.col
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn check_lex_err(&self) -> R<()> {
@@ -341,6 +387,7 @@ impl Parser {
         let mut left = self.label_filter_and()?;
         while self.is_kw("or") {
             self.bump();
+            self.binary_op()?;
             let right = self.label_filter_and()?;
             left = LabelFilter::Or(Box::new(left), Box::new(right));
         }
@@ -355,6 +402,7 @@ impl Parser {
             } else if !(self.is(Tok::Ident) || self.is(Tok::LParen)) {
                 return Ok(left);
             }
+            self.binary_op()?;
             let right = self.label_filter_primary()?;
             left = LabelFilter::And(Box::new(left), Box::new(right));
         }
@@ -363,9 +411,11 @@ impl Parser {
     fn label_filter_primary(&mut self) -> R<LabelFilter> {
         self.check_lex_err()?;
         if self.is(Tok::LParen) {
+            self.enter()?;
             self.bump();
             let f = self.label_filter_or()?;
             self.expect(Tok::RParen, &[")"])?;
+            self.leave();
             return Ok(f);
         }
         let name = self.expect(Tok::Ident, &["IDENTIFIER", "("])?.text;
@@ -520,6 +570,7 @@ impl Parser {
             if prec < min_prec {
                 break;
             }
+            self.binary_op()?;
             self.bump();
             let mut bool_mod = false;
             if self.is_kw("bool") {
@@ -541,7 +592,9 @@ impl Parser {
                 // `^` is right-associative; everything else is left-associative.
                 let np = next.precedence();
                 if np > prec || (np == prec && next == BinOp::Pow) {
+                    self.enter()?;
                     rhs = self.metric_binop(rhs, np)?;
+                    self.leave();
                 } else {
                     break;
                 }
@@ -568,8 +621,10 @@ impl Parser {
 
     fn metric_unary(&mut self) -> R<MetricExpr> {
         if self.is(Tok::Sub) || self.is(Tok::Add) {
+            self.enter()?;
             let neg = self.bump().tok == Tok::Sub;
             let inner = self.metric_unary()?;
+            self.leave();
             return Ok(match inner {
                 MetricExpr::Literal(v) if neg => MetricExpr::Literal(-v),
                 e if neg => MetricExpr::Binary {
@@ -597,122 +652,132 @@ impl Parser {
                 Ok(MetricExpr::Literal(v))
             }
             Tok::LParen => {
+                self.enter()?;
                 self.bump();
                 let m = self.metric()?;
                 self.expect(Tok::RParen, &[")"])?;
+                self.leave();
                 Ok(m)
             }
             Tok::Func => {
-                let range_op = match t.text.as_str() {
-                    "count_over_time" => Some(RangeOp::Count),
-                    "rate" => Some(RangeOp::Rate),
-                    "bytes_over_time" => Some(RangeOp::Bytes),
-                    "bytes_rate" => Some(RangeOp::BytesRate),
-                    "absent_over_time" => Some(RangeOp::Absent),
-                    _ => None,
-                };
-                if let Some(op) = range_op {
-                    self.bump();
-                    self.expect(Tok::LParen, &["("])?;
-                    let (log, range, offset) = self.log_range()?;
-                    self.expect(Tok::RParen, &[")"])?;
-                    if self.is_kw("by") || self.is_kw("without") {
-                        self.grouping()?;
-                        if op != RangeOp::Absent {
-                            return Err(plain(format!(
-                                "grouping not allowed for {} aggregation",
-                                op.name()
-                            )));
-                        }
-                    }
-                    return Ok(MetricExpr::Range {
-                        op,
-                        log,
-                        range,
-                        offset,
-                    });
-                }
-                let vec_op = match t.text.as_str() {
-                    "sum" => VecOp::Sum,
-                    "avg" => VecOp::Avg,
-                    "count" => VecOp::Count,
-                    "min" => VecOp::Min,
-                    "max" => VecOp::Max,
-                    "topk" => VecOp::Topk,
-                    "bottomk" => VecOp::Bottomk,
-                    "stddev" => VecOp::Stddev,
-                    "stdvar" => VecOp::Stdvar,
-                    "sort" => VecOp::Sort,
-                    "sort_desc" => VecOp::SortDesc,
-                    "vector" => {
-                        self.bump();
-                        self.expect(Tok::LParen, &["("])?;
-                        let n = self.expect(Tok::Number, &["NUMBER"])?;
-                        let v: f64 = n
-                            .text
-                            .parse()
-                            .map_err(|_| plain(format!("invalid number {}", n.text)))?;
-                        self.expect(Tok::RParen, &[")"])?;
-                        return Ok(MetricExpr::Vector {
-                            op: VecOp::Sum,
-                            param: None,
-                            grouping: None,
-                            inner: Box::new(MetricExpr::Literal(v)),
-                        });
-                    }
-                    "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time"
-                    | "stdvar_over_time" | "stddev_over_time" | "quantile_over_time"
-                    | "first_over_time" | "last_over_time" | "rate_counter" => {
-                        return Err(plain(format!(
-                            "invalid aggregation {} without unwrap",
-                            t.text
-                        )));
-                    }
-                    _ => return Err(plain(format!("{} is not supported by fake-loki", t.text))),
-                };
-                self.bump();
-                let mut grouping = None;
-                if self.is_kw("by") || self.is_kw("without") {
-                    grouping = Some(self.grouping()?);
-                }
-                self.expect(Tok::LParen, &["("])?;
-                let mut param = None;
-                if matches!(vec_op, VecOp::Topk | VecOp::Bottomk) {
-                    let n = self.expect(Tok::Number, &["NUMBER"])?;
-                    param = Some(
-                        n.text
-                            .parse::<f64>()
-                            .map_err(|_| plain(format!("invalid parameter {}", n.text)))?,
-                    );
-                    self.expect(Tok::Comma, &[","])?;
-                }
-                let inner = self.metric()?;
-                self.expect(Tok::RParen, &[")"])?;
-                if grouping.is_none() && (self.is_kw("by") || self.is_kw("without")) {
-                    grouping = Some(self.grouping()?);
-                }
-                if let Some(p) = param {
-                    if p.fract() != 0.0 || p <= 0.0 {
-                        return Err(plain(format!(
-                            "invalid parameter (must be greater than 0) {}({}",
-                            t.text, p
-                        )));
-                    }
-                }
-                if matches!(vec_op, VecOp::Sort | VecOp::SortDesc)
-                    && grouping.as_ref().is_some_and(|g| !g.labels.is_empty())
-                {
-                    return Err(plain("sort and sort_desc doesn't allow grouping by "));
-                }
-                Ok(MetricExpr::Vector {
-                    op: vec_op,
-                    param,
-                    grouping,
-                    inner: Box::new(inner),
-                })
+                self.enter()?;
+                let m = self.function(t);
+                self.leave();
+                m
             }
             _ => Err(self.unexpected(&[])),
         }
+    }
+
+    /// A range function (`rate(...)`) or an aggregation (`sum by (x) (...)`) at `t`.
+    fn function(&mut self, t: Token) -> R<MetricExpr> {
+        let range_op = match t.text.as_str() {
+            "count_over_time" => Some(RangeOp::Count),
+            "rate" => Some(RangeOp::Rate),
+            "bytes_over_time" => Some(RangeOp::Bytes),
+            "bytes_rate" => Some(RangeOp::BytesRate),
+            "absent_over_time" => Some(RangeOp::Absent),
+            _ => None,
+        };
+        if let Some(op) = range_op {
+            self.bump();
+            self.expect(Tok::LParen, &["("])?;
+            let (log, range, offset) = self.log_range()?;
+            self.expect(Tok::RParen, &[")"])?;
+            if self.is_kw("by") || self.is_kw("without") {
+                self.grouping()?;
+                if op != RangeOp::Absent {
+                    return Err(plain(format!(
+                        "grouping not allowed for {} aggregation",
+                        op.name()
+                    )));
+                }
+            }
+            return Ok(MetricExpr::Range {
+                op,
+                log,
+                range,
+                offset,
+            });
+        }
+        let vec_op = match t.text.as_str() {
+            "sum" => VecOp::Sum,
+            "avg" => VecOp::Avg,
+            "count" => VecOp::Count,
+            "min" => VecOp::Min,
+            "max" => VecOp::Max,
+            "topk" => VecOp::Topk,
+            "bottomk" => VecOp::Bottomk,
+            "stddev" => VecOp::Stddev,
+            "stdvar" => VecOp::Stdvar,
+            "sort" => VecOp::Sort,
+            "sort_desc" => VecOp::SortDesc,
+            "vector" => {
+                self.bump();
+                self.expect(Tok::LParen, &["("])?;
+                let n = self.expect(Tok::Number, &["NUMBER"])?;
+                let v: f64 = n
+                    .text
+                    .parse()
+                    .map_err(|_| plain(format!("invalid number {}", n.text)))?;
+                self.expect(Tok::RParen, &[")"])?;
+                return Ok(MetricExpr::Vector {
+                    op: VecOp::Sum,
+                    param: None,
+                    grouping: None,
+                    inner: Box::new(MetricExpr::Literal(v)),
+                });
+            }
+            "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time"
+            | "stdvar_over_time" | "stddev_over_time" | "quantile_over_time"
+            | "first_over_time" | "last_over_time" | "rate_counter" => {
+                return Err(plain(format!(
+                    "invalid aggregation {} without unwrap",
+                    t.text
+                )));
+            }
+            _ => return Err(plain(format!("{} is not supported by fake-loki", t.text))),
+        };
+        self.bump();
+        let mut grouping = None;
+        if self.is_kw("by") || self.is_kw("without") {
+            grouping = Some(self.grouping()?);
+        }
+        self.expect(Tok::LParen, &["("])?;
+        let mut param = None;
+        if matches!(vec_op, VecOp::Topk | VecOp::Bottomk) {
+            let n = self.expect(Tok::Number, &["NUMBER"])?;
+            param = Some(
+                n.text
+                    .parse::<f64>()
+                    .map_err(|_| plain(format!("invalid parameter {}", n.text)))?,
+            );
+            self.expect(Tok::Comma, &[","])?;
+        }
+        let inner = self.metric()?;
+        self.expect(Tok::RParen, &[")"])?;
+        if grouping.is_none() && (self.is_kw("by") || self.is_kw("without")) {
+            grouping = Some(self.grouping()?);
+        }
+        if let Some(p) = param {
+            if p.fract() != 0.0 || p <= 0.0 {
+                return Err(plain(format!(
+                    "invalid parameter (must be greater than 0) {}({}",
+                    t.text, p
+                )));
+            }
+        }
+        if matches!(vec_op, VecOp::Sort | VecOp::SortDesc)
+            && grouping.as_ref().is_some_and(|g| !g.labels.is_empty())
+        {
+            return Err(plain("sort and sort_desc doesn't allow grouping by "));
+        }
+        Ok(MetricExpr::Vector {
+            op: vec_op,
+            param,
+            grouping,
+            inner: Box::new(inner),
+        })
     }
 
     fn query(&mut self) -> R<Query> {
@@ -822,7 +887,12 @@ fn parse_raw(q: &str) -> R<Query> {
             128 * 1024
         )));
     }
-    let mut p = Parser { toks: lex(q), i: 0 };
+    let mut p = Parser {
+        toks: lex(q),
+        i: 0,
+        depth: 0,
+        binary_ops: 0,
+    };
     p.query()
 }
 
