@@ -230,7 +230,8 @@ pub struct Settings {
     pub min_backoff: Duration,
     /// Retry delay cap.
     pub max_backoff: Duration,
-    /// Attempts per batch before it is dropped (0 = retry forever), like Alloy's `max_backoff_retries`.
+    /// Attempts per batch before it is dropped (0, the default = retry forever, positions
+    /// held); set it only to accept loss, as Alloy's `max_backoff_retries`.
     pub max_retries: u32,
     /// Retry 429 answers (else drop them as `rate_limited`).
     pub retry_on_429: bool,
@@ -244,8 +245,13 @@ pub struct Settings {
     pub rescan_interval: Duration,
     /// How long a renamed/deleted file is kept open at EOF before it is considered finished.
     pub rotated_grace: Duration,
-    /// How often positions are written to disk.
+    /// Group commit of the positions file: a change (an acknowledgement) is written within
+    /// this interval, and writes are at least this far apart. A crash re-sends at most
+    /// about one interval of acknowledged data.
     pub positions_sync_interval: Duration,
+    /// A positions file that does not parse is set aside (`<file>.corrupt`) and the agent
+    /// starts as on a first start, instead of refusing to start.
+    pub positions_reset_on_corrupt: bool,
     /// On shutdown, how long pending batches may still be pushed.
     pub drain_timeout: Duration,
     /// HTTP listen address for `/metrics`, `/-/ready`, `/-/healthy`; `None` disables it.
@@ -279,14 +285,16 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(10),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
-            max_retries: 10,
+            // No loss by default: retry until Loki takes the batch (Alloy's default is 10).
+            max_retries: 0,
             retry_on_429: true,
             auth: Auth::None,
             headers: BTreeMap::new(),
             poll_interval: Duration::from_millis(250),
             rescan_interval: Duration::from_secs(5),
             rotated_grace: Duration::from_secs(2),
-            positions_sync_interval: Duration::from_secs(5),
+            positions_sync_interval: Duration::from_millis(100),
+            positions_reset_on_corrupt: false,
             drain_timeout: Duration::from_secs(15),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 12345))),
             tls: Tls::default(),

@@ -47,6 +47,8 @@ use tail::{SinkFactory, Tailer};
 
 /// Batches queued between a tenant's batcher and its sender (one is being built meanwhile).
 const BATCH_QUEUE: usize = 2;
+/// How often the lag gauges are refreshed when no acknowledgement arrives.
+const LAG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the agent on the kubelet layout under `settings.pods_root` until `shutdown` resolves.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
@@ -138,7 +140,10 @@ async fn run_inner(
         ));
     }
     let settings = Arc::new(settings);
-    let positions = Arc::new(Positions::load(&settings.positions_path)?);
+    let positions = Arc::new(Positions::open(
+        &settings.positions_path,
+        settings.positions_reset_on_corrupt,
+    )?);
     let metrics = Arc::new(Metrics::new(
         &endpoints().next().map(|e| e.host()).unwrap_or_default(),
     ));
@@ -297,11 +302,17 @@ async fn run_inner(
         let positions = positions.clone();
         let metrics = metrics.clone();
         let every = settings.positions_sync_interval;
+        // Group commit: wait for a change, write it (with every change that came meanwhile),
+        // then let at least `every` pass; a crash re-sends at most about that much.
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = positions.changed() => {}
+                    // The lag gauges follow file growth even when nothing is acknowledged.
+                    _ = tokio::time::sleep(LAG_REFRESH) => {}
+                }
                 save_positions(&positions, &metrics);
+                tokio::time::sleep(every).await;
             }
         })
     };

@@ -148,8 +148,9 @@ struct RunArgs {
     /// Retry delay cap.
     #[arg(long, value_parser = duration, default_value = "5m")]
     max_backoff: Duration,
-    /// Attempts per batch before dropping it (0 = forever).
-    #[arg(long, default_value_t = 10)]
+    /// Attempts per batch before it is dropped and counted (0 = retry until Loki takes it,
+    /// holding positions: no loss).
+    #[arg(long, default_value_t = 0)]
     max_retries: u32,
     /// Drop 429 answers instead of retrying them.
     #[arg(long)]
@@ -177,9 +178,14 @@ struct RunArgs {
     /// Extra request header, Name=value (repeatable).
     #[arg(long = "header", value_parser = key_value)]
     headers: Vec<(String, String)>,
-    /// Positions save interval.
-    #[arg(long, value_parser = duration, default_value = "5s")]
+    /// Group commit of acknowledged positions: changes are written at most this often (a
+    /// crash re-sends at most about this much acknowledged data).
+    #[arg(long, value_parser = duration, default_value = "100ms")]
     positions_sync_interval: Duration,
+    /// When the positions file does not parse (empty, foreign, cut short), keep it as
+    /// FILE.corrupt and start as on a first start instead of refusing to start.
+    #[arg(long)]
+    positions_reset_on_corrupt: bool,
     /// Tailer poll interval when no inotify event arrives.
     #[arg(long, value_parser = duration, default_value = "250ms")]
     poll_interval: Duration,
@@ -237,6 +243,7 @@ impl RunArgs {
         if let Some(a) = self.listen_addr()? {
             plan.settings.listen = Some(a);
         }
+        plan.settings.positions_reset_on_corrupt = self.positions_reset_on_corrupt;
         Ok(plan)
     }
 
@@ -307,6 +314,7 @@ impl RunArgs {
             tls,
             headers: self.headers.into_iter().collect(),
             positions_sync_interval: self.positions_sync_interval,
+            positions_reset_on_corrupt: self.positions_reset_on_corrupt,
             poll_interval: self.poll_interval,
             rescan_interval: self.rescan_interval,
             drain_timeout: self.drain_timeout,
@@ -353,6 +361,8 @@ fn run_cli() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in files or log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = match cli.cmd {
         Cmd::Run(args) => args,

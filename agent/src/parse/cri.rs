@@ -38,27 +38,18 @@ pub fn parse(line: &[u8]) -> Option<CriRecord> {
         Some(b' ') => {}
         Some(_) => return None,
     }
+    // The third field is the tag field whatever it holds (kubelet's parser: "keep this
+    // forward compatible"): an unknown flag is never part of the message. `P` as the first
+    // `:`-separated tag marks a partial line.
     let tags_start = after_stream + 1;
     let tags_end = memchr::memchr(b' ', &line[tags_start..]).map_or(line.len(), |i| tags_start + i);
     let tags = &line[tags_start..tags_end];
-    let is_tags = !tags.is_empty()
-        && tags.iter().all(|&b| b.is_ascii_uppercase() || b == b':')
-        && tags.split(|&b| b == b':').any(|t| t == b"P" || t == b"F");
-    if is_tags {
-        Some(CriRecord {
-            ts_ns,
-            stream,
-            partial: tags.split(|&b| b == b':').any(|t| t == b"P"),
-            content_start: (tags_end + 1).min(line.len()),
-        })
-    } else {
-        Some(CriRecord {
-            ts_ns,
-            stream,
-            partial: false,
-            content_start: tags_start,
-        })
-    }
+    Some(CriRecord {
+        ts_ns,
+        stream,
+        partial: tags.split(|&b| b == b':').next() == Some(b"P"),
+        content_start: (tags_end + 1).min(line.len()),
+    })
 }
 
 #[cfg(test)]
@@ -86,9 +77,18 @@ mod tests {
                 "2024-05-01T10:00:00.123456789Z stdout F",
                 Some((Stream::Stdout, false, "")),
             ),
+            // An unknown flag is the tag field all the same, as for the kubelet.
             (
-                "2024-05-01T10:00:00.123456789Z stdout no tags",
-                Some((Stream::Stdout, false, "no tags")),
+                "2024-05-01T10:00:00.123456789Z stdout X hello",
+                Some((Stream::Stdout, false, "hello")),
+            ),
+            (
+                "2024-05-01T10:00:00.123456789Z stdout F:X hello",
+                Some((Stream::Stdout, false, "hello")),
+            ),
+            (
+                "2024-05-01T10:00:00.123456789Z stderr Q",
+                Some((Stream::Stderr, false, "")),
             ),
             (
                 "2024-05-01T10:00:00.123456789Z stdout P:X a",

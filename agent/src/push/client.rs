@@ -28,6 +28,8 @@ use crate::error::AgentError;
 
 /// Redirect hops followed per push (Go's http.Client stops after 10).
 const MAX_REDIRECTS: usize = 10;
+/// Response body bytes kept: enough for Loki's refusal messages, bounded for any server.
+pub const MAX_DETAIL: usize = 64 * 1024;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -36,7 +38,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub struct Attempt {
     pub outcome: Outcome,
     pub took: Duration,
-    /// Start of the response body or the connection error, for the log line.
+    /// The response body (up to [`MAX_DETAIL`] bytes: a 400 names the refused entries) or
+    /// the connection error.
     pub detail: String,
 }
 
@@ -307,7 +310,8 @@ impl LokiClient {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                let detail =
+                    String::from_utf8_lossy(&body[..body.len().min(MAX_DETAIL)]).into_owned();
                 return Ok::<_, String>((status, retry_after, detail));
             }
         })

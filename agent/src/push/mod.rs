@@ -20,7 +20,7 @@ use crate::config::Endpoint;
 use crate::metrics::Metrics;
 use crate::tail::positions::Positions;
 use client::LokiClient;
-use retry::{decide, exhausted_reason, Backoff, Decision};
+use retry::{decide, exhausted_reason, rejected_entries, Backoff, Decision};
 
 /// Everything a sender of one endpoint needs.
 #[derive(Clone)]
@@ -124,6 +124,7 @@ async fn deliver(ctx: &SenderCtx, tenant: &str, batch: &Batch) {
         };
         ctx.metrics
             .request_done(host, tenant, status, a.took, body.len());
+        let detail = short(&a.detail);
         match decide(a.outcome, s.retry_on_429) {
             Decision::Success => {
                 ctx.metrics
@@ -131,26 +132,85 @@ async fn deliver(ctx: &SenderCtx, tenant: &str, batch: &Batch) {
                 return;
             }
             Decision::Drop(reason) => {
-                tracing::warn!(host, tenant, ?status, reason, entries = batch.entries, detail = %a.detail, "batch dropped");
+                // A 400 may refuse only some entries: count those, the rest were stored.
+                let refused = match status {
+                    Some(400) => rejected_entries(&a.detail, batch.entries),
+                    _ => batch.entries,
+                };
+                let refused_bytes = proportion(batch.line_bytes, refused, batch.entries);
+                tracing::warn!(
+                    host,
+                    tenant,
+                    ?status,
+                    reason,
+                    entries = batch.entries,
+                    refused,
+                    detail,
+                    "entries refused by Loki; dropped"
+                );
                 ctx.metrics
-                    .batch_dropped(host, tenant, reason, batch.entries, batch.line_bytes);
+                    .batch_dropped(host, tenant, reason, refused, refused_bytes);
+                if refused < batch.entries {
+                    ctx.metrics.batch_sent(
+                        host,
+                        tenant,
+                        batch.entries - refused,
+                        batch.line_bytes - refused_bytes,
+                    );
+                }
                 return;
             }
+            // Only when a limit was configured (Alloy's `max_backoff_retries`): the default
+            // retries for as long as it takes, reading paused, positions held.
             Decision::Retry if s.max_retries != 0 && attempts >= s.max_retries => {
                 let reason = exhausted_reason(a.outcome);
-                tracing::error!(host, tenant, ?status, attempts, reason, entries = batch.entries, detail = %a.detail, "retries exhausted; batch dropped");
+                tracing::error!(
+                    host,
+                    tenant,
+                    ?status,
+                    attempts,
+                    reason,
+                    entries = batch.entries,
+                    detail,
+                    "retries exhausted (max_backoff_retries); batch dropped"
+                );
                 ctx.metrics
                     .batch_dropped(host, tenant, reason, batch.entries, batch.line_bytes);
                 return;
             }
             Decision::Retry => {
                 let delay = backoff.delay_for(a.outcome, rand::rng().random::<f64>());
-                tracing::warn!(host, tenant, ?status, attempts, ?delay, detail = %a.detail, "push failed; retrying");
+                tracing::warn!(
+                    host,
+                    tenant,
+                    ?status,
+                    attempts,
+                    ?delay,
+                    detail,
+                    "push failed; retrying"
+                );
                 ctx.metrics.batch_retried(host, tenant);
                 tokio::time::sleep(delay).await;
             }
         }
     }
+}
+
+/// The start of a response body, for log lines.
+fn short(detail: &str) -> &str {
+    let mut end = detail.len().min(512);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
+/// `total * part / whole`, without overflow.
+fn proportion(total: usize, part: usize, whole: usize) -> usize {
+    if whole == 0 {
+        return total;
+    }
+    ((total as u128 * part as u128) / whole as u128) as usize
 }
 
 #[cfg(test)]

@@ -25,8 +25,11 @@ pub enum Decision {
     Drop(&'static str),
 }
 
-/// Alloy's rules: 2xx succeeds; 429 (when enabled), 5xx and connection errors are retried;
-/// every other status is dropped at once (a 400 may be a partial success: never retry it).
+/// 2xx succeeds. Only an answer about the data itself drops it: 400 (Loki refused the
+/// entries; it may have stored the others, so it is never retried) and 413 (the request can
+/// never fit). Everything a retry can fix is retried: connection errors, 5xx, 429 (unless
+/// disabled) and the other 4xx — 401/403 mean credentials that an operator will fix, 404 a
+/// proxy or URL being repaired. Alloy drops every 4xx but 429; see the README.
 pub fn decide(outcome: Outcome, retry_on_429: bool) -> Decision {
     match outcome {
         Outcome::Connection => Decision::Retry,
@@ -34,9 +37,46 @@ pub fn decide(outcome: Outcome, retry_on_429: bool) -> Decision {
             200..=299 => Decision::Success,
             429 if retry_on_429 => Decision::Retry,
             429 => Decision::Drop("rate_limited"),
-            500..=599 => Decision::Retry,
-            _ => Decision::Drop("ingester_error"),
+            400 | 413 => Decision::Drop("ingester_error"),
+            _ => Decision::Retry,
         },
+    }
+}
+
+/// How many entries of a batch of `entries` a 400 answer says were refused. Loki reports
+/// ingester refusals as `total ignored: N out of M` (one per failing stream) and
+/// distributor refusals as `; `-joined messages about an entry, repeated ones grouped as
+/// `N errors like: …`. An answer in neither shape refused the whole batch.
+pub fn rejected_entries(body: &str, entries: usize) -> usize {
+    const TOTAL: &str = "total ignored: ";
+    const GROUPED: &str = " errors like: ";
+    let totals: Vec<usize> = body
+        .match_indices(TOTAL)
+        .filter_map(|(i, _)| {
+            let rest = &body[i + TOTAL.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect();
+    let n: usize = if totals.is_empty() {
+        body.trim()
+            .split("; ")
+            .filter(|part| part.contains("entry"))
+            .map(|part| {
+                part.split_once(GROUPED)
+                    .and_then(|(n, _)| n.trim().parse().ok())
+                    .unwrap_or(1)
+            })
+            .sum()
+    } else {
+        totals.iter().sum()
+    };
+    if n == 0 {
+        entries
+    } else {
+        n.min(entries)
     }
 }
 
@@ -111,9 +151,33 @@ mod tests {
         assert_eq!(decide(st(503), true), Decision::Retry);
         assert_eq!(decide(st(400), true), Decision::Drop("ingester_error"));
         assert_eq!(decide(st(413), true), Decision::Drop("ingester_error"));
+        // Credentials and proxies get fixed: hold the data and keep trying.
+        assert_eq!(decide(st(401), true), Decision::Retry);
+        assert_eq!(decide(st(403), true), Decision::Retry);
+        assert_eq!(decide(st(404), true), Decision::Retry);
         assert_eq!(decide(Outcome::Connection, true), Decision::Retry);
         assert_eq!(exhausted_reason(st(429)), "rate_limited");
         assert_eq!(exhausted_reason(Outcome::Connection), "ingester_error");
+    }
+
+    #[test]
+    fn rejected_entries_are_counted_as_loki_reports_them() {
+        // Ingester: the per-stream total (the listed entries are at most 10 of them).
+        let ingester = "entry with timestamp 2024-05-01 10:00:00 +0000 UTC ignored, reason: 'entry too far behind, ...',\n\
+            entry with timestamp 2024-05-01 10:00:01 +0000 UTC ignored, reason: 'entry too far behind, ...',\n\
+            user 't', total ignored: 2 out of 2057 for stream: {a=\"1\"}\n";
+        assert_eq!(rejected_entries(ingester, 2057), 2);
+        // Two failing streams in one answer.
+        let two = "user 't', total ignored: 3 out of 5 for stream: {a=\"1\"}\nuser 't', total ignored: 4 out of 9 for stream: {a=\"2\"}";
+        assert_eq!(rejected_entries(two, 14), 7);
+        // Distributor: one message per entry, identical ones grouped.
+        let distributor = "entry for stream '{a=\"1\"}' has timestamp too old: 2020-01-01T00:00:00Z, oldest acceptable timestamp is: 2024-04-24T00:00:00Z; \
+            3 errors like: max entry size '10' bytes exceeded for stream '{a=\"1\"}' while adding an entry with length '20' bytes\n";
+        assert_eq!(rejected_entries(distributor, 100), 4);
+        // Anything else refused the whole batch; a count never exceeds the batch.
+        assert_eq!(rejected_entries("error parsing labels {a=: bad", 50), 50);
+        assert_eq!(rejected_entries("", 50), 50);
+        assert_eq!(rejected_entries("total ignored: 999 out of 999", 5), 5);
     }
 
     #[test]

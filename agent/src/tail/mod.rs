@@ -263,9 +263,10 @@ impl Tailer {
                 if f.path != t.path {
                     f.path = t.path.clone();
                     (f.group, f.order) = sequence(&t.path);
-                    self.positions
-                        .observe(*id, Some(&t.path.to_string_lossy()), f.size, None);
                 }
+                // The size on disk, also while reading is paused (the lag gauge).
+                self.positions
+                    .observe(*id, Some(&t.path.to_string_lossy()), md.len(), None);
             }
             return Ok(());
         }
@@ -666,6 +667,7 @@ impl Tailer {
         if size != t.size {
             t.size = size;
             t.size_gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
+            self.positions.observe(t.meta.id, None, size, None);
         }
         if size < t.read_offset {
             tracing::info!(path = %t.path.display(), offset = t.read_offset, size, "file truncated; reading from the start");

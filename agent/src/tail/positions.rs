@@ -1,7 +1,7 @@
 //! Acknowledged file positions, persisted atomically in a Promtail-compatible YAML file.
 //!
 //! ```yaml
-//! version: 2
+//! version: 3
 //! positions:                      # Promtail's shape: path -> acknowledged offset
 //!   /var/log/pods/ns_pod_uid/c/0.log: "1234"
 //! files:                          # what the agent resumes from: identity + offset
@@ -16,13 +16,16 @@
 //!   fingerprint: { bytes: 1024, crc32: 1718472391 }
 //!   offset: 10485760
 //!   done: true                    # fully read and acknowledged (or ignored on first sight)
+//! # crc32: 1a2b3c4d                 # of every byte above: a cut-short file is refused
 //! ```
 //!
 //! Offsets move only when the sender reports a batch acknowledged (or dropped with a counted
 //! reason). A rotated file whose last byte is acknowledged becomes a `done` record, kept for as
 //! long as the file or its `.gz` is on disk: that is what keeps it from being read again, and
 //! what lets any *other* file in the directory be recognised as new content to read from 0.
-//! Version 1 files (no `done` records) load unchanged.
+//! Version 1 and 2 files (no `done` records, no checksum line) load unchanged. A file that
+//! is empty, foreign or damaged is an error, or with `--positions-reset-on-corrupt` a logged
+//! fresh start; never a silent restart from offset 0.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -34,8 +37,11 @@ use serde::{Deserialize, Serialize};
 use super::fingerprint::Fingerprint;
 use crate::error::AgentError;
 
-/// The current file format version. 2 added `done` records; 1 is read as is.
-const VERSION: u32 = 2;
+/// The current file format version. 3 added the checksum line that ends the file; 2 added
+/// `done` records; 1 and 2 are read as they are.
+const VERSION: u64 = 3;
+/// Starts the last line of a version 3 file: `# crc32: <hex of every byte before it>`.
+const TRAILER: &str = "# crc32: ";
 
 /// One file's stored identity and acknowledged offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,13 +92,66 @@ pub enum Lookup {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OnDisk {
-    #[serde(default)]
-    version: u32,
+    version: u64,
     #[serde(default)]
     positions: BTreeMap<String, String>,
-    #[serde(default)]
     files: Vec<FileRecord>,
+}
+
+/// The records of a positions file, or why it is not one this agent wrote whole. Empty,
+/// foreign (`foo: bar`, Promtail's map alone) and cut-short files are all refused: taking
+/// any of them for "no positions" would ship every file again from offset 0.
+pub fn parse(text: &str) -> Result<Vec<FileRecord>, String> {
+    if text.trim().is_empty() {
+        return Err("the file is empty (torn by a crash, or not written by this agent)".into());
+    }
+    let value: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let version = value
+        .get("version")
+        .and_then(serde_norway::Value::as_u64)
+        .ok_or("no `version` key: not a positions file of this agent (a Promtail or Alloy positions file is not read here)")?;
+    if version == 0 || version > VERSION {
+        return Err(format!(
+            "version {version} is not one this agent reads (1 to {VERSION})"
+        ));
+    }
+    if version >= 3 {
+        check_trailer(text)?;
+    }
+    let disk: OnDisk = serde_norway::from_value(value).map_err(|e| e.to_string())?;
+    Ok(disk.files)
+}
+
+/// A version 3 file ends with the checksum of everything before its last line.
+fn check_trailer(text: &str) -> Result<(), String> {
+    let body_end = text
+        .strip_suffix('\n')
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let last = text[body_end..].trim_end_matches('\n');
+    let Some(hex) = last.strip_prefix(TRAILER) else {
+        return Err("the checksum line that ends the file is missing: it was cut short".into());
+    };
+    let want = u32::from_str_radix(hex.trim(), 16)
+        .map_err(|_| format!("unreadable checksum line {last:?}"))?;
+    if crc32fast::hash(&text.as_bytes()[..body_end]) != want {
+        return Err("checksum mismatch: the file was damaged or edited".into());
+    }
+    Ok(())
+}
+
+/// The file text for `disk`: the YAML, then the checksum line.
+fn render(disk: &OnDisk) -> Result<String, serde_norway::Error> {
+    let mut text = serde_norway::to_string(disk)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let crc = crc32fast::hash(text.as_bytes());
+    text.push_str(&format!("{TRAILER}{crc:08x}\n"));
+    Ok(text)
 }
 
 #[derive(Debug)]
@@ -128,34 +187,45 @@ pub struct Positions {
     /// Serialises writers of the file (periodic saver vs. the final save at shutdown), which
     /// share one temp file name.
     save_lock: Mutex<()>,
+    /// Signalled on every change that a save would write.
+    changed: tokio::sync::Notify,
     /// Whether a previous run left a positions file (even an empty one).
     prior_run: bool,
 }
 
 impl Positions {
-    /// Loads `path`; a missing file is an empty store. Corrupt YAML is an error (like Alloy),
-    /// because silently starting over would re-ship every file.
+    /// Loads `path`; a missing file is an empty store. A file that is not a complete
+    /// positions file of this agent is an error naming the path and the way out.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
-        let prior_run = path.exists();
+        Self::open(path, false)
+    }
+
+    /// [`Positions::load`], or, with `reset_on_corrupt`, a store that starts over like a
+    /// first start when the file does not parse: the bad file is kept as `<file>.corrupt`
+    /// and an error is logged. Never a silent restart from offset 0.
+    pub fn open(path: &Path, reset_on_corrupt: bool) -> Result<Self, AgentError> {
+        let mut prior_run = path.exists();
         let records = match std::fs::read_to_string(path) {
-            Ok(text) if text.trim().is_empty() => Vec::new(),
-            Ok(text) => {
-                let disk: OnDisk =
-                    serde_norway::from_str(&text).map_err(|e| AgentError::Positions {
-                        path: path.to_path_buf(),
-                        msg: e.to_string(),
-                    })?;
-                if disk.version > VERSION {
+            Ok(text) => match parse(&text) {
+                Ok(records) => records,
+                Err(msg) if reset_on_corrupt => {
+                    let mut aside = path.as_os_str().to_os_string();
+                    aside.push(".corrupt");
+                    let aside = PathBuf::from(aside);
+                    std::fs::rename(path, &aside)
+                        .map_err(|e| AgentError::io("rename", &aside, e))?;
+                    tracing::error!(path = %path.display(), kept_as = %aside.display(), reason = %msg,
+                        "positions file unreadable; starting over as a first start (--positions-reset-on-corrupt)");
+                    prior_run = false;
+                    Vec::new()
+                }
+                Err(msg) => {
                     return Err(AgentError::Positions {
                         path: path.to_path_buf(),
-                        msg: format!(
-                            "version {} is newer than this agent ({VERSION})",
-                            disk.version
-                        ),
-                    });
+                        msg: format!("{msg}; nothing was read. Restore the file, or start over with --positions-reset-on-corrupt (live files are read again from their start, rotated ones are skipped)"),
+                    })
                 }
-                disk.files
-            }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(AgentError::io("read", path, e)),
         };
@@ -173,8 +243,15 @@ impl Positions {
                 ..Inner::default()
             }),
             save_lock: Mutex::new(()),
+            changed: tokio::sync::Notify::new(),
             prior_run,
         })
+    }
+
+    /// Resolves after the store changed (an acknowledgement, a new or finished file) since
+    /// the last call: the saver's cue for a group commit.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Whether a previous run of the agent left this positions file. When it did, every
@@ -243,6 +320,8 @@ impl Positions {
         let mut g = self.inner.lock();
         g.done.push(rec);
         g.dirty = true;
+        drop(g);
+        self.changed.notify_one();
     }
 
     /// Drops done records whose file is gone (`present` says whether it or its `.gz` is
@@ -280,6 +359,8 @@ impl Positions {
             },
         );
         g.dirty = true;
+        drop(g);
+        self.changed.notify_one();
     }
 
     /// Updates a file's known path, size and fingerprint (tailer side).
@@ -314,6 +395,8 @@ impl Positions {
             g.retire(id);
         }
         g.dirty = true;
+        drop(g);
+        self.changed.notify_one();
     }
 
     /// The tailer read a rotated/deleted file to its end at `offset`; once that is
@@ -331,6 +414,8 @@ impl Positions {
             g.retire(id);
         }
         g.dirty = true;
+        drop(g);
+        self.changed.notify_one();
     }
 
     /// The acknowledged offset of a tracked file.
@@ -378,7 +463,7 @@ impl Positions {
             positions,
             files,
         };
-        let text = serde_norway::to_string(&disk).map_err(|e| AgentError::Positions {
+        let text = render(&disk).map_err(|e| AgentError::Positions {
             path: self.path.clone(),
             msg: e.to_string(),
         })?;
@@ -545,7 +630,7 @@ mod tests {
         p.save().expect("save");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(
-            text.contains("version: 2") && text.contains("done: true"),
+            text.contains("version: 3") && text.contains("done: true"),
             "{text}"
         );
         let q = Positions::load(&path).expect("reload");
@@ -581,5 +666,75 @@ mod tests {
         let path = dir.path().join("p.yaml");
         std::fs::write(&path, "positions: [unclosed").expect("write");
         assert!(Positions::load(&path).is_err());
+    }
+
+    /// A saved file with two records, as text.
+    fn saved_text(dir: &Path) -> String {
+        let path = dir.join("full.yaml");
+        let p = Positions::load(&path).expect("load");
+        p.prune_unclaimed();
+        p.register(1, rec("/a/0.log", 7, b"abc\n", 0), 10);
+        p.register(2, rec("/a/1.log", 8, b"def\n", 0), 10);
+        p.ack(1, 4);
+        p.save().expect("save");
+        std::fs::read_to_string(&path).expect("read")
+    }
+
+    fn load_error(dir: &Path, text: &str) -> String {
+        let path = dir.join("p.yaml");
+        std::fs::write(&path, text).expect("write");
+        match Positions::load(&path) {
+            Ok(p) => panic!("{text:?} loaded as {:?}", p.records()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_foreign_and_cut_short_files_are_errors_naming_the_path_and_the_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yaml").display().to_string();
+        for text in ["", "\n  \n", "foo: bar\n", "positions:\n  /a/0.log: '4'\n"] {
+            let e = load_error(dir.path(), text);
+            assert!(e.contains(&path), "{e}");
+            assert!(e.contains("--positions-reset-on-corrupt"), "{e}");
+        }
+        // Cut at any line boundary (what a torn non-atomic write leaves): refused.
+        let full = saved_text(dir.path());
+        let ends: Vec<usize> = full.match_indices('\n').map(|(i, _)| i + 1).collect();
+        assert!(ends.len() > 10, "{full}");
+        for &end in &ends[..ends.len() - 1] {
+            load_error(dir.path(), &full[..end]);
+        }
+        // One changed byte: refused too.
+        load_error(dir.path(), &full.replacen("inode: 8", "inode: 9", 1));
+        // The whole file loads.
+        std::fs::write(dir.path().join("p.yaml"), &full).expect("write");
+        assert_eq!(
+            Positions::load(&dir.path().join("p.yaml"))
+                .expect("load")
+                .records()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn reset_on_corrupt_keeps_the_bad_file_aside_and_starts_as_a_first_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, "foo: bar\n").expect("write");
+        let p = Positions::open(&path, true).expect("reset");
+        assert!(p.records().is_empty());
+        assert!(!p.prior_run(), "treated as a first start");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("p.yaml.corrupt")).expect("kept"),
+            "foo: bar\n"
+        );
+        // A good file is loaded as usual with the flag.
+        std::fs::write(&path, saved_text(dir.path())).expect("write");
+        assert_eq!(
+            Positions::open(&path, true).expect("load").records().len(),
+            2
+        );
     }
 }

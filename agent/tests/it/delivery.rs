@@ -162,3 +162,105 @@ async fn a_429_storm_in_one_tenant_does_not_stall_another() {
     assert!(w.loki.entries("noisy").is_empty());
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_window_holds_positions_and_every_line_arrives_once_credentials_work() {
+    let w = World::new().await;
+    let c = w.container("ns", "p", "c");
+    // Wrong credentials until the operator fixes them: every push is refused.
+    w.loki.faults().add(FaultRule::status(401)).expect("fault");
+    c.append(0, cri_lines(0, 500).as_bytes());
+    let agent = Running::start(w.settings()).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = agent.metrics().await;
+        if metric(&m, "loki_write_batch_retries_total{") >= 5.0 {
+            assert_eq!(metric(&m, "loki_write_dropped_entries_total{"), 0.0, "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "401s not retried: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.append(0, cri_lines(500, 500).as_bytes());
+    // Nothing acknowledged: the saved offset of the file stays at 0.
+    let saved = std::fs::read_to_string(w.positions()).unwrap_or_default();
+    assert!(
+        saved
+            .lines()
+            .filter(|l| l.trim_start().starts_with("offset:"))
+            .all(|l| l.trim() == "offset: 0"),
+        "{saved}"
+    );
+    w.loki.faults().clear();
+    let got = w.wait_entries(1000).await;
+    assert_exactly(&got, &[(&c.labels, expected_lines(0, 1000))]);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_refusing_two_entries_counts_two_dropped_and_the_rest_sent() {
+    let w = World::new().await;
+    let c = w.container("ns", "p", "c");
+    // Five lines at 10:00, then two more than an hour older: Loki's ingester refuses those
+    // two as "too far behind" and stores the others (one 400 for the batch).
+    let mut s = cri_lines(0, 5);
+    s.push_str("2024-05-01T08:00:00.000000001Z stdout F old-1\n");
+    s.push_str("2024-05-01T08:00:00.000000002Z stdout F old-2\n");
+    c.append(0, s.as_bytes());
+    let agent = Running::start(w.settings()).await;
+    let got = w.wait_entries(5).await;
+    assert_exactly(&got, &[(&c.labels, expected_lines(0, 5))]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = agent.metrics().await;
+        let dropped = metric(&m, "loki_write_dropped_entries_total{");
+        if dropped > 0.0 {
+            assert_eq!(dropped, 2.0, "{m}");
+            assert_eq!(metric(&m, "loki_write_sent_entries_total{"), 5.0, "{m}");
+            assert_eq!(metric(&m, "loki_write_batch_retries_total{"), 0.0, "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "drop not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_gauge_counts_every_unacknowledged_byte_while_loki_refuses() {
+    let w = World::new().await;
+    let c = w.container("ns", "p", "c");
+    w.loki.faults().add(FaultRule::status(503)).expect("fault");
+    c.append(0, cri_lines(0, 100).as_bytes());
+    let agent = Running::start(w.settings()).await;
+    // Written while nothing is acknowledged (and reading is paused once queues fill).
+    for k in 1..20 {
+        c.append(0, cri_lines(k * 1000, 1000).as_bytes());
+    }
+    let size = std::fs::metadata(c.log(0)).expect("size").len() as f64;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = agent.metrics().await;
+        let lag = metric(&m, "agent_positions_lag_bytes{");
+        if lag == size {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag {lag}, unacknowledged {size}: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.loki.faults().clear();
+    w.wait_entries(19_100).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = agent.metrics().await;
+        if metric(&m, "agent_positions_lag_bytes{") == 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag stays after delivery: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.stop().await;
+}

@@ -132,3 +132,54 @@ async fn invalid_utf8_is_replaced_not_fatal() {
     assert_eq!(metric(&m, "agent_lines_invalid_utf8_total"), 2.0, "{m}");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_own_log_has_no_colour_codes_in_a_file() {
+    let w = World::new().await;
+    let log = w.dir.path().join("agent.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "run",
+            "--loki-url",
+            &w.loki.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--pods-root")
+        .arg(w.pods_root())
+        .arg("--positions")
+        .arg(w.positions())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn agent");
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("agent started") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start line: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!text.contains('\u{1b}'), "ANSI escape in {text:?}");
+    assert!(text.contains(" INFO "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cri_line_with_an_unknown_flag_ships_without_the_flag() {
+    let w = World::new().await;
+    let c = w.container("ns", "p", "c");
+    c.append(0, cri(0, "stdout", "X", "hello").as_bytes());
+    c.append(0, cri(1, "stdout", "F", "next").as_bytes());
+    let agent = Running::start(w.settings()).await;
+    let got = w.wait_entries(2).await;
+    assert_exactly(&got, &[(&c.labels, vec!["hello".into(), "next".into()])]);
+    agent.stop().await;
+}

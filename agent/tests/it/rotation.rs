@@ -328,3 +328,63 @@ async fn pod_created_and_rotated_while_stopped_is_read_from_its_first_file() {
     assert_once(&w, &c, 251).await;
     agent.stop().await;
 }
+
+/// The agent binary with its default positions commit interval, 16 KiB batches.
+fn spawn_agent_default_commit(w: &World) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["run", "--loki-url", &w.loki.url(), "--tenant", TENANT])
+        .arg("--pods-root")
+        .arg(w.pods_root())
+        .arg("--positions")
+        .arg(w.positions())
+        .args(["--external-label", "cluster=test"])
+        .args(["--batch-size", "16KiB", "--batch-wait", "50ms"])
+        .args(["--listen", "127.0.0.1:0", "--poll-interval", "20ms"])
+        .args(["--rescan-interval", "100ms", "--min-backoff", "20ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_soon_after_start_with_a_rotation_resends_at_most_one_commit_interval() {
+    let w = World::new().await;
+    let c = w.container("ns", "p", "c");
+    c.append(0, cri_lines(0, 50).as_bytes());
+    let mut child = spawn_agent_default_commit(&w);
+    // A steady writer: 50 lines every 10 ms at most (5,000 lines/s, never catching up after
+    // a late tick), so one 100 ms commit interval is worth at most 500 lines.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for k in 1..300u64 {
+        tick.tick().await;
+        if k == 150 {
+            std::fs::rename(c.log(0), c.dir.join("0.log.20260101-000000")).expect("rotate");
+        }
+        c.append(0, cri_lines(k * 50, 50).as_bytes());
+    }
+    let before_kill = lines_received(&w).await;
+    assert!(
+        before_kill >= 5_000,
+        "the agent shipped only {before_kill} lines"
+    );
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let saved = std::fs::read_to_string(w.positions()).unwrap_or_default();
+    let mut child = spawn_agent_default_commit(&w);
+    let got = w.wait_entries(15_000).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    assert_exactly(&got, &[(&c.labels, expected_lines(0, 15_000))]);
+    // Loki de-duplicates identical CRI lines; the wire does not. 1,500 lines = 300 ms of
+    // writing: the commit interval plus the batch in flight and batch_wait.
+    let resent = lines_received(&w).await - 15_000;
+    assert!(
+        resent <= 1_500,
+        "{resent} lines sent twice ({before_kill} received before the kill); positions:\n{saved}"
+    );
+}
