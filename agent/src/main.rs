@@ -220,20 +220,41 @@ impl RunArgs {
     }
 
     /// `agent run CONFIG_FILE`: load the Alloy config and apply the command-line overrides.
-    fn into_plan(self, config: &std::path::Path) -> anyhow::Result<agent::alloy::Plan> {
+    fn into_plan(
+        self,
+        config: &std::path::Path,
+        rt: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<agent::alloy::Plan> {
         if self.loki_url.is_some() {
             bail!(
                 "--loki-url cannot be combined with a config file (set loki.write's endpoint url)"
             );
         }
-        let mut plan = match agent::alloy::check(config) {
-            Ok(p) => p,
-            Err(d) => {
-                let src = std::fs::read_to_string(config).unwrap_or_default();
-                eprint!("{}", d.render(&src));
-                bail!("{} problem(s) in {}", d.len(), config.display())
-            }
+        let load = |fetched: &agent::alloy::components::remote::Fetched| {
+            let src = std::fs::read_to_string(config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let name = config.display().to_string();
+            agent::alloy::load::load_with(&name, &src, agent::alloy::Scope::new(), fetched).map_err(
+                |d| {
+                    eprint!("{}", d.render(&src));
+                    anyhow::anyhow!("{} problem(s) in {}", d.len(), config.display())
+                },
+            )
         };
+        let mut plan = load(&Default::default())?;
+        if !plan.remotes.is_empty() {
+            // remote.kubernetes.* data come from the API before anything starts; a failure
+            // is a startup error naming the component.
+            #[cfg(feature = "kube")]
+            {
+                let fetched = rt
+                    .block_on(agent::k8s::remote::fetch(&plan.remotes))
+                    .context("remote.kubernetes")?;
+                plan = load(&fetched)?;
+            }
+            #[cfg(not(feature = "kube"))]
+            bail!("remote.kubernetes.* components need the `kube` cargo feature");
+        }
         if let Some(root) = &self.pods_root {
             plan.settings.pods_root = root.clone();
         }
@@ -380,7 +401,7 @@ fn run_cli() -> anyhow::Result<()> {
             rt.block_on(agent::run(settings, shutdown_signal()))?;
         }
         Some(config) => {
-            let plan = args.into_plan(&config)?;
+            let plan = args.into_plan(&config, &rt)?;
             for n in &plan.notes {
                 tracing::info!(config = %config.display(), "{n}");
             }

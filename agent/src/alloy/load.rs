@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::args::{decode, Args, Ctx};
 use super::ast::{Block, Expr, ExprKind, Stmt};
 use super::capsules;
-use super::components::{self, file, kubernetes, process, relabel as relabel_c, write};
+use super::components::{
+    self, file, kubernetes, otelcol, process, relabel as relabel_c, remote, write,
+};
 use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
 use super::eval::Scope;
 use super::parser::parse_file;
@@ -33,6 +35,9 @@ pub struct Plan {
     pub sources: Vec<SourcePlan>,
     /// Things the operator should know (logged at startup by the caller).
     pub notes: Vec<String>,
+    /// `remote.kubernetes.*` components, in id order: what `agent run` fetches before
+    /// loading again with [`load_with`].
+    pub remotes: Vec<remote::RemoteSpec>,
 }
 
 /// One `loki.write` component: its own endpoints (batching, retries, tenant, `max_streams`)
@@ -113,7 +118,19 @@ struct Component<'a> {
 }
 
 /// Loads a config from source text. `scope` supplies the environment for `sys.env`.
+/// `remote.kubernetes.*` data are placeholders (see [`load_with`]).
 pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostics> {
+    load_with(file_name, src, scope, &remote::Fetched::new())
+}
+
+/// Like [`load`], with the data of `remote.kubernetes.*` components already fetched (by
+/// component id); a component missing from `fetched` gets placeholders and a note.
+pub fn load_with(
+    file_name: &str,
+    src: &str,
+    scope: Scope,
+    fetched: &remote::Fetched,
+) -> Result<Plan, Diagnostics> {
     let (ast, mut diags) = parse_file(file_name, src);
     let mut scope = scope;
     let mut comps: Vec<Component<'_>> = Vec::new();
@@ -146,7 +163,7 @@ pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostic
                 }
                 continue;
             }
-            if components::schema(&name).is_none() {
+            if components::schema(&name).is_none() && !otelcol::is_otelcol(&name) {
                 // A near-miss of a supported name is a typo, not an unsupported component.
                 let typo = components::SUPPORTED
                     .iter()
@@ -207,9 +224,38 @@ pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostic
         }
     };
 
+    let nodes: Vec<otelcol::Node<'_>> = comps
+        .iter()
+        .map(|c| {
+            let mut refs = Vec::new();
+            collect_refs_body(&c.block.body, &mut refs);
+            otelcol::Node {
+                id: &c.id,
+                name: &c.name,
+                pos: c.block.name_pos,
+                refs,
+            }
+        })
+        .collect();
+    let (otel_diags, otel_note) = otelcol::check(file_name, &nodes);
+    diags.extend(Diagnostics(otel_diags));
+
     let mut built: BTreeMap<String, (Built, Pos)> = BTreeMap::new();
+    let mut remotes = Vec::new();
     for i in order {
         let c = &comps[i];
+        if otelcol::is_otelcol(&c.name) {
+            // Never evaluated: whatever export the config names is a receiver that
+            // `forward_to` refuses (see components/otelcol.rs).
+            let exports = otelcol::referenced_exports(&c.id, &nodes)
+                .into_iter()
+                .map(|k| (k, receiver(&c.id)))
+                .collect();
+            let path: Vec<String> = c.id.split('.').map(str::to_string).collect();
+            scope.insert_path(&path, Value::Object(exports));
+            built.insert(c.id.clone(), (Built::Nothing, c.block.name_pos));
+            continue;
+        }
         let schema = components::schema(&c.name).unwrap_or(&super::args::EMPTY);
         let mut cd = Diagnostics::default();
         let mut ctx = Ctx {
@@ -217,14 +263,40 @@ pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostic
             diags: &mut cd,
         };
         let args = decode(&c.block.body, c.block.name_pos, schema, &scope, &mut ctx);
-        let (b, exports) = build(c, &args, &mut ctx);
+        let (b, mut exports) = build(c, &args, &mut ctx);
+        if let Some(kind) = remote::kind(&c.name) {
+            let spec = remote::spec(&c.id, kind, &args, &mut ctx);
+            let keys =
+                remote::referenced_keys(&c.id, comps.iter().map(|c| c.block.body.as_slice()));
+            exports.insert(
+                "data".into(),
+                remote::data_export(&spec, fetched.get(&c.id), &keys),
+            );
+            remotes.push(spec);
+        }
         diags.extend(cd);
         let path: Vec<String> = c.id.split('.').map(str::to_string).collect();
         scope.insert_path(&path, Value::Object(exports));
         built.insert(c.id.clone(), (b, c.block.name_pos));
     }
 
-    let plan = assemble(file_name, &built, &mut diags);
+    let mut plan = assemble(file_name, &built, &mut diags);
+    if let Some(p) = plan.as_mut() {
+        p.notes.extend(otel_note);
+        remotes.sort_by(|a, b| a.id.cmp(&b.id));
+        let unfetched: Vec<&str> = remotes
+            .iter()
+            .filter(|r| !fetched.contains_key(&r.id))
+            .map(|r| r.id.as_str())
+            .collect();
+        if !unfetched.is_empty() {
+            p.notes.push(format!(
+                "{}: not read from the Kubernetes API by `agent check`; their data values are placeholders",
+                unfetched.join(", ")
+            ));
+        }
+        p.remotes = remotes;
+    }
     diags.sort();
     diags.0.dedup();
     match plan {
@@ -332,6 +404,10 @@ fn forward_to(args: &Args, ctx: &mut Ctx<'_>) -> Vec<String> {
         Value::Array(a) => a
             .iter()
             .map(|r| match capsules::as_receiver(r) {
+                Some(id) if otelcol::is_otelcol(id) => Err(format!(
+                    "{id} is an otelcol component, which this agent does not run: logs sent there would be lost{}forward to a loki.process, loki.relabel or loki.write receiver",
+                    super::args::HINT_SEP
+                )),
                 Some(id) => Ok(id.to_string()),
                 None => Err(format!(
                     "expected a list of receivers (e.g. loki.write.default.receiver), got {}",
@@ -649,6 +725,7 @@ fn assemble(
             })
             .collect(),
         notes,
+        remotes: Vec::new(),
     })
 }
 

@@ -9,6 +9,7 @@
 //! its path gives.
 
 pub mod labels;
+pub mod remote;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

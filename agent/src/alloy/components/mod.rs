@@ -3,8 +3,10 @@
 
 pub mod file;
 pub mod kubernetes;
+pub mod otelcol;
 pub mod process;
 pub mod relabel;
+pub mod remote;
 pub mod write;
 
 use super::args::Schema;
@@ -19,6 +21,8 @@ pub const SUPPORTED: &[&str] = &[
     "loki.relabel",
     "loki.process",
     "loki.write",
+    "remote.kubernetes.secret",
+    "remote.kubernetes.configmap",
 ];
 
 /// Top-level blocks that are not components.
@@ -45,19 +49,22 @@ pub fn schema(name: &str) -> Option<&'static Schema> {
         "loki.relabel" => &relabel::LOKI_RELABEL,
         "loki.process" => &process::LOKI_PROCESS,
         "loki.write" => &write::LOKI_WRITE,
+        "remote.kubernetes.secret" | "remote.kubernetes.configmap" => &remote::REMOTE_KUBERNETES,
         _ => return None,
     })
 }
 
 /// Why a well-known Alloy component that this agent does not run is rejected.
 pub fn unsupported_reason(name: &str) -> Option<&'static str> {
+    if name == "loki.source.journal" {
+        return Some("node logs from the systemd journal are not supported yet: if the node also writes text logs (rsyslog/syslog, journald ForwardToSyslog), tail them with loki.source.file (e.g. /var/log/syslog, /var/log/messages); otherwise keep a journal-reading collector for node logs");
+    }
     let prefixes: &[(&str, &str)] = &[
         ("loki.source.", "this agent tails node-local files; only loki.source.file and loki.source.kubernetes are supported"),
         ("loki.", "not implemented by this agent"),
         ("discovery.", "only discovery.kubernetes (role pod) and discovery.relabel are supported"),
         ("local.", "only local.file_match is supported"),
         ("prometheus.", "this agent ships logs only"),
-        ("otelcol.", "this agent ships logs only"),
         ("pyroscope.", "this agent ships logs only"),
         ("faro.", "this agent ships logs only"),
         ("beyla.", "this agent ships logs only"),

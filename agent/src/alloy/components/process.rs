@@ -241,12 +241,22 @@ fn usize_attr(a: &Args, name: &str, default: usize, ctx: &mut Ctx<'_>) -> usize 
         .unwrap_or(default)
 }
 
+/// Like [`usize_attr`], refusing 0 (Alloy validates `max_partial_lines > 0`).
+fn positive_attr(a: &Args, name: &str, default: usize, ctx: &mut Ctx<'_>) -> usize {
+    a.get(name, ctx, |v| match v.to_u64()? {
+        0 => Err("must be greater than 0".to_string()),
+        n => Ok(n as usize),
+    })
+    .unwrap_or(default)
+}
+
 fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
     Some(match name {
         "stage.cri" => Stage::Cri(Cri::new(
-            usize_attr(a, "max_partial_lines", 100, ctx),
-            a.get("max_partial_line_size", ctx, Value::to_bytes)
-                .unwrap_or(0),
+            positive_attr(a, "max_partial_lines", 100, ctx),
+            // A plain number of bytes in Alloy (uint64), not a "1MiB" size string; a string
+            // of digits converts like any Alloy number.
+            usize_attr(a, "max_partial_line_size", 0, ctx),
             a.bool("max_partial_line_size_truncate", false, ctx),
         )),
         "stage.docker" => Stage::Docker,
