@@ -234,12 +234,11 @@ impl RunArgs {
             let src = std::fs::read_to_string(config)
                 .with_context(|| format!("reading {}", config.display()))?;
             let name = config.display().to_string();
-            agent::alloy::load::load_with(&name, &src, agent::alloy::Scope::new(), fetched).map_err(
-                |d| {
+            agent::alloy::load::load_with(&name, &src, agent::alloy::system_scope(), fetched)
+                .map_err(|d| {
                     eprint!("{}", d.render(&src));
                     anyhow::anyhow!("{} problem(s) in {}", d.len(), config.display())
-                },
-            )
+                })
         };
         let mut plan = load(&Default::default())?;
         if !plan.remotes.is_empty() {

@@ -133,6 +133,7 @@ pub fn load_with(
 ) -> Result<Plan, Diagnostics> {
     let (ast, mut diags) = parse_file(file_name, src);
     let mut scope = scope;
+    scope.capsule_concat = Some(capsules::concat);
     let mut comps: Vec<Component<'_>> = Vec::new();
     let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
     let mut ctx_diags = Diagnostics::default();

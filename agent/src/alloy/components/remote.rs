@@ -175,7 +175,7 @@ fn keys_in_expr(e: &Expr, want: &[String], out: &mut BTreeSet<String>) {
         ExprKind::Literal(_) | ExprKind::Ident(_) => {}
         ExprKind::Index(a, b) => {
             if a.reference_path().as_deref() == Some(want) {
-                if let Ok(Value::String(k)) = eval(b, &Scope::new()) {
+                if let Ok(Value::String(k)) = eval(b, &Scope::with_env(|_| None)) {
                     out.insert(k);
                 }
             }
