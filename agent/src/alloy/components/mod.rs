@@ -1,10 +1,12 @@
 //! The Alloy components this agent understands: their schemas, how their arguments become
 //! agent settings, and what they export to other components.
 
+pub mod echo;
 pub mod file;
 pub mod kubernetes;
 pub mod process;
 pub mod relabel;
+pub mod secretfilter;
 pub mod write;
 
 use super::args::Schema;
@@ -19,6 +21,8 @@ pub const SUPPORTED: &[&str] = &[
     "loki.relabel",
     "loki.process",
     "loki.write",
+    "loki.echo",
+    "loki.secretfilter",
 ];
 
 /// Top-level blocks that are not components.
@@ -45,6 +49,8 @@ pub fn schema(name: &str) -> Option<&'static Schema> {
         "loki.relabel" => &relabel::LOKI_RELABEL,
         "loki.process" => &process::LOKI_PROCESS,
         "loki.write" => &write::LOKI_WRITE,
+        "loki.echo" => &super::args::EMPTY,
+        "loki.secretfilter" => &secretfilter::SECRETFILTER,
         _ => return None,
     })
 }

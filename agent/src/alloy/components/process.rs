@@ -161,7 +161,7 @@ pub static STAGES: &[(&str, B, &Schema)] = &[
     ("stage.decolorize", B::Many, &EMPTY),
     ("stage.replace", B::Many, &REPLACE),
     ("stage.template", B::Many, &TEMPLATE),
-    ("stage.pack", B::Unsupported(LATER), &EMPTY),
+    ("stage.pack", B::Many, &PACK),
     ("stage.pattern", B::Unsupported(LATER), &EMPTY),
     ("stage.truncate", B::Many, &TRUNCATE),
     ("stage.sampling", B::Unsupported(LATER), &EMPTY),
@@ -197,6 +197,11 @@ pub static LOKI_PROCESS: Schema = Schema {
 };
 
 /// Builds the pipeline from the stage blocks in order.
+static PACK: Schema = Schema {
+    attrs: &[("labels", A::Required), ("ingest_timestamp", A::Optional)],
+    blocks: &[],
+};
+
 pub fn pipeline(args: &Args, ctx: &mut Ctx<'_>) -> Pipeline {
     Pipeline::new(
         args.blocks
@@ -245,11 +250,24 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
     Some(match name {
         "stage.cri" => Stage::Cri(Cri::new(
             usize_attr(a, "max_partial_lines", 100, ctx),
-            a.get("max_partial_line_size", ctx, Value::to_bytes)
-                .unwrap_or(0),
+            // A number in Alloy (its converter writes one); a string of digits also works.
+            a.get("max_partial_line_size", ctx, |v| match v {
+                Value::String(s) => s
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("expected a number of bytes, got {s:?}")),
+                v => v.to_u64(),
+            })
+            .map_or(0, |n| n as usize),
             a.bool("max_partial_line_size_truncate", false, ctx),
         )),
         "stage.docker" => Stage::Docker,
+        "stage.pack" => Stage::Pack {
+            labels: a
+                .get("labels", ctx, Value::to_string_list)
+                .unwrap_or_default(),
+            ingest_timestamp: a.bool("ingest_timestamp", true, ctx),
+        },
         "stage.json" => json_stage(a, ctx),
         "stage.logfmt" => Stage::Logfmt {
             mapping: pairs(a, "mapping", ctx),
