@@ -214,6 +214,9 @@ pub struct Settings {
     pub docker_keep_newline: bool,
     /// Files without a stored position found at startup are read from their end.
     pub tail_from_end: bool,
+    /// Promtail positions files (`legacy_positions_file`): on the first start (no positions
+    /// file yet) a file they name starts at their offset (see `tail::legacy`).
+    pub legacy_positions_files: Vec<PathBuf>,
     /// Longer lines (after CRI/docker joining) are truncated to this and counted.
     pub max_line_bytes: usize,
     /// Bytes read from one file in one read call (and the largest chunk handed downstream).
@@ -276,6 +279,7 @@ impl Default for Settings {
             format: LineFormat::Auto,
             docker_keep_newline: false,
             tail_from_end: false,
+            legacy_positions_files: Vec::new(),
             // Loki's default max_line_size.
             max_line_bytes: 256 * 1024,
             read_bytes: 256 * 1024,

@@ -108,6 +108,8 @@ enum Built {
         settings: Box<Settings>,
         extras: write::WriteExtras,
     },
+    /// `loki.echo`: a route ends here, its entries logged and not sent.
+    Echo,
     Nothing,
 }
 
@@ -480,6 +482,20 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
                 pipeline: process::pipeline(args, ctx),
             }
         }
+        "loki.echo" => {
+            exports.insert("receiver".into(), receiver(&c.id));
+            Built::Echo
+        }
+        "loki.secretfilter" => {
+            exports.insert("receiver".into(), receiver(&c.id));
+            let filter = components::secretfilter::build(args, ctx);
+            Built::Process {
+                forward_to: forward_to(args, ctx),
+                pipeline: super::pipeline::Pipeline::new(vec![Stage::SecretFilter(Box::new(
+                    filter,
+                ))]),
+            }
+        }
         "loki.write" => {
             exports.insert("receiver".into(), receiver(&c.id));
             let mut s = Settings::default();
@@ -562,6 +578,7 @@ fn assemble(
     let mut docker_lifted = false;
     let mut notes = Vec::new();
     let mut tail_from_end = false;
+    let mut legacy_positions = Vec::new();
     let mut poll = None;
     let mut rescan = None;
     for (id, (b, pos)) in built {
@@ -632,6 +649,15 @@ fn assemble(
                 "{id}: label selectors are answered from the pod labels the Kubernetes API reports; without a reachable API every pod on the node is shipped (nothing is dropped on a guess)"
             ));
         }
+        if let Some(legacy) = &file.legacy_positions_file {
+            notes.push(format!(
+                "{id}: legacy_positions_file {}: on this agent's first start (no positions file of its own), a file it names continues from Promtail's offset once that offset is checked against the file",
+                legacy.display()
+            ));
+            if !legacy_positions.contains(legacy) {
+                legacy_positions.push(legacy.clone());
+            }
+        }
         tail_from_end |= file.tail_from_end;
         poll = poll.or(file.poll_interval);
         rescan = rescan.or(file.rescan_interval);
@@ -701,6 +727,7 @@ fn assemble(
         ));
     }
     settings.tail_from_end = tail_from_end;
+    settings.legacy_positions_files = legacy_positions;
     if let Some(p) = poll {
         settings.poll_interval = p;
     }
@@ -772,6 +799,21 @@ fn follow(
                     ..Default::default()
                 },
                 id.to_string(),
+            ));
+        }
+        Some((Built::Echo, _)) => {
+            let mut steps = steps;
+            steps.push(Step::Process {
+                id: id.to_string(),
+                pipeline: super::pipeline::Pipeline::new(vec![Stage::Echo(id.to_string())]),
+            });
+            // No writer: the echo stage consumes every entry (index 0 is never reached).
+            routes.push((
+                Route {
+                    steps,
+                    ..Default::default()
+                },
+                String::new(),
             ));
         }
         Some((

@@ -6,6 +6,7 @@ pub mod decolorize;
 pub mod gotemplate;
 pub mod gotime;
 pub mod json;
+pub mod pack;
 pub mod replace;
 pub mod template;
 pub mod timestamp;
@@ -67,6 +68,14 @@ pub enum Stage {
     Multiline(Multiline),
     Tenant(TenantFrom),
     Limit(Limit),
+    Pack {
+        labels: Vec<String>,
+        ingest_timestamp: bool,
+    },
+    /// `loki.secretfilter`, run as a one-stage pipeline.
+    SecretFilter(Box<super::components::secretfilter::SecretFilter>),
+    /// `loki.echo` (its component id): logs each entry and consumes it.
+    Echo(String),
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +180,20 @@ impl Stage {
         dropped: &mut BTreeMap<String, u64>,
     ) {
         match self {
+            Stage::SecretFilter(f) => {
+                if let Some(line) = f.redact(&e.line) {
+                    e.line = line;
+                }
+                out.push(e);
+            }
+            Stage::Echo(id) => super::components::echo::echo(id, &e),
+            Stage::Pack {
+                labels,
+                ingest_timestamp,
+            } => {
+                pack::pack(labels, *ingest_timestamp, &mut e, now);
+                out.push(e);
+            }
             Stage::Cri(c) => cri(c, e, out),
             Stage::Docker => {
                 docker(&mut e);

@@ -18,6 +18,7 @@
 //! a stuck tenant never stops the others and memory stays bounded.
 
 pub mod fingerprint;
+pub mod legacy;
 pub mod positions;
 
 use std::collections::{HashMap, HashSet};
@@ -105,6 +106,8 @@ pub struct Tailer {
     known_dirs: HashSet<PathBuf>,
     next_id: u64,
     initial_scan: bool,
+    /// Promtail positions for the first scan of a first start (`legacy_positions_file`).
+    legacy: Option<legacy::LegacyPositions>,
 }
 
 /// A `.gz` already identified: its stamp (size, mtime) tells a reused inode apart, its
@@ -157,6 +160,12 @@ impl Tailer {
         metrics: Arc<Metrics>,
         factory: SinkFactory,
     ) -> Self {
+        // Like Alloy: Promtail's positions are converted only when there are none of our own.
+        let legacy = (!settings.legacy_positions_files.is_empty() && !positions.prior_run())
+            .then(|| {
+                legacy::LegacyPositions::load(&settings.legacy_positions_files, &settings.pods_root)
+            })
+            .filter(|l| !l.is_empty());
         Tailer {
             settings,
             discovery,
@@ -171,6 +180,7 @@ impl Tailer {
             known_dirs: positions.known_dirs(),
             next_id: 1,
             initial_scan: true,
+            legacy,
         }
     }
 
@@ -184,6 +194,7 @@ impl Tailer {
     ) {
         self.scan();
         self.initial_scan = false;
+        self.legacy = None;
         for r in self.positions.prune_unclaimed() {
             tracing::info!(path = %r.path, offset = r.offset, "forgetting position of a file that no longer exists");
         }
@@ -283,7 +294,24 @@ impl Tailer {
                 let file = File::open(&t.path)?;
                 let head = read_head(&file)?;
                 let size = file.metadata()?.len();
-                let start = match self.lookup(&dir, key, &head, rotated) {
+                let found = self.lookup(&dir, key, &head, rotated);
+                let promtail = match (&found, &mut self.legacy) {
+                    (Lookup::Unknown, Some(l)) => l.start_for(&t.path, rotated, &file),
+                    _ => None,
+                };
+                let start = match found {
+                    _ if promtail.is_some() => match promtail {
+                        Some(legacy::Start::At(offset)) => offset,
+                        _ => {
+                            self.positions.ignore(record(
+                                &t.path,
+                                key,
+                                Fingerprint::of(&head),
+                                size,
+                            ));
+                            return Ok(());
+                        }
+                    },
                     // A stored offset beyond the end means the file was truncated meanwhile.
                     Lookup::Resume(rec) if rec.offset <= size => rec.offset,
                     Lookup::Resume(_) => 0,

@@ -43,10 +43,7 @@ pub static SOURCE_FILE: Schema = Schema {
                 "a corrupt positions file is a startup error; the agent never guesses an offset",
             ),
         ),
-        (
-            "legacy_positions_file",
-            A::Unsupported("positions are keyed by file identity, not path+labels; no conversion"),
-        ),
+        ("legacy_positions_file", A::Optional),
     ],
     blocks: &[
         ("file_match", B::One, &FILE_MATCH_BLOCK),
@@ -81,11 +78,17 @@ pub struct SourceFileArgs {
     pub rescan_interval: Option<Duration>,
     /// `loki.source.kubernetes`'s `clustering { enabled = true }`.
     pub clustering: bool,
+    /// A Promtail positions file to start from on the first start (see `tail::legacy`).
+    pub legacy_positions_file: Option<std::path::PathBuf>,
 }
 
 pub fn source_file(args: &Args, ctx: &mut Ctx<'_>) -> SourceFileArgs {
     let mut out = SourceFileArgs {
         tail_from_end: args.bool("tail_from_end", false, ctx),
+        legacy_positions_file: args
+            .opt_string("legacy_positions_file", ctx)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from),
         ..Default::default()
     };
     if let Some(enc) = args.opt_string("encoding", ctx) {

@@ -1,12 +1,14 @@
 //! The Alloy components this agent understands: their schemas, how their arguments become
 //! agent settings, and what they export to other components.
 
+pub mod echo;
 pub mod file;
 pub mod kubernetes;
 pub mod otelcol;
 pub mod process;
 pub mod relabel;
 pub mod remote;
+pub mod secretfilter;
 pub mod write;
 
 use super::args::Schema;
@@ -23,6 +25,8 @@ pub const SUPPORTED: &[&str] = &[
     "loki.write",
     "remote.kubernetes.secret",
     "remote.kubernetes.configmap",
+    "loki.echo",
+    "loki.secretfilter",
 ];
 
 /// Top-level blocks that are not components.
@@ -50,6 +54,8 @@ pub fn schema(name: &str) -> Option<&'static Schema> {
         "loki.process" => &process::LOKI_PROCESS,
         "loki.write" => &write::LOKI_WRITE,
         "remote.kubernetes.secret" | "remote.kubernetes.configmap" => &remote::REMOTE_KUBERNETES,
+        "loki.echo" => &super::args::EMPTY,
+        "loki.secretfilter" => &secretfilter::SECRETFILTER,
         _ => return None,
     })
 }

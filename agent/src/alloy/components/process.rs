@@ -161,7 +161,7 @@ pub static STAGES: &[(&str, B, &Schema)] = &[
     ("stage.decolorize", B::Many, &EMPTY),
     ("stage.replace", B::Many, &REPLACE),
     ("stage.template", B::Many, &TEMPLATE),
-    ("stage.pack", B::Unsupported(LATER), &EMPTY),
+    ("stage.pack", B::Many, &PACK),
     ("stage.pattern", B::Unsupported(LATER), &EMPTY),
     ("stage.truncate", B::Many, &TRUNCATE),
     ("stage.sampling", B::Unsupported(LATER), &EMPTY),
@@ -197,6 +197,11 @@ pub static LOKI_PROCESS: Schema = Schema {
 };
 
 /// Builds the pipeline from the stage blocks in order.
+static PACK: Schema = Schema {
+    attrs: &[("labels", A::Required), ("ingest_timestamp", A::Optional)],
+    blocks: &[],
+};
+
 pub fn pipeline(args: &Args, ctx: &mut Ctx<'_>) -> Pipeline {
     Pipeline::new(
         args.blocks
@@ -260,6 +265,12 @@ fn stage(name: &str, a: &Args, ctx: &mut Ctx<'_>) -> Option<Stage> {
             a.bool("max_partial_line_size_truncate", false, ctx),
         )),
         "stage.docker" => Stage::Docker,
+        "stage.pack" => Stage::Pack {
+            labels: a
+                .get("labels", ctx, Value::to_string_list)
+                .unwrap_or_default(),
+            ingest_timestamp: a.bool("ingest_timestamp", true, ctx),
+        },
         "stage.json" => json_stage(a, ctx),
         "stage.logfmt" => Stage::Logfmt {
             mapping: pairs(a, "mapping", ctx),
