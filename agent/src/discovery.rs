@@ -1,8 +1,9 @@
 //! Finding log files: a trait, so the tailer never knows about Kubernetes, and the kubelet
 //! pod-log layout `<root>/<ns>_<pod>_<uid>/<container>/<n>.log` as its first implementation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What kind of file a path is, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,6 +27,10 @@ pub struct Target {
     pub labels: Vec<(String, String)>,
     /// Namespace, for the tenant map (empty when unknown).
     pub namespace: String,
+    /// `Some(until)`: the file belongs to a pod the Kubernetes API does not know (yet), so
+    /// `labels` are the path's only. The reader may hold its lines until `until` in case the
+    /// pod becomes known, and never replaces API labels it already uses with these.
+    pub pending: Option<Instant>,
 }
 
 /// A source of files to tail.
@@ -34,6 +39,11 @@ pub trait Discovery: Send {
     fn scan(&mut self) -> Vec<Target>;
     /// Directory to watch recursively for changes.
     fn watch_root(&self) -> PathBuf;
+    /// Changes whenever [`scan`](Self::scan) may give open files other labels (the pod
+    /// metadata changed): the reader rescans before using labels older than that.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Target labels of the containers of the pods known from the Kubernetes API, by pod uid (and,
@@ -72,6 +82,44 @@ pub trait PodMetadata: Send + Sync {
     fn snapshot(&self) -> PodIndex;
     /// Whether the first complete list has arrived.
     fn synced(&self) -> bool;
+    /// Bumped after every change of [`snapshot`](Self::snapshot) (read it first).
+    fn generation(&self) -> u64 {
+        0
+    }
+    /// How long the lines of a file whose pod is unknown may wait for its metadata.
+    fn grace(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The pod key (uid, or a static pod's mirror hash) of a file under the kubelet root
+/// `<root>/<ns>_<pod>_<key>/<container>/<file>`.
+pub fn pod_key_of<'a>(root: &Path, path: &'a Path) -> Option<&'a str> {
+    let dir = path.strip_prefix(root).ok()?.components().next()?;
+    let (_, _, key) = parse_pod_dir(dir.as_os_str().to_str()?)?;
+    Some(key)
+}
+
+/// When each pod not known to the API was first seen, so its files' hold ends `grace` after
+/// that however often they are scanned. Only pods of the last scan are kept.
+#[derive(Debug, Default)]
+pub struct PendingPods {
+    first_seen: HashMap<String, Instant>,
+    seen: HashSet<String>,
+}
+
+impl PendingPods {
+    /// The end of the hold of a file of pod `key`, unknown to the API at `now`.
+    pub fn hold_until(&mut self, key: &str, now: Instant, grace: Duration) -> Instant {
+        self.seen.insert(key.to_string());
+        *self.first_seen.entry(key.to_string()).or_insert(now) + grace
+    }
+
+    /// Ends a scan: forgets pods not looked up since the last call.
+    pub fn end_scan(&mut self) {
+        let seen = std::mem::take(&mut self.seen);
+        self.first_seen.retain(|k, _| seen.contains(k));
+    }
 }
 
 /// The kubelet layout under `/var/log/pods`.
@@ -155,6 +203,7 @@ impl Discovery for PodLogs {
                         kind,
                         labels,
                         namespace: ns.to_string(),
+                        pending: None,
                     });
                 }
             }
@@ -211,5 +260,33 @@ mod tests {
         assert_eq!(t[0].namespace, "ns1");
         assert!(t[0].labels.contains(&("pod".into(), "pod-a".into())));
         assert!(t[0].labels.contains(&("container".into(), "app".into())));
+    }
+
+    #[test]
+    fn pod_key_from_a_kubelet_path() {
+        let root = Path::new("/var/log/pods");
+        let p = root.join("ns_web-0_u-1").join("app").join("0.log");
+        assert_eq!(pod_key_of(root, &p), Some("u-1"));
+        assert_eq!(
+            pod_key_of(root, Path::new("/other/ns_web-0_u-1/app/0.log")),
+            None
+        );
+        assert_eq!(pod_key_of(root, &root.join("nounderscore/app/0.log")), None);
+    }
+
+    #[test]
+    fn a_pending_pod_is_held_from_its_first_sight_and_forgotten_when_gone() {
+        let mut p = PendingPods::default();
+        let t0 = Instant::now();
+        let g = Duration::from_secs(3);
+        assert_eq!(p.hold_until("u1", t0, g), t0 + g);
+        p.end_scan();
+        // Seen again later: the hold still ends 3 s after the first sight.
+        assert_eq!(p.hold_until("u1", t0 + Duration::from_secs(2), g), t0 + g);
+        p.end_scan();
+        p.end_scan();
+        // Gone from one scan: a later sight starts a new hold.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(p.hold_until("u1", t1, g), t1 + g);
     }
 }

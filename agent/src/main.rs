@@ -133,6 +133,10 @@ struct RunArgs {
     /// Read files without a stored position (found at startup) from their end.
     #[arg(long)]
     tail_from_end: bool,
+    /// With a config using discovery.kubernetes and a Kubernetes API: how long the lines of a
+    /// file whose pod the API does not know yet wait for the pod's labels (0s: never).
+    #[arg(long, value_parser = duration, default_value = "3s")]
+    pod_metadata_wait: Duration,
     /// Longer lines are truncated and counted.
     #[arg(long, value_parser = bytes_size, default_value = "256KiB")]
     max_line_bytes: usize,
@@ -378,7 +382,9 @@ fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube-runtime's watcher warns on every 403 itself; the agent logs each outage once.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_runtime::watcher=error".into()),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in files or log collectors.
@@ -400,6 +406,8 @@ fn run_cli() -> anyhow::Result<()> {
             rt.block_on(agent::run(settings, shutdown_signal()))?;
         }
         Some(config) => {
+            #[cfg(feature = "kube")]
+            let pod_metadata_wait = args.pod_metadata_wait;
             let plan = args.into_plan(&config, &rt)?;
             for n in &plan.notes {
                 tracing::info!(config = %config.display(), "{n}");
@@ -415,7 +423,7 @@ fn run_cli() -> anyhow::Result<()> {
                 let discovery = plan.discovery();
                 #[cfg(feature = "kube")]
                 let discovery = match discovery.uses_kubelet() {
-                    true => match agent::k8s::start_from_env().await {
+                    true => match agent::k8s::start_from_env(pod_metadata_wait).await {
                         Some(w) => discovery.with_pod_metadata(std::sync::Arc::new(w)),
                         None => discovery,
                     },

@@ -248,6 +248,15 @@ impl Router {
         let (source, parsed) = {
             let meta = &chunk.file;
             let routes = &self.ctx.routes;
+            // The tailer gives a file a new meta when its labels change (its pod's metadata
+            // arrived): parse again.
+            if self
+                .labels
+                .get(&meta.id)
+                .is_some_and(|(m, _, _)| !Arc::ptr_eq(m, meta))
+            {
+                self.labels.remove(&meta.id);
+            }
             let entry = self.labels.entry(meta.id).or_insert_with(|| {
                 let mut parsed = [
                     parse_labels(&meta.labels[0]),

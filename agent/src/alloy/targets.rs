@@ -13,7 +13,8 @@ use super::label_selector::LabelSelector;
 use super::relabel::{self, Labels, Rule};
 use super::value::Value;
 use crate::discovery::{
-    classify, parse_pod_dir, Discovery, FileKind, PodIndex, PodMetadata, Target,
+    classify, parse_pod_dir, pod_key_of, Discovery, FileKind, PendingPods, PodIndex, PodMetadata,
+    Target,
 };
 
 /// Where the kubelet writes pod logs in every Kubernetes distribution; paths in configs that
@@ -344,6 +345,8 @@ pub struct AlloyDiscovery {
     pub filename_label: Vec<bool>,
     /// Pod metadata from the Kubernetes API, when a client is running.
     pub pod_metadata: Option<std::sync::Arc<dyn PodMetadata>>,
+    /// Pods of files found but not (yet) known to the API, for the grace period.
+    pending: PendingPods,
     announced: AtomicBool,
 }
 
@@ -354,6 +357,7 @@ impl AlloyDiscovery {
             pods_root,
             filename_label: Vec::new(),
             pod_metadata: None,
+            pending: PendingPods::default(),
             announced: AtomicBool::new(false),
         }
     }
@@ -400,7 +404,10 @@ impl Discovery for AlloyDiscovery {
                 );
             }
         }
-        // An API that has not listed the pods yet knows nothing: same as no API.
+        // An API that has not listed the pods yet knows nothing: same as no API, except that
+        // files of pods it does not know are marked pending (their labels may still change).
+        let now = std::time::Instant::now();
+        let grace = self.pod_metadata.as_ref().map(|p| p.grace());
         let pods = self
             .pod_metadata
             .as_ref()
@@ -423,6 +430,14 @@ impl Discovery for AlloyDiscovery {
                 continue;
             };
             let path = PathBuf::from(path);
+            let pending = match (grace, pod_key_of(&self.pods_root, &path)) {
+                (Some(grace), Some(key))
+                    if pods.as_ref().is_none_or(|i| !i.pods.contains_key(key)) =>
+                {
+                    Some(self.pending.hold_until(key, now, grace))
+                }
+                _ => None,
+            };
             let namespace = t
                 .get("namespace")
                 .or_else(|| t.get("__meta_kubernetes_namespace"))
@@ -458,6 +473,7 @@ impl Discovery for AlloyDiscovery {
                                     kind: k,
                                     labels: labels.clone(),
                                     namespace: namespace.clone(),
+                                    pending,
                                 });
                             }
                             _ => {}
@@ -472,14 +488,20 @@ impl Discovery for AlloyDiscovery {
                     kind,
                     labels,
                     namespace,
+                    pending,
                 },
             );
         }
+        self.pending.end_scan();
         by_path.into_values().collect()
     }
 
     fn watch_root(&self) -> PathBuf {
         self.pods_root.clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.pod_metadata.as_ref().map_or(0, |p| p.generation())
     }
 }
 

@@ -82,6 +82,13 @@ struct Tailed {
     lines_total: Counter,
     read_gauge: Gauge,
     size_gauge: Gauge,
+    /// Discovery's labels and namespace `meta` was made from.
+    target: (Vec<(String, String)>, String),
+    /// The labels are the path's only, its pod not known to the Kubernetes API (yet): they
+    /// are replaced when discovery has the pod's.
+    provisional: bool,
+    /// Not read before this instant, waiting for its pod's metadata.
+    hold_until: Option<Instant>,
 }
 
 enum Step {
@@ -108,6 +115,8 @@ pub struct Tailer {
     initial_scan: bool,
     /// Promtail positions for the first scan of a first start (`legacy_positions_file`).
     legacy: Option<legacy::LegacyPositions>,
+    /// [`Discovery::generation`] at the start of the last scan.
+    generation: u64,
 }
 
 /// A `.gz` already identified: its stamp (size, mtime) tells a reused inode apart, its
@@ -181,6 +190,7 @@ impl Tailer {
             next_id: 1,
             initial_scan: true,
             legacy,
+            generation: 0,
         }
     }
 
@@ -209,6 +219,7 @@ impl Tailer {
         while !stop.load(Ordering::Relaxed) {
             if rescan.swap(false, Ordering::Relaxed)
                 || last_scan.elapsed() >= self.settings.rescan_interval
+                || self.metadata_moved()
             {
                 self.scan();
                 last_scan = Instant::now();
@@ -226,6 +237,8 @@ impl Tailer {
 
     /// Lists files and opens the ones that must be read.
     fn scan(&mut self) {
+        // Read before scanning: a change during the scan is seen as one more.
+        self.generation = self.discovery.generation();
         let targets = self.discovery.scan();
         let mut live_keys = HashSet::new();
         let mut all_keys = HashSet::new();
@@ -279,6 +292,8 @@ impl Tailer {
                 self.positions
                     .observe(*id, Some(&t.path.to_string_lossy()), md.len(), None);
             }
+            let id = *id;
+            self.follow_labels(id, t);
             return Ok(());
         }
         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -477,27 +492,7 @@ impl Tailer {
         let id = self.next_id;
         self.next_id += 1;
         let path_str = t.path.to_string_lossy().into_owned();
-        let tenant: Arc<str> = Arc::from(self.settings.tenant_for(&t.namespace));
-        let mut base = LabelSet::from_pairs(t.labels.iter().cloned());
-        for (k, v) in &self.settings.external_labels {
-            base.set(k, v);
-        }
-        let with_stream = |s: &str| {
-            let mut l = base.clone();
-            l.set("stream", s);
-            Arc::<str>::from(l.to_string())
-        };
-        let labels = [
-            with_stream("stdout"),
-            with_stream("stderr"),
-            Arc::from(base.to_string()),
-        ];
-        let meta = Arc::new(FileMeta {
-            id,
-            path: path_str.clone(),
-            tenant,
-            labels,
-        });
+        let meta = Arc::new(file_meta(&self.settings, id, path_str.clone(), t));
         let fp = Fingerprint::of(head);
         self.positions
             .register(id, record(&t.path, key, fp, start), size);
@@ -525,8 +520,38 @@ impl Tailer {
                 lines_total: self.metrics.read_lines.get_or_create(&pl).clone(),
                 read_gauge: self.metrics.read_bytes.get_or_create(&pl).clone(),
                 size_gauge: self.metrics.file_bytes.get_or_create(&pl).clone(),
+                target: (t.labels.clone(), t.namespace.clone()),
+                provisional: t.pending.is_some(),
+                hold_until: t.pending,
             },
         );
+    }
+
+    /// Whether the pod metadata changed since the last scan (labels may be stale).
+    fn metadata_moved(&self) -> bool {
+        self.discovery.generation() != self.generation
+    }
+
+    /// Gives an open file the labels discovery has for it now. Path-only labels of a pod
+    /// still unknown never replace others: a deleted pod's file keeps its last API labels.
+    fn follow_labels(&mut self, id: u64, t: &Target) {
+        let Some(f) = self.files.get_mut(&id) else {
+            return;
+        };
+        if t.pending.is_some() {
+            if f.provisional {
+                f.hold_until = t.pending;
+            }
+            return;
+        }
+        f.provisional = false;
+        f.hold_until = None;
+        if f.target.0 == t.labels && f.target.1 == t.namespace {
+            return;
+        }
+        tracing::debug!(path = %t.path.display(), "new labels for an open file (pod metadata changed)");
+        f.meta = Arc::new(file_meta(&self.settings, id, f.meta.path.clone(), t));
+        f.target = (t.labels.clone(), t.namespace.clone());
     }
 
     /// Retries parked chunks, then reads every file whose tenant has room. Returns whether
@@ -556,14 +581,31 @@ impl Tailer {
             let Some(mut t) = self.files.remove(&id) else {
                 continue;
             };
+            // Waiting for its pod's labels: not read yet, and newer files of its group wait.
+            if t.hold_until.is_some_and(|u| Instant::now() < u) {
+                behind.insert(group);
+                self.files.insert(id, t);
+                continue;
+            }
             let mut caught_up = false;
             for _ in 0..CHUNKS_PER_PASS {
                 if self.blocked.contains_key(&t.meta.tenant) {
                     break;
                 }
                 match self.read(&mut t) {
-                    Ok(Step::Chunk(c)) => {
+                    Ok(Step::Chunk(mut c)) => {
                         progressed = true;
+                        if self.metadata_moved() {
+                            // Lines written after a pod became known must carry its labels:
+                            // relabel before this chunk leaves, then start a new pass.
+                            self.files.insert(id, t);
+                            self.scan();
+                            if let Some(t) = self.files.get(&id) {
+                                c.file = t.meta.clone();
+                            }
+                            self.deliver(c);
+                            return progressed;
+                        }
                         self.deliver(c);
                     }
                     Ok(Step::Eof) => {
@@ -850,6 +892,31 @@ impl Tailer {
         t.size = t.size.max(t.read_offset + carry.len() as u64);
         let commit = t.parser.pending_start().unwrap_or(t.read_offset);
         Ok(Step::Chunk(self.make_chunk(t, buf, out, commit)))
+    }
+}
+
+/// What the pipeline knows of file `id` with discovery's target `t`: its tenant and its three
+/// label strings (stdout, stderr, none), external labels included.
+fn file_meta(settings: &Settings, id: u64, path: String, t: &Target) -> FileMeta {
+    let tenant: Arc<str> = Arc::from(settings.tenant_for(&t.namespace));
+    let mut base = LabelSet::from_pairs(t.labels.iter().cloned());
+    for (k, v) in &settings.external_labels {
+        base.set(k, v);
+    }
+    let with_stream = |s: &str| {
+        let mut l = base.clone();
+        l.set("stream", s);
+        Arc::<str>::from(l.to_string())
+    };
+    FileMeta {
+        id,
+        path,
+        tenant,
+        labels: [
+            with_stream("stdout"),
+            with_stream("stderr"),
+            Arc::from(base.to_string()),
+        ],
     }
 }
 
