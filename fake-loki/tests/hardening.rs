@@ -336,3 +336,43 @@ async fn open_connections_are_capped() {
     drop(b);
     loki.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_data_dir_loses_one_push_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests();
+    config.data_dir = Some(dir.path().to_path_buf());
+    let ts = now_ns();
+    let loki = FakeLoki::start(config.clone()).await.unwrap();
+    let lines: Vec<String> = (0..20).map(|i| format!("line {i:02}")).collect();
+    for (i, l) in lines.iter().enumerate() {
+        let req = request(&[("{a=\"b\"}", vec![(ts + i as i64, l.as_str(), vec![])])]);
+        assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
+    }
+    loki.shutdown().await;
+    let path = dir.path().join("tenants/t.wal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    let rec = len / 20;
+    bytes[10 * rec + rec / 2] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let loki = FakeLoki::start(config).await.unwrap();
+    let got: Vec<String> = loki.entries("t").into_iter().map(|e| e.line).collect();
+    let want: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 10)
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64);
+    let m = get(&format!("{}/metrics", loki.url()), &[]).await.body;
+    assert!(
+        m.contains(&format!(
+            "fake_loki_data_dir_corrupt_bytes_total{{tenant=\"t\"}} {rec}"
+        )),
+        "{m}"
+    );
+    loki.shutdown().await;
+}
