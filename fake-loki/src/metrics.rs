@@ -206,23 +206,27 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the freshness gauges from `(tenant, stream labels, last push ns)` triples.
+    /// Sets the freshness gauges from `(tenant, stream labels, last push ns)` triples;
+    /// the per-stream gauge only when `per_stream`.
     pub fn set_freshness<'a>(
         &self,
         now_ns: i64,
+        per_stream: bool,
         streams: impl Iterator<Item = (&'a str, &'a str, i64)>,
     ) {
         self.stream_last_push_age.clear();
         self.tenant_last_push_age.clear();
         let mut newest: std::collections::BTreeMap<&str, i64> = Default::default();
         for (t, stream, at) in streams {
-            let age = (now_ns - at) as f64 / 1e9;
-            self.stream_last_push_age
-                .get_or_create(&vec![
-                    ("tenant".into(), t.into()),
-                    ("stream".into(), stream.into()),
-                ])
-                .set(age);
+            let age = now_ns.saturating_sub(at) as f64 / 1e9;
+            if per_stream {
+                self.stream_last_push_age
+                    .get_or_create(&vec![
+                        ("tenant".into(), t.into()),
+                        ("stream".into(), stream.into()),
+                    ])
+                    .set(age);
+            }
             let n = newest.entry(t).or_insert(at);
             *n = (*n).max(at);
         }
