@@ -44,6 +44,12 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Most connections open at once; past it, accepting waits for one to close.
     pub max_connections: usize,
+    /// Whether `/metrics` carries per-stream series (whose `stream` label is the full
+    /// label set of every tenant's streams). Off by default: they leak tenants' labels.
+    pub metrics_stream_labels: bool,
+    /// When set, `/fake-loki/api/v1/*` answers only requests with
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Config {
@@ -65,6 +71,8 @@ impl Default for Config {
             header_read_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(120)),
             max_connections: 4096,
+            metrics_stream_labels: false,
+            admin_token: None,
         }
     }
 }

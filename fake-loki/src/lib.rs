@@ -64,12 +64,14 @@ impl State {
         for r in &config.faults {
             faults.add(r.clone()).map_err(Error::Config)?;
         }
+        let metrics = Metrics::new();
         let mut store = store::Store::default();
         let data_dir = match &config.data_dir {
             None => None,
             Some(dir) => {
                 let (dd, replayed) = persist::DataDir::open(dir)?;
                 for r in replayed {
+                    metrics.data_dir_replayed(&r.tenant, r.corrupt_bytes, r.truncated_bytes);
                     let t = store.tenant_mut(&r.tenant);
                     for req in r.requests {
                         for s in req.streams {
@@ -98,7 +100,7 @@ impl State {
         Ok(State {
             usage: Mutex::new(ledger),
             push_slots: tokio::sync::Semaphore::new(config.max_concurrent_pushes.max(1)),
-            metrics: Metrics::new(),
+            metrics,
             faults,
             store: RwLock::new(store),
             limiters: Mutex::new(ingest::Limiters::default()),

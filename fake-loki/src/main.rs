@@ -54,6 +54,14 @@ struct Cli {
     /// Push bodies read and decoded at once; more wait for a slot.
     #[arg(long, default_value_t = 8)]
     max_concurrent_pushes: usize,
+    /// Export per-stream series (`loki_fake_stream_last_push_age_seconds{tenant,stream}`,
+    /// whose `stream` is a stream's full label set) on `/metrics`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    metrics_stream_labels: bool,
+    /// Require `Authorization: Bearer <token>` on `/fake-loki/api/v1/*` (faults, stats,
+    /// usage). Also read from FAKE_LOKI_ADMIN_TOKEN.
+    #[arg(long, env = "FAKE_LOKI_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Most open connections; at the cap new ones wait to be accepted.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -104,6 +112,8 @@ async fn serve() -> anyhow::Result<()> {
         header_read_timeout: non_zero(cli.http_header_read_timeout),
         idle_timeout: non_zero(cli.http_idle_timeout),
         max_connections: cli.max_connections,
+        metrics_stream_labels: cli.metrics_stream_labels,
+        admin_token: cli.admin_token.filter(|t| !t.is_empty()),
         max_decompressed_size: cli.max_decompressed_size,
         max_concurrent_pushes: cli.max_concurrent_pushes,
         ..Config::default()

@@ -27,6 +27,8 @@ pub struct Metrics {
     faults_applied: Family<Labels, Counter>,
     stream_last_push_age: Family<Labels, Gauge<f64, AtomicU64>>,
     tenant_last_push_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    data_dir_corrupt_bytes: Family<Labels, Counter>,
+    data_dir_truncated_bytes: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -40,6 +42,16 @@ fn tenant(t: &str) -> Labels {
 }
 
 impl Metrics {
+    /// What replaying `tenant`'s data-dir log skipped and cut.
+    pub fn data_dir_replayed(&self, t: &str, corrupt_bytes: u64, truncated_bytes: u64) {
+        self.data_dir_corrupt_bytes
+            .get_or_create(&tenant(t))
+            .inc_by(corrupt_bytes);
+        self.data_dir_truncated_bytes
+            .get_or_create(&tenant(t))
+            .inc_by(truncated_bytes);
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
@@ -56,8 +68,20 @@ impl Metrics {
             faults_applied: Family::default(),
             stream_last_push_age: Family::default(),
             tenant_last_push_age: Family::default(),
+            data_dir_corrupt_bytes: Family::default(),
+            data_dir_truncated_bytes: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "fake_loki_data_dir_corrupt_bytes",
+            "Bytes of damaged records skipped while replaying the data dir (intact records after them kept).",
+            m.data_dir_corrupt_bytes.clone(),
+        );
+        registry.register(
+            "fake_loki_data_dir_truncated_bytes",
+            "Bytes cut from torn tails of the data-dir logs at start.",
+            m.data_dir_truncated_bytes.clone(),
+        );
         registry.register(
             "loki_distributor_lines_received",
             "The total number of lines received per tenant.",
@@ -182,23 +206,27 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the freshness gauges from `(tenant, stream labels, last push ns)` triples.
+    /// Sets the freshness gauges from `(tenant, stream labels, last push ns)` triples;
+    /// the per-stream gauge only when `per_stream`.
     pub fn set_freshness<'a>(
         &self,
         now_ns: i64,
+        per_stream: bool,
         streams: impl Iterator<Item = (&'a str, &'a str, i64)>,
     ) {
         self.stream_last_push_age.clear();
         self.tenant_last_push_age.clear();
         let mut newest: std::collections::BTreeMap<&str, i64> = Default::default();
         for (t, stream, at) in streams {
-            let age = (now_ns - at) as f64 / 1e9;
-            self.stream_last_push_age
-                .get_or_create(&vec![
-                    ("tenant".into(), t.into()),
-                    ("stream".into(), stream.into()),
-                ])
-                .set(age);
+            let age = now_ns.saturating_sub(at) as f64 / 1e9;
+            if per_stream {
+                self.stream_last_push_age
+                    .get_or_create(&vec![
+                        ("tenant".into(), t.into()),
+                        ("stream".into(), stream.into()),
+                    ])
+                    .set(age);
+            }
             let n = newest.entry(t).or_insert(at);
             *n = (*n).max(at);
         }

@@ -4,8 +4,10 @@
 //! Record: `u32 LE payload length | u32 LE CRC-32 of the payload | payload`, where the
 //! payload is a protobuf `PushRequest` of the entries that one push newly stored (labels
 //! in canonical form, structured metadata as stored). Records are written before the
-//! push is answered. A torn or corrupt tail (a crash mid-write) is detected by length or
-//! checksum, cut off, and reported; it never stops the start.
+//! push is answered. A record that fails its length or checksum is skipped: replay
+//! resynchronises on the next offset where an intact record starts, so every intact
+//! record after damage is kept. Only damage that runs to the end of the file (a torn
+//! tail from a crash mid-write) is cut off. Both are reported; neither stops the start.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -26,6 +28,10 @@ pub struct Replayed {
     pub requests: Vec<PushRequest>,
     /// Bytes cut from a torn tail, if any.
     pub truncated_bytes: u64,
+    /// Damaged regions skipped before intact records (left in the file).
+    pub corrupt_regions: u64,
+    /// Bytes in those regions.
+    pub corrupt_bytes: u64,
 }
 
 /// The open data directory.
@@ -99,6 +105,30 @@ impl DataDir {
     }
 }
 
+/// The record at `pos`, if one intact record starts there: the request and its size.
+fn record_at(data: &Bytes, pos: usize) -> Option<(PushRequest, usize)> {
+    let header = data.get(pos..pos.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let end = (pos + HEADER)
+        .checked_add(len)
+        .filter(|e| *e <= data.len())?;
+    let payload = data.slice(pos + HEADER..end);
+    if crc32fast::hash(&payload) != crc {
+        return None;
+    }
+    let req = PushRequest::decode(payload).ok()?;
+    Some((req, HEADER + len))
+}
+
+/// The next offset after `from` where an intact record starts. Every record holds at
+/// least one stream, so its payload starts with field 1's tag (0x0a): a cheap filter
+/// before the checksum.
+fn resync(data: &Bytes, from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(HEADER))
+        .find(|&p| data.get(p + HEADER) == Some(&0x0a) && record_at(data, p).is_some())
+}
+
 fn replay_file(path: &Path, tenant: &str) -> Result<Replayed, Error> {
     let mut data = Vec::new();
     File::open(path)
@@ -107,30 +137,30 @@ fn replay_file(path: &Path, tenant: &str) -> Result<Replayed, Error> {
     let data = Bytes::from(data);
     let mut requests = Vec::new();
     let mut pos = 0usize;
+    let (mut corrupt_regions, mut corrupt_bytes) = (0u64, 0u64);
     while pos < data.len() {
-        let good = (|| {
-            let header = data.get(pos..pos + HEADER)?;
-            let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
-            let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
-            let payload = data.slice(
-                pos + HEADER
-                    ..(pos + HEADER)
-                        .checked_add(len)
-                        .filter(|e| *e <= data.len())?,
-            );
-            if crc32fast::hash(&payload) != crc {
-                return None;
-            }
-            let req = PushRequest::decode(payload).ok()?;
-            Some((req, HEADER + len))
-        })();
-        match good {
-            Some((req, used)) => {
-                requests.push(req);
-                pos += used;
+        if let Some((req, used)) = record_at(&data, pos) {
+            requests.push(req);
+            pos += used;
+            continue;
+        }
+        match resync(&data, pos + 1) {
+            Some(next) => {
+                corrupt_regions += 1;
+                corrupt_bytes += (next - pos) as u64;
+                pos = next;
             }
             None => break,
         }
+    }
+    if corrupt_regions > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            corrupt_regions,
+            corrupt_bytes,
+            kept_records = requests.len(),
+            "skipped corrupt records in the data-dir log; the intact records after them are kept"
+        );
     }
     let truncated_bytes = (data.len() - pos) as u64;
     if truncated_bytes > 0 {
@@ -142,13 +172,15 @@ fn replay_file(path: &Path, tenant: &str) -> Result<Replayed, Error> {
         tracing::warn!(
             path = %path.display(),
             truncated_bytes,
-            "cut a torn or corrupt tail from the data-dir log"
+            "cut a torn or corrupt tail (no intact record after it) from the data-dir log"
         );
     }
     Ok(Replayed {
         tenant: tenant.to_string(),
         requests,
         truncated_bytes,
+        corrupt_regions,
+        corrupt_bytes,
     })
 }
 
@@ -228,5 +260,38 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let (_, r) = DataDir::open(dir.path()).unwrap();
         assert_eq!(r[0].requests, vec![req("kept")]);
+    }
+
+    #[test]
+    fn a_flipped_byte_loses_only_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..20).map(|i| format!("line {i:02}")).collect();
+        {
+            let (mut d, _) = DataDir::open(dir.path()).unwrap();
+            for l in &lines {
+                d.append("t", &req(l)).unwrap();
+            }
+        }
+        let path = dir.path().join("tenants/t.wal");
+        let clean = std::fs::read(&path).unwrap();
+        let rec_len = clean.len() / 20;
+        // Every byte position of record 5 (header or payload) in turn.
+        for off in 0..rec_len {
+            let mut bytes = clean.clone();
+            bytes[5 * rec_len + off] ^= 0x5a;
+            std::fs::write(&path, &bytes).unwrap();
+            let (_, r) = DataDir::open(dir.path()).unwrap();
+            let want: Vec<PushRequest> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 5)
+                .map(|(_, l)| req(l))
+                .collect();
+            assert_eq!(r[0].requests, want, "flip at {off}");
+            assert_eq!((r[0].corrupt_regions, r[0].truncated_bytes), (1, 0));
+            assert_eq!(r[0].corrupt_bytes, rec_len as u64);
+            // Intact data is never cut: the file keeps its length.
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), clean.len() as u64);
+        }
     }
 }

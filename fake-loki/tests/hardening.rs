@@ -336,3 +336,107 @@ async fn open_connections_are_capped() {
     drop(b);
     loki.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_flipped_byte_in_the_data_dir_loses_one_push_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests();
+    config.data_dir = Some(dir.path().to_path_buf());
+    let ts = now_ns();
+    let loki = FakeLoki::start(config.clone()).await.unwrap();
+    let lines: Vec<String> = (0..20).map(|i| format!("line {i:02}")).collect();
+    for (i, l) in lines.iter().enumerate() {
+        let req = request(&[("{a=\"b\"}", vec![(ts + i as i64, l.as_str(), vec![])])]);
+        assert_eq!(push(&loki.url(), "t", &req).await.status, 204);
+    }
+    loki.shutdown().await;
+    let path = dir.path().join("tenants/t.wal");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    let rec = len / 20;
+    bytes[10 * rec + rec / 2] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let loki = FakeLoki::start(config).await.unwrap();
+    let got: Vec<String> = loki.entries("t").into_iter().map(|e| e.line).collect();
+    let want: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 10)
+        .map(|(_, l)| l.clone())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64);
+    let m = get(&format!("{}/metrics", loki.url()), &[]).await.body;
+    assert!(
+        m.contains(&format!(
+            "fake_loki_data_dir_corrupt_bytes_total{{tenant=\"t\"}} {rec}"
+        )),
+        "{m}"
+    );
+    loki.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_hide_stream_labels_and_operator_endpoints_take_a_token() {
+    let mut config = Config::for_tests();
+    config.admin_token = Some("s3cret".into());
+    let loki = FakeLoki::start(config).await.unwrap();
+    let url = loki.url();
+    let req = request(&[("{app=\"secret-app\"}", vec![(now_ns(), "x", vec![])])]);
+    assert_eq!(push(&url, "t", &req).await.status, 204);
+    let m = get(&format!("{url}/metrics"), &[]).await;
+    assert_eq!(m.status, 200);
+    assert!(!m.body.contains("secret-app"), "{}", m.body);
+    assert!(
+        m.body
+            .contains("loki_fake_tenant_last_push_age_seconds{tenant=\"t\"}"),
+        "{}",
+        m.body
+    );
+    for path in [
+        "/fake-loki/api/v1/usage",
+        "/fake-loki/api/v1/usage?tenant=t",
+        "/fake-loki/api/v1/stats",
+        "/fake-loki/api/v1/faults",
+    ] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("s3cret"),
+            Some("Basic s3cret"),
+        ] {
+            let h: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+            let r = get(&format!("{url}{path}"), &h).await;
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (401, "fake-loki: missing or wrong admin token\n"),
+                "{path} {auth:?}"
+            );
+        }
+        let r = get(
+            &format!("{url}{path}"),
+            &[("Authorization", "Bearer s3cret")],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let r = get(
+        &format!("{url}/fake-loki/api/v1/stats"),
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert!(r.body.contains("\"t\""), "{}", r.body);
+    // Adding a fault needs the token too.
+    let rule = br#"{"action":"status","status":503}"#.to_vec();
+    let r = send(
+        "POST",
+        &format!("{url}/fake-loki/api/v1/faults"),
+        &[],
+        rule.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(push(&url, "t", &req).await.status, 204);
+    loki.shutdown().await;
+}

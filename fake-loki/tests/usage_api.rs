@@ -10,6 +10,7 @@ use serde_json::Value;
 async fn usage_counts_lines_bytes_streams_pushes_and_rejections_per_tenant_and_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::for_tests();
+    cfg.metrics_stream_labels = true;
     cfg.limits.defaults.max_line_size = 8;
     cfg.data_dir = Some(dir.path().to_path_buf());
     let loki = FakeLoki::start(cfg.clone()).await.unwrap();

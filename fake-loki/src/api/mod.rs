@@ -255,6 +255,10 @@ async fn route(
         "/ready" => ("ready", r(text(200, "ready\n"))),
         "/metrics" => ("metrics", r(ops::metrics(state))),
         "/loki/api/v1/status/buildinfo" => ("buildinfo", r(ops::buildinfo())),
+        p if p.starts_with("/fake-loki/") && !admin_allowed(state, &req) => (
+            "admin_denied",
+            r(text(401, "fake-loki: missing or wrong admin token\n")),
+        ),
         "/fake-loki/api/v1/faults" => ("faults", r(ops::faults(state, method, req).await)),
         "/fake-loki/api/v1/stats" => ("stats", r(ops::stats(state))),
         "/fake-loki/api/v1/usage" => {
@@ -277,6 +281,24 @@ async fn route(
         | "/loki/api/v1/series" => ("other", r(method_not_allowed())),
         _ => ("other", r(not_found())),
     }
+}
+
+/// Whether an operator request carries the `--admin-token` (always, when none is set).
+fn admin_allowed(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(token) = &state.config.admin_token else {
+        return true;
+    };
+    req.headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.strip_prefix("Bearer "))
+        .any(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Compares without stopping at the first difference (no timing hint of the token).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `{name}` of `/loki/api/v1/label/{name}/values`: one non-empty path segment, as

@@ -16,6 +16,7 @@ pub fn metrics(state: &State) -> http::Response<Body> {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         state.metrics.set_freshness(
             now,
+            state.config.metrics_stream_labels,
             store.tenants.iter().flat_map(|(t, d)| {
                 d.streams().iter().enumerate().filter_map(move |(i, s)| {
                     d.last_push(i)
