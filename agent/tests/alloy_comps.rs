@@ -5,7 +5,7 @@ use agent::alloy::stages::Stage;
 use agent::alloy::{check_source, Plan, Scope, Step};
 
 fn check(src: &str) -> Result<Plan, Vec<String>> {
-    check_source("c.alloy", src, Scope::new()).map_err(|d| {
+    check_source("c.alloy", src, agent::alloy::system_scope()).map_err(|d| {
         d.iter()
             .map(|d| {
                 format!(

@@ -453,7 +453,7 @@ struct LabelRun {
 }
 
 fn start_labelled(cfg: &str, pods: &Path, positions: &Path, w: PodWatcher) -> LabelRun {
-    let mut plan = agent::alloy::check_source("t.alloy", cfg, agent::alloy::Scope::new())
+    let mut plan = agent::alloy::check_source("t.alloy", cfg, agent::alloy::system_scope())
         .unwrap_or_else(|d| panic!("{}", d.render(cfg)));
     let s = &mut plan.settings;
     s.pods_root = pods.to_path_buf();

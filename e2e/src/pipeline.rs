@@ -272,6 +272,9 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
             "true".into(),
             "--data-dir".into(),
             root.join("loki-data").display().to_string(),
+            // The freshness report reads per-stream series, off by default in fake-loki.
+            "--metrics-stream-labels".into(),
+            "true".into(),
         ],
         log: root.join("fake-loki.log"),
         child: None,
