@@ -420,6 +420,10 @@ fn run_cli() -> anyhow::Result<()> {
                 "running Alloy config"
             );
             rt.block_on(async {
+                #[cfg(feature = "kube")]
+                for spec in plan.remotes.iter().cloned() {
+                    tokio::spawn(agent::k8s::remote::warn_on_change(spec));
+                }
                 let discovery = plan.discovery();
                 #[cfg(feature = "kube")]
                 let discovery = match discovery.uses_kubelet() {

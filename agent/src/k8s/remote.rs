@@ -74,3 +74,26 @@ pub async fn fetch(specs: &[RemoteSpec]) -> Result<Fetched, K8sError> {
     }
     Ok(out)
 }
+
+/// Re-reads the object every `poll_frequency` and warns when its data changed: values are
+/// applied at startup only (Alloy would re-evaluate the components using them), so the
+/// operator learns that a restart is needed. The first read is the baseline.
+pub async fn warn_on_change(spec: RemoteSpec) {
+    let mut tick = tokio::time::interval(spec.poll_frequency);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<BTreeMap<String, String>> = None;
+    loop {
+        tick.tick().await;
+        match fetch_one(&spec).await {
+            Ok(d) => {
+                if last.as_ref().is_some_and(|l| *l != d) {
+                    tracing::warn!(component = %spec.id, object = %format!("{}/{}", spec.namespace, spec.name), "data changed in the Kubernetes API; this agent applies remote.kubernetes data at startup only: restart it to use the new values");
+                }
+                last = Some(d);
+            }
+            Err(e) => {
+                tracing::warn!(component = %spec.id, error = %e, "re-reading failed; keeping the values read at startup")
+            }
+        }
+    }
+}
