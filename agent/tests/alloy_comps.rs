@@ -2,7 +2,7 @@
 //! conversions) use: how each is accepted, noted or rejected by `agent check` semantics.
 
 use agent::alloy::stages::Stage;
-use agent::alloy::{check_source, Plan, Scope, Step};
+use agent::alloy::{check_source, Plan, Step};
 
 fn check(src: &str) -> Result<Plan, Vec<String>> {
     check_source("c.alloy", src, agent::alloy::system_scope()).map_err(|d| {
