@@ -60,6 +60,12 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it, e.g. "use // for comments".
     pub hint: Option<String>,
+    /// Context lines, e.g. "in instance of my_pipeline.a at main.alloy:12:1" for a problem
+    /// inside a module.
+    pub notes: Vec<String>,
+    /// The text of `file` when it is not the file the caller renders against (an imported
+    /// module), so [`Diagnostics::render`] shows the right lines.
+    pub source: Option<std::sync::Arc<str>>,
 }
 
 impl Diagnostic {
@@ -70,7 +76,14 @@ impl Diagnostic {
             end: None,
             message: message.into(),
             hint: None,
+            notes: Vec::new(),
+            source: None,
         }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -99,6 +112,9 @@ impl fmt::Display for Diagnostic {
         write!(f, "{}: {}", self.location(), self.message)?;
         if let Some(h) = &self.hint {
             write!(f, " ({h})")?;
+        }
+        for n in &self.notes {
+            write!(f, " (note: {n})")?;
         }
         Ok(())
     }
@@ -132,13 +148,17 @@ impl Diagnostics {
 
     /// Renders all diagnostics the way `alloy fmt`/`alloy run` print them: `Error: <pos>: <msg>`,
     /// a blank line, numbered context lines (one before and after) and a caret under the column.
+    /// A diagnostic that carries its own source (an imported module) is shown against that.
     pub fn render(&self, src: &str) -> String {
-        let lines: Vec<&str> = src.split('\n').collect();
         let mut out = String::new();
         for d in &self.0 {
+            let lines: Vec<&str> = d.source.as_deref().unwrap_or(src).split('\n').collect();
             out.push_str(&format!("Error: {}: {}\n", d.location(), d.message));
             if let Some(h) = &d.hint {
                 out.push_str(&format!("hint: {h}\n"));
+            }
+            for n in &d.notes {
+                out.push_str(&format!("note: {n}\n"));
             }
             out.push('\n');
             let line = d.pos.line;

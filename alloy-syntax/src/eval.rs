@@ -27,6 +27,9 @@ fn err<T>(pos: Pos, msg: impl Into<String>) -> Result<T, EvalError> {
 /// What expressions can see: the root scope object, the environment lookup used by `sys.env`
 /// and the hooks through which the embedding program handles its capsules. The caller supplies
 /// everything that comes from the machine (environment, hostname): this crate does no IO.
+/// Cloning is cheap for the environment (shared) and copies the root object (module instances
+/// start from a clone of the bare scope).
+#[derive(Clone)]
 pub struct Scope {
     pub root: BTreeMap<String, Value>,
     pub env: EnvLookup,
@@ -35,7 +38,7 @@ pub struct Scope {
 }
 
 /// Looks up an environment variable.
-pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub type EnvLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Combines `array.concat` arguments of which at least one is a capsule.
 pub type CapsuleConcat = fn(&[Value]) -> Result<Value, String>;
@@ -55,7 +58,7 @@ impl Scope {
     ) -> Self {
         Scope {
             root: stdlib::namespaces(hostname),
-            env: Box::new(env),
+            env: std::sync::Arc::new(env),
             capsule_concat: None,
         }
     }
@@ -200,16 +203,10 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                 .collect::<Result<_, _>>()?,
         )),
         ExprKind::Object(fields) => {
+            // A repeated key is allowed and the last value wins, as in Alloy's vm.
             let mut o = BTreeMap::new();
             for f in fields {
-                if o.insert(f.name.name.clone(), eval(&f.value, scope)?)
-                    .is_some()
-                {
-                    return err(
-                        f.name.pos,
-                        format!("field {:?} may only be provided once", f.name.name),
-                    );
-                }
+                o.insert(f.name.name.clone(), eval(&f.value, scope)?);
             }
             Ok(Value::Object(o))
         }
@@ -296,6 +293,20 @@ mod tests {
         for (src, want) in cases {
             assert_eq!(ev(src), Ok(want), "{src}");
         }
+    }
+
+    /// Regression: `{job = "a", job = "b"}` was rejected ("may only be provided once"); Alloy
+    /// accepts it and keeps the last value.
+    #[test]
+    fn repeated_object_key_last_value_wins() {
+        let mut want = BTreeMap::new();
+        want.insert("job".to_string(), Value::String("b".into()));
+        want.insert("x".to_string(), Value::Number(1.0));
+        assert_eq!(
+            ev(r#"{job = "a", x = 1, job = "b"}"#),
+            Ok(Value::Object(want))
+        );
+        assert_eq!(ev(r#"{"k" = 1, k = 2, "k" = 3}.k"#), Ok(Value::Number(3.0)));
     }
 
     #[test]

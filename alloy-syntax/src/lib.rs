@@ -11,6 +11,7 @@ pub mod args;
 pub mod ast;
 pub mod diag;
 pub mod eval;
+pub mod module;
 pub mod parser;
 pub mod printer;
 pub mod scanner;

@@ -3,6 +3,7 @@
 //! agent's [`Settings`] plus the targets and per-entry routes the config describes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::args::{decode, Args, Ctx};
 use super::ast::{Block, Expr, ExprKind, Stmt};
@@ -11,7 +12,8 @@ use super::components::{
     self, file, kubernetes, otelcol, process, relabel as relabel_c, remote, write,
 };
 use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
-use super::eval::Scope;
+use super::eval::{eval, Scope};
+use super::module::{DeclId, Declare, Export, ModuleSource, Modules, NsId, Resolved};
 use super::parser::parse_file;
 use super::pipeline::{Route, Step};
 use super::relabel::{Rule, RuleArgs};
@@ -75,7 +77,10 @@ impl Plan {
         .with_filename_label(
             self.sources
                 .iter()
-                .map(|s| !s.id.starts_with("loki.source.kubernetes."))
+                .map(|s| {
+                    let local = s.id.rsplit('/').next().unwrap_or(&s.id);
+                    !local.starts_with("loki.source.kubernetes.")
+                })
                 .collect(),
         )
     }
@@ -113,16 +118,65 @@ enum Built {
     Nothing,
 }
 
+/// One node of the component graph: a built-in component, a custom-component instance
+/// (evaluates its arguments) or one export of an instance.
 struct Component<'a> {
+    /// Global id: `loki.write.default`, or inside an instance `my_pipeline.a/loki.process.x`.
     id: String,
+    /// Block name (`loki.process`, `my_pipeline`).
     name: String,
     block: &'a Block,
+    /// The evaluation context (module instance) it lives in.
+    ctx: usize,
+    kind: Kind<'a>,
 }
 
-/// Loads a config from source text. `scope` supplies the environment for `sys.env`.
-/// `remote.kubernetes.*` data are placeholders (see [`load_with`]).
+enum Kind<'a> {
+    Builtin,
+    /// Instance of a declare; its body lives in context `child`.
+    Instance {
+        decl: DeclId,
+        child: usize,
+    },
+    /// `export "name"` of the instance whose body is the component's context.
+    Export {
+        export: &'a Export,
+        instance: usize,
+    },
+}
+
+/// A module instance's evaluation context (index 0: the config's top level).
+struct Context {
+    /// Prepended to component ids inside it (`my_pipeline.a/`).
+    prefix: String,
+    scope: Scope,
+    ns: NsId,
+    file: Arc<str>,
+    /// The module text, when it is not the main file's.
+    source: Option<Arc<str>>,
+    /// "in instance of …" lines for diagnostics inside it, innermost first.
+    notes: Vec<String>,
+    /// The instance component whose body this is.
+    instance: Option<usize>,
+    /// Local id → component index.
+    ids: BTreeMap<String, usize>,
+    seen: BTreeMap<String, Pos>,
+}
+
+/// How deep custom components may nest (a declare that instantiates itself is a cycle).
+const MAX_INSTANCE_DEPTH: usize = 32;
+
+/// Loads a config from source text. `scope` supplies the environment for `sys.env`;
+/// `import.file` reads the filesystem; `remote.kubernetes.*` data are placeholders (see
+/// [`load_with`]).
 pub fn load(file_name: &str, src: &str, scope: Scope) -> Result<Plan, Diagnostics> {
-    load_with(file_name, src, scope, &remote::Fetched::new())
+    load_full(
+        file_name,
+        src,
+        scope,
+        &super::module_files::FsModules,
+        &remote::Fetched::new(),
+    )
 }
 
 /// Like [`load`], with the data of `remote.kubernetes.*` components already fetched (by
@@ -133,159 +187,203 @@ pub fn load_with(
     scope: Scope,
     fetched: &remote::Fetched,
 ) -> Result<Plan, Diagnostics> {
+    load_full(
+        file_name,
+        src,
+        scope,
+        &super::module_files::FsModules,
+        fetched,
+    )
+}
+
+/// Like [`load_with`], reading imported modules through `files`.
+pub fn load_with(
+    file_name: &str,
+    src: &str,
+    scope: Scope,
+    files: &dyn ModuleSource,
+    fetched: &remote::Fetched,
+) -> Result<Plan, Diagnostics> {
     let (ast, mut diags) = parse_file(file_name, src);
     let mut scope = scope;
     scope.capsule_concat = Some(capsules::concat);
-    let mut comps: Vec<Component<'_>> = Vec::new();
-    let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
-    let mut ctx_diags = Diagnostics::default();
-    {
-        let mut ctx = Ctx {
-            file: file_name,
-            diags: &mut ctx_diags,
-        };
-        for s in &ast.body {
-            let b = match s {
-                Stmt::Attr(a) => {
-                    ctx.error(a.name.pos, format!("unrecognized attribute name {:?}: only blocks are allowed at the top level", a.name.name));
-                    continue;
-                }
-                Stmt::Block(b) => b,
-            };
-            let name = b.full_name();
-            if components::CONFIG_BLOCKS.contains(&name.as_str()) {
-                if name != "logging" && name != "livedebugging" {
-                    ctx.diags.push(
-                        Diagnostic::new(
-                            file_name,
-                            b.name_pos,
-                            format!("block {name:?} is not supported by this agent"),
-                        )
-                        .with_hint("remove it; see agent/README.md"),
-                    );
-                }
-                continue;
-            }
-            if components::schema(&name).is_none() && !otelcol::is_otelcol(&name) {
-                // A near-miss of a supported name is a typo, not an unsupported component.
-                let typo = components::SUPPORTED
-                    .iter()
-                    .find(|s| super::diag::edit_distance(&name, s) <= 2);
-                let d = match components::unsupported_reason(&name).filter(|_| typo.is_none()) {
-                    Some(why) => Diagnostic::new(
-                        file_name,
-                        b.name_pos,
-                        format!("component {name:?} is not supported by this agent"),
-                    )
-                    .with_hint(why),
-                    None => {
-                        let mut d = Diagnostic::new(
-                            file_name,
-                            b.name_pos,
-                            format!("unrecognized block name {name:?}"),
-                        );
-                        if let Some(s) = suggest(&name, components::SUPPORTED.iter().copied()) {
-                            d = d.with_hint(format!("did you mean {s}?"));
-                        }
-                        d
-                    }
-                };
-                ctx.diags.push(d);
-                continue;
-            }
-            let Some(label) = &b.label else {
-                ctx.error(b.name_pos, format!("component {name:?} must have a label"));
-                continue;
-            };
-            let id = format!("{name}.{label}");
-            if let Some(prev) = seen.get(&id) {
-                ctx.error(
-                    b.name_pos,
-                    format!(
-                        "block {id} already declared at {file_name}:{}:{}",
-                        prev.line, prev.col
-                    ),
-                );
-                continue;
-            }
-            seen.insert(id.clone(), b.name_pos);
-            comps.push(Component { id, name, block: b });
+    let (modules, root_ns, top) =
+        Modules::collect(file_name, src, &ast.body, &scope, files, &mut diags);
+    // A diagnostic in the main file renders against `src`; drop the copy collect attached.
+    for d in &mut diags.0 {
+        if d.file == file_name {
+            d.source = None;
         }
     }
-    diags.extend(ctx_diags);
+    let base = scope.clone();
+    let mut ctxs = vec![Context {
+        prefix: String::new(),
+        scope,
+        ns: root_ns,
+        file: Arc::from(file_name),
+        source: None,
+        notes: Vec::new(),
+        instance: None,
+        ids: BTreeMap::new(),
+        seen: BTreeMap::new(),
+    }];
+    let mut comps: Vec<Component<'_>> = Vec::new();
+    let top_blocks: Vec<&Block> = top
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Attr(a) => {
+                diags.push(Diagnostic::new(
+                    file_name,
+                    a.name.pos,
+                    format!("unrecognized attribute name {:?}: only blocks are allowed at the top level", a.name.name),
+                ));
+                None
+            }
+            Stmt::Block(b) => Some(b),
+        })
+        .collect();
+    let mut stack = Vec::new();
+    expand(
+        &modules,
+        &top_blocks,
+        0,
+        &base,
+        &mut ctxs,
+        &mut comps,
+        &mut stack,
+        &mut diags,
+    );
 
-    let order = match order_by_references(&comps) {
+    let order = match order_by_references(&comps, &ctxs) {
         Ok(o) => o,
         Err((i, cycle)) => {
-            diags.push(Diagnostic::new(
-                file_name,
-                comps[i].block.name_pos,
-                format!("cycle detected: {}", cycle.join(" -> ")),
+            let c = &comps[i];
+            diags.push(in_context(
+                Diagnostic::new(
+                    &ctxs[c.ctx].file,
+                    c.block.name_pos,
+                    format!("cycle detected: {}", cycle.join(" -> ")),
+                ),
+                &ctxs[c.ctx],
             ));
             diags.sort();
             return Err(diags);
         }
     };
 
-    let nodes: Vec<otelcol::Node<'_>> = comps
+    // otelcol inertness is judged per module context, on local ids (references are local).
+    let locals: Vec<String> = comps
         .iter()
-        .map(|c| {
-            let mut refs = Vec::new();
-            collect_refs_body(&c.block.body, &mut refs);
-            otelcol::Node {
-                id: &c.id,
-                name: &c.name,
-                pos: c.block.name_pos,
-                refs,
-            }
-        })
+        .map(|c| c.id[ctxs[c.ctx].prefix.len()..].to_string())
         .collect();
-    let (otel_diags, otel_note) = otelcol::check(file_name, &nodes);
-    diags.extend(Diagnostics(otel_diags));
+    let mut nodes_by_ctx: Vec<Vec<otelcol::Node<'_>>> = ctxs.iter().map(|_| Vec::new()).collect();
+    for (c, local) in comps.iter().zip(&locals) {
+        let mut refs = Vec::new();
+        collect_refs_body(&c.block.body, &mut refs);
+        nodes_by_ctx[c.ctx].push(otelcol::Node {
+            id: local,
+            name: &c.name,
+            pos: c.block.name_pos,
+            refs,
+        });
+    }
+    let mut otel_notes = Vec::new();
+    for (k, nodes) in nodes_by_ctx.iter().enumerate() {
+        let (ds, note) = otelcol::check(&ctxs[k].file, nodes);
+        for d in ds {
+            diags.push(in_context(d, &ctxs[k]));
+        }
+        otel_notes.extend(note);
+    }
 
     let mut built: BTreeMap<String, (Built, Pos)> = BTreeMap::new();
     let mut remotes = Vec::new();
+    // Contexts whose instance failed (bad arguments): their bodies would only repeat it.
+    let mut failed = vec![false; ctxs.len()];
     for i in order {
         let c = &comps[i];
-        if otelcol::is_otelcol(&c.name) {
-            // Never evaluated: whatever export the config names is a receiver that
-            // `forward_to` refuses (see components/otelcol.rs).
-            let exports = otelcol::referenced_exports(&c.id, &nodes)
-                .into_iter()
-                .map(|k| (k, receiver(&c.id)))
-                .collect();
-            let path: Vec<String> = c.id.split('.').map(str::to_string).collect();
-            scope.insert_path(&path, Value::Object(exports));
-            built.insert(c.id.clone(), (Built::Nothing, c.block.name_pos));
+        if failed[c.ctx] {
+            if let Kind::Instance { child, .. } = c.kind {
+                failed[child] = true;
+            }
             continue;
         }
-        let schema = components::schema(&c.name).unwrap_or(&super::args::EMPTY);
         let mut cd = Diagnostics::default();
+        let file = ctxs[c.ctx].file.clone();
         let mut ctx = Ctx {
-            file: file_name,
+            file: &file,
             diags: &mut cd,
         };
-        let args = decode(&c.block.body, c.block.name_pos, schema, &scope, &mut ctx);
-        let (b, mut exports) = build(c, &args, &mut ctx);
-        if let Some(kind) = remote::kind(&c.name) {
-            let spec = remote::spec(&c.id, kind, &args, &mut ctx);
-            let keys =
-                remote::referenced_keys(&c.id, comps.iter().map(|c| c.block.body.as_slice()));
-            exports.insert(
-                "data".into(),
-                remote::data_export(&spec, fetched.get(&c.id), &keys),
-            );
-            remotes.push(spec);
+        match &c.kind {
+            Kind::Builtin => {
+                let local = c.id[ctxs[c.ctx].prefix.len()..].to_string();
+                let path: Vec<String> = local.split('.').map(str::to_string).collect();
+                if otelcol::is_otelcol(&c.name) {
+                    // Never evaluated: whatever export the config names is a receiver that
+                    // `forward_to` refuses (see components/otelcol.rs).
+                    let exports = otelcol::referenced_exports(&local, &nodes_by_ctx[c.ctx])
+                        .into_iter()
+                        .map(|k| (k, receiver(&c.id)))
+                        .collect();
+                    ctxs[c.ctx].scope.insert_path(&path, Value::Object(exports));
+                    built.insert(c.id.clone(), (Built::Nothing, c.block.name_pos));
+                } else {
+                    let schema = components::schema(&c.name).unwrap_or(&super::args::EMPTY);
+                    let args = decode(
+                        &c.block.body,
+                        c.block.name_pos,
+                        schema,
+                        &ctxs[c.ctx].scope,
+                        &mut ctx,
+                    );
+                    let (b, mut exports) = build(c, &args, &mut ctx);
+                    if let Some(kind) = remote::kind(&c.name) {
+                        let spec = remote::spec(&c.id, kind, &args, &mut ctx);
+                        let keys = remote::referenced_keys(
+                            &local,
+                            comps
+                                .iter()
+                                .filter(|o| o.ctx == c.ctx)
+                                .map(|o| o.block.body.as_slice()),
+                        );
+                        exports.insert(
+                            "data".into(),
+                            remote::data_export(&spec, fetched.get(&c.id), &keys),
+                        );
+                        remotes.push(spec);
+                    }
+                    ctxs[c.ctx].scope.insert_path(&path, Value::Object(exports));
+                    built.insert(c.id.clone(), (b, c.block.name_pos));
+                }
+            }
+            Kind::Instance { decl, child } => {
+                let d = &modules.declares[*decl];
+                let args = instance_arguments(c, d, &ctxs[c.ctx].scope, &mut ctx);
+                failed[*child] = !cd.is_empty();
+                ctxs[*child].scope.root.insert("argument".into(), args);
+            }
+            Kind::Export { export, instance } => {
+                let inst = &comps[*instance];
+                match eval(&export.value, &ctxs[c.ctx].scope) {
+                    Ok(v) => {
+                        let parent = inst.ctx;
+                        let local = &inst.id[ctxs[parent].prefix.len()..];
+                        let mut path: Vec<String> = local.split('.').map(str::to_string).collect();
+                        path.push(export.name.clone());
+                        ctxs[parent].scope.insert_path(&path, v);
+                    }
+                    Err(e) => ctx.error(e.pos, e.msg),
+                }
+            }
         }
-        diags.extend(cd);
-        let path: Vec<String> = c.id.split('.').map(str::to_string).collect();
-        scope.insert_path(&path, Value::Object(exports));
-        built.insert(c.id.clone(), (b, c.block.name_pos));
+        for d in cd.0 {
+            diags.push(in_context(d, &ctxs[c.ctx]));
+        }
     }
 
     let mut plan = assemble(file_name, &built, &mut diags);
     if let Some(p) = plan.as_mut() {
-        p.notes.extend(otel_note);
+        p.notes.extend(otel_notes);
         remotes.sort_by(|a, b| a.id.cmp(&b.id));
         let unfetched: Vec<&str> = remotes
             .iter()
@@ -308,27 +406,318 @@ pub fn load_with(
     }
 }
 
+/// Adds the module's text and the "in instance of" chain to a diagnostic from context `c`.
+fn in_context(mut d: Diagnostic, c: &Context) -> Diagnostic {
+    if d.source.is_none() {
+        d.source = c.source.clone();
+    }
+    d.notes.extend(c.notes.iter().cloned());
+    d
+}
+
+/// Turns blocks of one body into components of context `ctx`, instantiating custom
+/// components (their bodies become new contexts).
+#[allow(clippy::too_many_arguments)]
+fn expand<'a>(
+    modules: &'a Modules,
+    blocks: &[&'a Block],
+    ctx: usize,
+    base: &Scope,
+    ctxs: &mut Vec<Context>,
+    comps: &mut Vec<Component<'a>>,
+    stack: &mut Vec<DeclId>,
+    diags: &mut Diagnostics,
+) {
+    for &b in blocks {
+        let file = ctxs[ctx].file.clone();
+        let (source, notes) = (ctxs[ctx].source.clone(), ctxs[ctx].notes.clone());
+        let err = |pos: Pos, msg: String| {
+            let mut d = Diagnostic::new(&file, pos, msg);
+            d.source = source.clone();
+            d.notes.extend(notes.iter().cloned());
+            d
+        };
+        let name = b.full_name();
+        let resolved = match modules.resolve(ctxs[ctx].ns, &b.name) {
+            Ok(r) => r,
+            Err(msg) => {
+                diags.push(err(b.name_pos, msg));
+                continue;
+            }
+        };
+        if resolved == Resolved::Builtin {
+            match builtin_problem(&name, b) {
+                Builtin::Component => {}
+                Builtin::Skip => continue,
+                Builtin::Reject(d) => {
+                    let mut e = err(d.pos, d.message);
+                    e.hint = d.hint;
+                    diags.push(e);
+                    continue;
+                }
+            }
+        }
+        let Some(label) = &b.label else {
+            diags.push(err(
+                b.name_pos,
+                format!("component {name:?} must have a label"),
+            ));
+            continue;
+        };
+        let local = format!("{name}.{label}");
+        if let Some(prev) = ctxs[ctx].seen.get(&local) {
+            let msg = format!(
+                "block {local} already declared at {file}:{}:{}",
+                prev.line, prev.col
+            );
+            diags.push(err(b.name_pos, msg));
+            continue;
+        }
+        let id = format!("{}{local}", ctxs[ctx].prefix);
+        ctxs[ctx].seen.insert(local.clone(), b.name_pos);
+        let idx = comps.len();
+        ctxs[ctx].ids.insert(local, idx);
+        let Resolved::Custom(decl) = resolved else {
+            comps.push(Component {
+                id,
+                name,
+                block: b,
+                ctx,
+                kind: Kind::Builtin,
+            });
+            continue;
+        };
+        let d = &modules.declares[decl];
+        if stack.contains(&decl) || stack.len() >= MAX_INSTANCE_DEPTH {
+            let mut chain: Vec<String> = stack
+                .iter()
+                .map(|s| modules.declares[*s].name.clone())
+                .collect();
+            chain.push(d.name.clone());
+            diags.push(err(
+                b.name_pos,
+                format!(
+                    "cycle detected: custom component {} instantiates itself ({})",
+                    d.name,
+                    chain.join(" -> ")
+                ),
+            ));
+            continue;
+        }
+        let child = ctxs.len();
+        let mut notes = vec![format!(
+            "in instance of {id} at {file}:{}:{}",
+            b.name_pos.line, b.name_pos.col
+        )];
+        notes.extend(ctxs[ctx].notes.iter().cloned());
+        ctxs.push(Context {
+            prefix: format!("{id}/"),
+            scope: base.clone(),
+            ns: d.ns,
+            file: d.file.clone(),
+            source: Some(d.source.clone()),
+            notes,
+            instance: Some(idx),
+            ids: BTreeMap::new(),
+            seen: BTreeMap::new(),
+        });
+        comps.push(Component {
+            id: id.clone(),
+            name,
+            block: b,
+            ctx,
+            kind: Kind::Instance { decl, child },
+        });
+        stack.push(decl);
+        let body: Vec<&Block> = d.body.iter().collect();
+        expand(modules, &body, child, base, ctxs, comps, stack, diags);
+        stack.pop();
+        for e in &d.exports {
+            comps.push(Component {
+                id: format!("{id}/export.{}", e.name),
+                name: "export".into(),
+                block: b,
+                ctx: child,
+                kind: Kind::Export {
+                    export: e,
+                    instance: idx,
+                },
+            });
+        }
+    }
+}
+
+/// What a block that is not a custom component is.
+enum Builtin {
+    Component,
+    /// A config block accepted and not applied.
+    Skip,
+    /// Rejected (the caller fills in the file).
+    Reject(Diagnostic),
+}
+
+fn builtin_problem(name: &str, b: &Block) -> Builtin {
+    if components::CONFIG_BLOCKS.contains(&name) {
+        if name == "logging" || name == "livedebugging" {
+            return Builtin::Skip;
+        }
+        return Builtin::Reject(
+            Diagnostic::new(
+                "",
+                b.name_pos,
+                format!("block {name:?} is not supported by this agent"),
+            )
+            .with_hint("remove it; see agent/README.md"),
+        );
+    }
+    if components::schema(name).is_some() || otelcol::is_otelcol(name) {
+        return Builtin::Component;
+    }
+    // A near-miss of a supported name is a typo, not an unsupported component.
+    let typo = components::SUPPORTED
+        .iter()
+        .find(|s| super::diag::edit_distance(name, s) <= 2);
+    Builtin::Reject(
+        match components::unsupported_reason(name).filter(|_| typo.is_none()) {
+            Some(why) => Diagnostic::new(
+                "",
+                b.name_pos,
+                format!("component {name:?} is not supported by this agent"),
+            )
+            .with_hint(why),
+            None => {
+                let mut d =
+                    Diagnostic::new("", b.name_pos, format!("unrecognized block name {name:?}"));
+                if let Some(s) = suggest(name, components::SUPPORTED.iter().copied()) {
+                    d = d.with_hint(format!("did you mean {s}?"));
+                }
+                d
+            }
+        },
+    )
+}
+
+/// Evaluates an instance's attributes against the declare's arguments: the `argument`
+/// object its body sees (`argument.NAME.value`).
+fn instance_arguments(c: &Component<'_>, d: &Declare, scope: &Scope, ctx: &mut Ctx<'_>) -> Value {
+    let mut given: BTreeMap<String, Value> = BTreeMap::new();
+    for s in &c.block.body {
+        match s {
+            Stmt::Block(b) => ctx.error(
+                b.name_pos,
+                format!(
+                    "unrecognized block name {:?}: custom component {} takes only attributes",
+                    b.full_name(),
+                    d.name
+                ),
+            ),
+            Stmt::Attr(a) => {
+                let name = &a.name.name;
+                if !d.arguments.iter().any(|x| &x.name == name) {
+                    let mut diag = Diagnostic::new(
+                        ctx.file,
+                        a.name.pos,
+                        format!(
+                            "provided argument {name:?} is not defined in the module {}",
+                            d.name
+                        ),
+                    );
+                    if let Some(s) = suggest(name, d.arguments.iter().map(|x| x.name.as_str())) {
+                        diag = diag.with_hint(format!("did you mean {s}?"));
+                    }
+                    ctx.diags.push(diag);
+                    continue;
+                }
+                if given.contains_key(name) {
+                    ctx.error(
+                        a.name.pos,
+                        format!("attribute {name:?} may only be provided once"),
+                    );
+                    continue;
+                }
+                match eval(&a.value, scope) {
+                    Ok(v) => {
+                        given.insert(name.clone(), v);
+                    }
+                    Err(e) => ctx.error(e.pos, e.msg),
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for a in &d.arguments {
+        let v = match given.remove(&a.name) {
+            Some(v) => v,
+            None if a.optional => a.default.clone().unwrap_or(Value::Null),
+            None => {
+                ctx.diags.push(
+                    Diagnostic::new(
+                        ctx.file,
+                        c.block.name_pos,
+                        format!(
+                            "missing required argument {:?} to module {}",
+                            a.name, d.name
+                        ),
+                    )
+                    .with_note(format!(
+                        "argument {} is declared at {}:{}:{}",
+                        a.name, d.file, a.pos.line, a.pos.col
+                    )),
+                );
+                continue;
+            }
+        };
+        let mut o = BTreeMap::new();
+        o.insert("value".to_string(), v);
+        out.insert(a.name.clone(), Value::Object(o));
+    }
+    Value::Object(out)
+}
+
 /// Orders components so every component comes after those it references. On a cycle returns
 /// the index of a component on it and the cycle's ids.
-fn order_by_references(comps: &[Component<'_>]) -> Result<Vec<usize>, (usize, Vec<String>)> {
-    let ids: BTreeMap<&str, usize> = comps
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
+fn order_by_references(
+    comps: &[Component<'_>],
+    ctxs: &[Context],
+) -> Result<Vec<usize>, (usize, Vec<String>)> {
+    // Instance → its export components: a reference to an instance's exports waits for them.
+    let mut exports_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, c) in comps.iter().enumerate() {
+        if let Kind::Export { instance, .. } = c.kind {
+            exports_of.entry(instance).or_default().push(i);
+        }
+    }
     let deps: Vec<BTreeSet<usize>> = comps
         .iter()
         .map(|c| {
             let mut paths = Vec::new();
-            collect_refs_body(&c.block.body, &mut paths);
-            paths
-                .iter()
-                .filter_map(|p| {
-                    (2..=p.len())
-                        .rev()
-                        .find_map(|n| ids.get(p[..n].join(".").as_str()).copied())
-                })
-                .collect()
+            match &c.kind {
+                Kind::Export { export, .. } => collect_refs(&export.value, &mut paths),
+                _ => collect_refs_body(&c.block.body, &mut paths),
+            }
+            // An instance's attributes are evaluated in its own context, like a component's.
+            let cx = &ctxs[c.ctx];
+            let mut out = BTreeSet::new();
+            for p in &paths {
+                if p.first().map(String::as_str) == Some("argument") {
+                    if let Some(i) = cx.instance {
+                        out.insert(i);
+                    }
+                    continue;
+                }
+                let found = (2..=p.len())
+                    .rev()
+                    .find_map(|n| cx.ids.get(p[..n].join(".").as_str()).copied());
+                if let Some(t) = found {
+                    match (&comps[t].kind, exports_of.get(&t)) {
+                        (Kind::Instance { .. }, Some(ex)) => out.extend(ex.iter().copied()),
+                        _ => {
+                            out.insert(t);
+                        }
+                    }
+                }
+            }
+            out
         })
         .collect();
     // Depth-first with colours: 0 new, 1 on the stack, 2 done.

@@ -13,13 +13,16 @@ pub mod capsules;
 pub mod components;
 pub mod label_selector;
 pub mod load;
+pub mod module_files;
 pub mod pipeline;
 pub mod relabel;
 pub mod router;
 pub mod stages;
 pub mod targets;
 
-pub use alloy_syntax::{args, ast, diag, eval, fmt, parser, printer, scanner, stdlib, value};
+pub use alloy_syntax::{
+    args, ast, diag, eval, fmt, module, parser, printer, scanner, stdlib, value,
+};
 
 use std::path::Path;
 

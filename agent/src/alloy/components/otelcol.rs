@@ -9,7 +9,11 @@ use crate::alloy::diag::{Diagnostic, Pos};
 
 /// Whether a component name belongs to the OpenTelemetry Collector family.
 pub fn is_otelcol(name: &str) -> bool {
-    name.starts_with("otelcol.")
+    // Inside a module instance an id is `module.label/otelcol.…`.
+    name.rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .starts_with("otelcol.")
 }
 
 /// One component as the inertness check sees it.
