@@ -201,6 +201,10 @@ pub struct Settings {
     pub namespace_tenants: BTreeMap<String, String>,
     /// Root of the kubelet pod log tree (`/var/log/pods`).
     pub pods_root: PathBuf,
+    /// Docker's containers directory: on docker-runtime nodes kubelet's `N.log` files are
+    /// symlinks to `<dir>/<id>/<id>-json.log`, so those may be read; `None` allows only
+    /// files inside the pods root.
+    pub docker_containers_dir: Option<PathBuf>,
     /// Positions file (YAML), on a hostPath in production.
     pub positions_path: PathBuf,
     /// Labels added to every stream (e.g. `cluster`).
@@ -273,6 +277,7 @@ impl Default for Settings {
             tenant: String::new(),
             namespace_tenants: BTreeMap::new(),
             pods_root: PathBuf::from("/var/log/pods"),
+            docker_containers_dir: Some(PathBuf::from("/var/lib/docker/containers")),
             positions_path: PathBuf::from("/var/lib/agent/positions.yaml"),
             external_labels: BTreeMap::new(),
             pod_uid_label: false,

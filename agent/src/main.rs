@@ -115,6 +115,10 @@ struct RunArgs {
     /// `/var/log/pods` paths in it are rebased onto this directory.
     #[arg(long)]
     pods_root: Option<PathBuf>,
+    /// Docker's containers directory, where kubelet's log links point on docker-runtime
+    /// nodes (only its `*-json.log` files are read); "" allows only the pods root.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/docker/containers")]
+    docker_containers_dir: PathBuf,
     /// Positions file [default: /var/lib/agent/positions.yaml].
     #[arg(long)]
     positions: Option<PathBuf>,
@@ -268,6 +272,8 @@ impl RunArgs {
             plan.settings.listen = Some(a);
         }
         plan.settings.positions_reset_on_corrupt = self.positions_reset_on_corrupt;
+        plan.settings.docker_containers_dir = (!self.docker_containers_dir.as_os_str().is_empty())
+            .then(|| self.docker_containers_dir.clone());
         Ok(plan)
     }
 
@@ -339,6 +345,8 @@ impl RunArgs {
             headers: self.headers.into_iter().collect(),
             positions_sync_interval: self.positions_sync_interval,
             positions_reset_on_corrupt: self.positions_reset_on_corrupt,
+            docker_containers_dir: (!self.docker_containers_dir.as_os_str().is_empty())
+                .then(|| self.docker_containers_dir.clone()),
             poll_interval: self.poll_interval,
             rescan_interval: self.rescan_interval,
             drain_timeout: self.drain_timeout,

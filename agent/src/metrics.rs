@@ -54,6 +54,9 @@ pub struct Metrics {
     pub positions_saves_failed: Counter<u64, AtomicU64>,
     /// Lines dropped by Alloy `loki.process` stages, by reason.
     pub process_dropped: Family<Labels, Counter>,
+    /// Discovered files not read (symlinks out of the allowed directories, FIFOs, …), once
+    /// per path, by reason.
+    pub files_refused: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -80,6 +83,7 @@ impl Metrics {
             request_size: Family::new_with_constructor(request_size_histogram),
             positions_saves_failed: Counter::default(),
             process_dropped: Family::default(),
+            files_refused: Family::default(),
         };
         registry.register(
             "loki_source_file_read_lines",
@@ -165,6 +169,11 @@ impl Metrics {
             "loki_process_dropped_lines",
             "Lines dropped by loki.process stages, by reason.",
             m.process_dropped.clone(),
+        );
+        registry.register(
+            "agent_files_refused",
+            "Discovered files not read because they are not regular files inside the allowed directories, once per path.",
+            m.files_refused.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Metrics { registry, ..m }

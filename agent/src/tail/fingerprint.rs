@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,9 +58,10 @@ pub fn read_head(file: &File) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The first up-to-1024 decompressed bytes of a gzip file.
-pub fn read_gz_head(path: &Path) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
+/// The first up-to-1024 decompressed bytes of a gzip file (read from its start).
+pub fn read_gz_head(file: &File) -> io::Result<Vec<u8>> {
+    let mut file = file.try_clone()?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
     let mut dec =
         flate2::read::MultiGzDecoder::new(io::BufReader::new(file)).take(FINGERPRINT_BYTES as u64);
     let mut buf = Vec::with_capacity(FINGERPRINT_BYTES);

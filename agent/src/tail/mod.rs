@@ -17,6 +17,7 @@
 //! A tenant whose queue is full parks one chunk and its files are skipped until it drains, so
 //! a stuck tenant never stops the others and memory stays bounded.
 
+pub mod confine;
 pub mod fingerprint;
 pub mod legacy;
 pub mod positions;
@@ -117,6 +118,10 @@ pub struct Tailer {
     legacy: Option<legacy::LegacyPositions>,
     /// [`Discovery::generation`] at the start of the last scan.
     generation: u64,
+    /// Where files may really live (see [`confine`]).
+    roots: confine::Roots,
+    /// Paths refused and already warned about (once per path while it exists).
+    refused: HashSet<PathBuf>,
 }
 
 /// A `.gz` already identified: its stamp (size, mtime) tells a reused inode apart, its
@@ -176,7 +181,6 @@ impl Tailer {
             })
             .filter(|l| !l.is_empty());
         Tailer {
-            settings,
             discovery,
             positions: positions.clone(),
             metrics,
@@ -191,6 +195,12 @@ impl Tailer {
             initial_scan: true,
             legacy,
             generation: 0,
+            roots: confine::Roots::new(
+                &settings.pods_root,
+                settings.docker_containers_dir.as_deref(),
+            ),
+            refused: HashSet::new(),
+            settings,
         }
     }
 
@@ -246,14 +256,16 @@ impl Tailer {
             .iter()
             .filter_map(|t| t.path.parent().map(Path::to_path_buf))
             .collect();
-        for t in targets {
-            if let Err(e) = self.consider(&t, &mut live_keys, &mut all_keys) {
+        for t in &targets {
+            if let Err(e) = self.consider(t, &mut live_keys, &mut all_keys) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %t.path.display(), error = %e, "cannot open log file");
                 }
             }
         }
         self.forget_vanished(&targets_dirs, &all_keys);
+        let listed: HashSet<&Path> = targets.iter().map(|t| t.path.as_path()).collect();
+        self.refused.retain(|p| listed.contains(p.as_path()));
         let now = Instant::now();
         for t in self.files.values_mut() {
             if t.rotated_at.is_none()
@@ -275,6 +287,7 @@ impl Tailer {
     ) -> io::Result<()> {
         let md = std::fs::metadata(&t.path)?;
         if !md.is_file() {
+            self.refuse(&t.path, confine::Refused::NotRegular);
             return Ok(());
         }
         let key = (md.dev(), md.ino());
@@ -306,7 +319,9 @@ impl Tailer {
         match t.kind {
             FileKind::Live | FileKind::Rotated => {
                 let rotated = t.kind == FileKind::Rotated;
-                let file = File::open(&t.path)?;
+                let Some(file) = self.open_checked(&t.path, key)? else {
+                    return Ok(());
+                };
                 let head = read_head(&file)?;
                 let size = file.metadata()?.len();
                 let found = self.lookup(&dir, key, &head, rotated);
@@ -357,7 +372,10 @@ impl Tailer {
                 if md.len() == 0 {
                     return Ok(());
                 }
-                let head = match read_gz_head(&t.path) {
+                let Some(file) = self.open_checked(&t.path, key)? else {
+                    return Ok(());
+                };
+                let head = match read_gz_head(&file) {
                     Ok(h) => h,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
                     Err(e) => {
@@ -386,14 +404,15 @@ impl Tailer {
                 };
                 // Reading through a truncated gzip would end the file early: wait until it
                 // is complete (kubelet renames a finished `.tmp`; other writers may not).
-                if !gz_complete(&t.path) {
+                if !gz_complete(&file) {
                     if let Some(rec) = claimed {
                         self.positions.unclaim(rec);
                     }
                     return Ok(());
                 }
                 self.gz_seen.insert(key, seen);
-                let file = File::open(&t.path)?;
+                let mut file = file;
+                io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
                 let mut dec = Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)));
                 let skipped = io::copy(&mut (&mut *dec).take(start), &mut io::sink())?;
                 if claimed.is_some() {
@@ -416,6 +435,34 @@ impl Tailer {
             }
         }
         Ok(())
+    }
+
+    /// Opens a discovered file if it may be read (a regular file inside the allowed
+    /// directories, checked on the descriptor) and is still the file `key` named.
+    fn open_checked(&mut self, path: &Path, key: (u64, u64)) -> io::Result<Option<File>> {
+        match confine::open(path, &self.roots)? {
+            Ok(file) => {
+                let md = file.metadata()?;
+                // Replaced between the look and the open: the next scan sees the new one.
+                Ok(((md.dev(), md.ino()) == key).then_some(file))
+            }
+            Err(why) => {
+                self.refuse(path, why);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Skips a file that must not be read: WARN and count once per path.
+    fn refuse(&mut self, path: &Path, why: confine::Refused) {
+        if self.refused.insert(path.to_path_buf()) {
+            tracing::warn!(path = %path.display(), reason = why.reason(),
+                "not reading this file: only regular files inside the pods root (or docker's json logs) are read");
+            self.metrics
+                .files_refused
+                .get_or_create(&vec![("reason", why.reason().to_string())])
+                .inc();
+        }
     }
 
     /// What the positions store knows of a file. Before calling content never seen, the
@@ -959,10 +1006,13 @@ fn sequence(path: &Path) -> (u64, (u64, u8, String)) {
 }
 
 /// Whether the gzip file decompresses to its end (not caught halfway through being written).
-fn gz_complete(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
+fn gz_complete(file: &File) -> bool {
+    let Ok(mut file) = file.try_clone() else {
         return false;
     };
+    if io::Seek::seek(&mut file, io::SeekFrom::Start(0)).is_err() {
+        return false;
+    }
     let mut dec = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
     io::copy(&mut dec, &mut io::sink()).is_ok()
 }

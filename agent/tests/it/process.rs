@@ -183,3 +183,57 @@ async fn a_cri_line_with_an_unknown_flag_ships_without_the_flag() {
     assert_exactly(&got, &[(&c.labels, vec!["hello".into(), "next".into()])]);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_out_of_the_pods_root_are_skipped_warned_once_and_counted() {
+    let w = World::new().await;
+    let secret = w.dir.path().join("passwd");
+    std::fs::write(&secret, cri(0, "stdout", "F", "root:x:0:0:host secret")).expect("secret");
+    let evil = w.container("ns", "evil", "c");
+    std::os::unix::fs::symlink(&secret, evil.log(0)).expect("link");
+    let c = w.container("ns", "p", "c");
+    c.append(0, cri_lines(0, 10).as_bytes());
+    let agent = Running::start(w.settings()).await;
+    w.wait_entries(10).await;
+    // A rotated file replaced by such a link, while the agent runs.
+    std::fs::rename(c.log(0), c.dir.join("0.log.20260101-000000")).expect("rotate");
+    c.append(0, cri_lines(10, 10).as_bytes());
+    let rotated = c.dir.join("0.log.20260101-000000");
+    let deadline = std::time::Instant::now() + WAIT;
+    while w.entries().len() < 20 {
+        assert!(std::time::Instant::now() < deadline, "live file not read");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&rotated).expect("remove rotated");
+    std::os::unix::fs::symlink(&secret, &rotated).expect("link");
+    c.append(0, cri_lines(20, 10).as_bytes());
+    let got = w.wait_entries(30).await;
+    // Several rescans later nothing of the host file has been shipped.
+    let m = loop {
+        let m = agent.metrics().await;
+        if metric(&m, "agent_files_refused_total{") >= 2.0 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refusals not counted: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let got_later = w.entries();
+    assert_eq!(got_later.len(), got.len());
+    assert_exactly(&got_later, &[(&c.labels, expected_lines(0, 30))]);
+    assert!(w
+        .loki
+        .entries(TENANT)
+        .iter()
+        .all(|e| !e.line.contains("secret")));
+    // Once per path, however many scans saw it.
+    assert_eq!(
+        metric(&agent.metrics().await, "agent_files_refused_total{"),
+        2.0,
+        "{m}"
+    );
+    agent.stop().await;
+}
