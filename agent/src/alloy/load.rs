@@ -197,7 +197,7 @@ pub fn load_with(
 }
 
 /// Like [`load_with`], reading imported modules through `files`.
-pub fn load_with(
+pub fn load_full(
     file_name: &str,
     src: &str,
     scope: Scope,
