@@ -176,10 +176,10 @@ mod tests {
                 42,
                 1_700_000_000_000_000_000,
                 &mut ts,
-                150,
+                250,
             );
             let line = String::from_utf8(out).expect("utf-8");
-            assert_eq!(line.len(), 150, "{line}");
+            assert_eq!(line.len(), 250, "{line}");
             let m = e2e::marker::parse(&line).expect("marker");
             assert_eq!(m.seq, 42);
             if json {

@@ -252,9 +252,13 @@ fn rec(cluster: &str, tenant: &str, pod: &str) -> SourceRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_max_lag_names_late_and_silent_sources() {
-    let loki = FakeLoki::start(Config::for_tests())
-        .await
-        .expect("fake-loki");
+    let loki = FakeLoki::start(Config {
+        // The freshness report reads per-stream push times (off by default).
+        metrics_stream_labels: true,
+        ..Config::for_tests()
+    })
+    .await
+    .expect("fake-loki");
     let api = HttpLoki::new(&loki.url());
     let now = now_ns();
     let fresh = rec("ops", "t-ops", "fresh");
