@@ -13,6 +13,7 @@
 //! - [`usage`]: reading fake-loki's usage ledger and agents' `/metrics` for [`cost`].
 //! - [`pipeline`]: the whole run (`e2e local` and the scenario tests): fake-loki + one agent per
 //!   cluster + generator + checker, with timed actions (faults, `kill -9`).
+//! - [`soak`]: the long run (`e2e soak`): a repeating fault cycle and the memory-trend verdict.
 
 pub mod check;
 pub mod content;
@@ -28,6 +29,7 @@ pub mod marker;
 pub mod pipeline;
 pub mod procs;
 pub mod report;
+pub mod soak;
 pub mod usage;
 
 pub use error::Error;

@@ -39,6 +39,10 @@ enum Cmd {
     Check(CheckArgs),
     /// The whole pipeline on loopback: fake-loki + one agent per cluster + loadgen + check.
     Local(LocalArgs),
+    /// A long local run with a repeating fault cycle (429 storm, Loki outage, agent kill -9,
+    /// 5xx/resets, stalled Loki), rotation storms and pod churn; reports missing/duplicated
+    /// lines and every process's memory over time.
+    Soak(SoakArgs),
     /// In-cluster generator (kind e2e): marker lines to stdout, then its record to a file.
     Emit(EmitArgs),
     /// Assemble the generators' records (JSON lines) into a manifest for `check`.
@@ -290,6 +294,48 @@ struct CheckArgs {
 }
 
 #[derive(Args, Debug)]
+struct SoakArgs {
+    /// How long the generator writes.
+    #[arg(long, value_parser = duration, default_value = "30m")]
+    duration: Duration,
+    /// Length of one fault cycle (the schedule repeats; each cycle kills another agent).
+    #[arg(long, value_parser = duration, default_value = "5m")]
+    cycle: Duration,
+    /// Lines per second per cluster.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Rotate each container's log at this size (small: a rotation storm).
+    #[arg(long, value_parser = bytes, default_value = "64KiB")]
+    rotate_bytes: u64,
+    /// Rotated files kubelet keeps, `0.log` included.
+    #[arg(long, default_value_t = 3)]
+    keep_files: usize,
+    /// Delete a pod and start a new one this often (pod churn).
+    #[arg(long, value_parser = duration, default_value = "20s")]
+    churn_every: Duration,
+    /// Sample every process's resident memory this often.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    rss_every: Duration,
+    /// Allowed ratio of an agent's late to early memory peak.
+    #[arg(long, default_value_t = 1.3)]
+    agent_growth: f64,
+    /// Allowed ratio of fake-loki's last-cycle memory growth to its median growth per cycle.
+    #[arg(long, default_value_t = 2.0)]
+    loki_growth: f64,
+    /// Give up waiting for the pipeline to drain after this long.
+    #[arg(long, value_parser = duration, default_value = "180s")]
+    drain_timeout: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Keep the work dir (pods roots, logs, manifest) and print its path.
+    #[arg(long)]
+    keep: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct LocalArgs {
     /// Give up waiting for the pipeline to drain after this long.
     #[arg(long, value_parser = duration, default_value = "60s")]
@@ -366,6 +412,7 @@ fn main() -> ExitCode {
             Cmd::Loadgen(a) => loadgen(a).await,
             Cmd::Check(a) => check_cmd(a).await,
             Cmd::Local(a) => local(a).await,
+            Cmd::Soak(a) => soak_cmd(a).await,
             Cmd::Emit(a) => tokio::task::spawn_blocking(move || emit_cmd(a))
                 .await
                 .context("emit thread")?,
@@ -645,4 +692,88 @@ async fn local(a: LocalArgs) -> anyhow::Result<bool> {
         eprintln!("work dir kept: {}", d.display());
     }
     Ok(outcome.report.pass)
+}
+
+async fn soak_cmd(a: SoakArgs) -> anyhow::Result<bool> {
+    let mut cfg = RunConfig::small(RunConfig::three_clusters());
+    cfg.seed = a.seed;
+    cfg.namespaces = 3;
+    cfg.pods_per_namespace = 3;
+    cfg.containers_per_pod = 2;
+    cfg.rate_per_sec = Some(a.rate);
+    cfg.duration = Some(a.duration);
+    cfg.rotation = if a.rotate_bytes == 0 {
+        Rotation::None
+    } else {
+        Rotation::Rename {
+            max_bytes: a.rotate_bytes,
+            keep_files: a.keep_files,
+        }
+    };
+    cfg.churn_every = Some(a.churn_every);
+    cfg.watch = WatchSettings {
+        poll_every: Duration::from_secs(2),
+        drain_timeout: a.drain_timeout,
+        settle: Duration::from_secs(2),
+    };
+    // Faults hold data back for tens of seconds by design; the verdict is completeness.
+    cfg.thresholds = Thresholds {
+        min_rate_pct: 100.0,
+        max_lag_p99_ms: None,
+        allow_duplicates: false,
+        max_lag_ms: None,
+    };
+    cfg.keep_work_dir = a.keep;
+    cfg.rss_every = Some(a.rss_every);
+    let names: Vec<String> = cfg.clusters.iter().map(|c| c.name.clone()).collect();
+    cfg.actions = e2e::soak::schedule(a.duration, a.cycle, &names);
+    eprintln!(
+        "soak: {:?} at {} lines/s per cluster ({} clusters), {} fault actions in {:?} cycles, rotation at {} bytes, churn every {:?}",
+        a.duration,
+        a.rate,
+        names.len(),
+        cfg.actions.len(),
+        a.cycle,
+        a.rotate_bytes,
+        a.churn_every
+    );
+    let outcome = tokio::select! {
+        r = pipeline::run(cfg) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: processes stopped, temp files removed");
+            return Ok(false);
+        }
+    };
+    let limits = e2e::soak::Flatness {
+        agent_growth: a.agent_growth,
+        loki_growth: a.loki_growth,
+    };
+    let trends = e2e::soak::trends(
+        &outcome.rss,
+        a.duration.as_secs_f64(),
+        a.cycle.as_secs_f64(),
+        limits,
+    );
+    let flat = trends.iter().all(|t| t.flat);
+    if a.json {
+        let v = serde_json::json!({
+            "report": outcome.report,
+            "throughput": outcome.throughput,
+            "agents": outcome.agents,
+            "memory": trends,
+            "rss_samples": outcome.rss,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report::render(&outcome.report, false));
+        print!(
+            "{}",
+            report::render_run(&outcome.throughput, &outcome.agents)
+        );
+        print!("{}", e2e::soak::render(&trends, &outcome.rss, 60.0));
+    }
+    if let Some(d) = &outcome.work_dir {
+        eprintln!("work dir kept: {}", d.display());
+    }
+    Ok(outcome.report.pass && flat)
 }

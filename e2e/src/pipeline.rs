@@ -40,6 +40,16 @@ pub enum Action {
     StartLoki,
 }
 
+/// One reading of a process's resident memory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RssSample {
+    /// Seconds since the generator started.
+    pub at_secs: f64,
+    /// `agent-<cluster>` or `fake-loki`.
+    pub process: String,
+    pub rss_kib: u64,
+}
+
 /// An action and when to do it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedAction {
@@ -72,6 +82,8 @@ pub struct RunConfig {
     pub extra_tenants: Vec<String>,
     /// Keep the work dir (logs, pods roots, manifest) instead of removing it.
     pub keep_work_dir: bool,
+    /// Sample every process's resident memory this often (the soak's memory series).
+    pub rss_every: Option<Duration>,
 }
 
 impl RunConfig {
@@ -113,6 +125,7 @@ impl RunConfig {
             extra_tenants: Vec::new(),
             // E2E_KEEP=1 keeps a test's work dir (agent and fake-loki logs) for a post-mortem.
             keep_work_dir: std::env::var_os("E2E_KEEP").is_some(),
+            rss_every: None,
         }
     }
 }
@@ -133,6 +146,8 @@ pub struct RunOutcome {
     pub usage: Option<Vec<UsageRow>>,
     /// Each agent's CPU and memory (from `/proc`), booked on today (UTC), for the cost report.
     pub agent_usage: Vec<AgentUsage>,
+    /// Resident memory over time (empty unless `rss_every` was set).
+    pub rss: Vec<RssSample>,
 }
 
 struct AgentSlot {
@@ -403,6 +418,38 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
     };
     let _abort_actions = AbortOnDrop(actions_task);
 
+    // Memory series: every process that is running at each tick (a killed agent has a gap).
+    let rss_samples: Arc<Mutex<Vec<RssSample>>> = Arc::new(Mutex::new(Vec::new()));
+    let _abort_sampler = cfg.rss_every.map(|every| {
+        let agents = agents.clone();
+        let loki = loki.clone();
+        let samples = rss_samples.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let at_secs = gen_started.elapsed().as_secs_f64();
+                let mut pids: Vec<(String, u32)> = lock(&agents)
+                    .values()
+                    .filter_map(|s| Some((format!("agent-{}", s.cluster), s.child.as_ref()?.pid())))
+                    .collect();
+                if let Some(c) = lock(&loki).child.as_ref() {
+                    pids.push(("fake-loki".into(), c.pid()));
+                }
+                let mut out = lock(&samples);
+                for (process, pid) in pids {
+                    if let Some(rss_kib) = procs::current_rss_kib(pid) {
+                        out.push(RssSample {
+                            at_secs,
+                            process,
+                            rss_kib,
+                        });
+                    }
+                }
+            }
+        }))
+    });
+
     // The checker watches from the start, so "first seen" is close to the arrival time.
     let window_start = started_ns - 1_000_000_000;
     let mut obs =
@@ -483,6 +530,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
     } else {
         None
     };
+    let rss = std::mem::take(&mut *lock(&rss_samples));
     Ok(RunOutcome {
         report,
         throughput,
@@ -491,6 +539,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunOutcome, Error> {
         work_dir,
         usage,
         agent_usage,
+        rss,
     })
 }
 

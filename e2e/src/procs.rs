@@ -206,6 +206,16 @@ pub fn proc_stats(name: &str, pid: u32) -> Option<ProcStats> {
     })
 }
 
+/// The current resident set of `pid` in KiB (VmRSS), if the process exists.
+pub fn current_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Polls `url` with GET until it answers 200 or `timeout` passes.
 pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<(), Error> {
     let client = crate::loki::HttpLoki::new(url);
@@ -245,6 +255,13 @@ mod tests {
         drop(c);
         // Reaped by the guard, so the pid's /proc entry is gone.
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn reads_own_current_rss() {
+        let rss = current_rss_kib(std::process::id()).expect("own VmRSS");
+        assert!(rss > 0);
+        assert_eq!(current_rss_kib(u32::MAX), None);
     }
 
     #[test]
