@@ -185,7 +185,7 @@ fn loki_trend(
     let cycles = (run / cycle).floor().max(0.0) as usize;
     let at_end_of = |k: usize| {
         let end = cycle * k as f64;
-        series.iter().filter(|(t, _)| *t <= end).next_back().map(|s| s.1)
+        series.iter().rfind(|(t, _)| *t <= end).map(|s| s.1)
     };
     let mut growths: Vec<u64> = (2..=cycles)
         .filter_map(|k| Some(at_end_of(k)?.saturating_sub(at_end_of(k - 1)?)))
