@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc_trim;
 pub mod api;
 pub mod config;
 pub mod error;

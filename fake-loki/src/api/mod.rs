@@ -3,6 +3,7 @@
 // Handlers return a ready error response as their `Err`; it is built once per request.
 #![allow(clippy::result_large_err)]
 
+mod json_push;
 mod meta;
 mod ops;
 pub mod params;
