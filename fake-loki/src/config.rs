@@ -28,6 +28,12 @@ pub struct Config {
     /// Push bodies read and decoded at once; more wait their turn, so parallel bombs
     /// cannot multiply memory.
     pub max_concurrent_pushes: usize,
+    /// Most streams one push may carry; a JSON body is refused (400) while it is being
+    /// decoded, before the excess is allocated. Not a Loki limit (Loki bounds only the
+    /// body size): a hardening bound far above what agents send in one batch.
+    pub max_push_streams: usize,
+    /// Most entries one push may carry (as `max_push_streams`).
+    pub max_push_entries: usize,
     /// The ingester's `max_chunk_age` (2h): entries more than half of it behind a
     /// stream's newest entry are `too_far_behind`.
     pub max_chunk_age_ns: i64,
@@ -64,6 +70,8 @@ impl Default for Config {
             max_recv_msg_size: 100 << 20,
             max_decompressed_size: 100 << 20,
             max_concurrent_pushes: 8,
+            max_push_streams: 100_000,
+            max_push_entries: 1_000_000,
             max_chunk_age_ns: DEFAULT_MAX_CHUNK_AGE_NS,
             fault_seed: 0,
             faults: Vec::new(),

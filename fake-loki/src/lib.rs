@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alloc_trim;
 pub mod api;
 pub mod config;
 pub mod error;
@@ -55,6 +56,31 @@ pub struct State {
     pub usage: Mutex<usage::Ledger>,
     /// Permits for push bodies in flight (see `Config::max_concurrent_pushes`).
     pub push_slots: tokio::sync::Semaphore,
+    /// Points where tests can pause the server (none set in production).
+    pub hooks: Hooks,
+}
+
+/// A callback run at a fixed point of request handling.
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// Test hooks: tests use them to hold a request at a known point instead of timing it.
+#[derive(Default)]
+pub struct Hooks {
+    on_query_scan: RwLock<Option<Hook>>,
+}
+
+impl Hooks {
+    /// Runs `f` whenever a query starts scanning the streams it selected.
+    pub fn set_on_query_scan(&self, f: Option<Hook>) {
+        *self.on_query_scan.write() = f;
+    }
+
+    pub(crate) fn query_scan(&self) {
+        let hook = self.on_query_scan.read().clone();
+        if let Some(h) = hook {
+            h();
+        }
+    }
 }
 
 impl State {
@@ -100,6 +126,7 @@ impl State {
         Ok(State {
             usage: Mutex::new(ledger),
             push_slots: tokio::sync::Semaphore::new(config.max_concurrent_pushes.max(1)),
+            hooks: Hooks::default(),
             metrics,
             faults,
             store: RwLock::new(store),

@@ -54,6 +54,12 @@ struct Cli {
     /// Push bodies read and decoded at once; more wait for a slot.
     #[arg(long, default_value_t = 8)]
     max_concurrent_pushes: usize,
+    /// Most streams one push may carry (a JSON body is refused while decoding).
+    #[arg(long, default_value_t = 100_000)]
+    max_push_streams: usize,
+    /// Most entries one push may carry.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_push_entries: usize,
     /// Export per-stream series (`loki_fake_stream_last_push_age_seconds{tenant,stream}`,
     /// whose `stream` is a stream's full label set) on `/metrics`.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
@@ -116,6 +122,8 @@ async fn serve() -> anyhow::Result<()> {
         admin_token: cli.admin_token.filter(|t| !t.is_empty()),
         max_decompressed_size: cli.max_decompressed_size,
         max_concurrent_pushes: cli.max_concurrent_pushes,
+        max_push_streams: cli.max_push_streams,
+        max_push_entries: cli.max_push_entries,
         ..Config::default()
     };
     if let Some(path) = &cli.limits {

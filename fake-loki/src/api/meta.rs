@@ -47,11 +47,7 @@ pub async fn labels(
             Some(q) if !q.trim().is_empty() => logql::parse_selector(q).map_err(|e| e.message)?,
             _ => Vec::new(),
         };
-        let store = state.store.read();
-        let src = TenantSource {
-            store: &store,
-            tenants: &tenants,
-        };
+        let src = TenantSource::new(state, &tenants);
         let mut out = BTreeSet::new();
         for s in src.select(&matchers) {
             if s.stream.range(start, end).len() == 0 {
@@ -92,11 +88,7 @@ pub async fn series(state: &Arc<State>, req: Request<Incoming>) -> http::Respons
         if selectors.is_empty() {
             selectors.push(Vec::new());
         }
-        let store = state.store.read();
-        let src = TenantSource {
-            store: &store,
-            tenants: &tenants,
-        };
+        let src = TenantSource::new(state, &tenants);
         let mut seen = BTreeSet::new();
         for sel in &selectors {
             for s in src.select(sel) {
@@ -134,11 +126,7 @@ pub async fn index_stats(state: &Arc<State>, req: Request<Incoming>) -> http::Re
         let (start, end) = params::time_range(&p, now_ns())?;
         let matchers =
             logql::parse_selector(p.get("query").unwrap_or("")).map_err(|e| e.message)?;
-        let store = state.store.read();
-        let src = TenantSource {
-            store: &store,
-            tenants: &tenants,
-        };
+        let src = TenantSource::new(state, &tenants);
         let (mut streams, mut entries, mut bytes) = (0u64, 0u64, 0u64);
         for s in src.select(&matchers) {
             let mut n = 0u64;

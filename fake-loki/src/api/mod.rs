@@ -3,6 +3,7 @@
 // Handlers return a ready error response as their `Err`; it is built once per request.
 #![allow(clippy::result_large_err)]
 
+mod json_push;
 mod meta;
 mod ops;
 pub mod params;
@@ -20,6 +21,7 @@ use crate::logql::{self, Source, SourceStream};
 use crate::store::Store;
 use crate::tenant;
 use crate::State;
+use parking_lot::RwLock;
 
 pub type Body = Full<Bytes>;
 
@@ -133,35 +135,55 @@ pub fn read_tenants(
 
 /// A view of some tenants' streams for the query engine. With more than one tenant
 /// every stream gains `__tenant_id__`, as Loki's multi-tenant querier does.
+///
+/// `select` holds the store's read lock only while it matches labels and takes
+/// [`crate::store::StreamView`]s; the scan runs after it is released, so a slow query
+/// never holds up a push.
 pub struct TenantSource<'a> {
-    pub store: &'a Store,
+    pub store: &'a RwLock<Store>,
     pub tenants: &'a [String],
+    pub hooks: &'a crate::Hooks,
+}
+
+impl<'a> TenantSource<'a> {
+    pub fn new(state: &'a State, tenants: &'a [String]) -> Self {
+        TenantSource {
+            store: &state.store,
+            tenants,
+            hooks: &state.hooks,
+        }
+    }
 }
 
 impl Source for TenantSource<'_> {
     fn select(&self, matchers: &[logql::Matcher]) -> Vec<SourceStream<'_>> {
         let multi = self.tenants.len() > 1;
         let mut out = Vec::new();
-        for t in self.tenants {
-            let Some(data) = self.store.tenant(t) else {
-                continue;
-            };
-            for s in data.streams() {
-                let labels = if multi {
-                    let mut l = s.labels.clone();
-                    if let Some(v) = l.get("__tenant_id__").map(str::to_string) {
-                        l.set("original___tenant_id__", &v);
-                    }
-                    l.set("__tenant_id__", t);
-                    std::borrow::Cow::Owned(l)
-                } else {
-                    std::borrow::Cow::Borrowed(&s.labels)
+        {
+            let store = self.store.read();
+            for t in self.tenants {
+                let Some(data) = store.tenant(t) else {
+                    continue;
                 };
-                if matchers.iter().all(|m| m.matches_labels(&labels)) {
-                    out.push(SourceStream { labels, stream: s });
+                for s in data.streams() {
+                    let mut labels = std::borrow::Cow::Borrowed(&s.labels);
+                    if multi {
+                        let l = labels.to_mut();
+                        if let Some(v) = l.get("__tenant_id__").map(str::to_string) {
+                            l.set("original___tenant_id__", &v);
+                        }
+                        l.set("__tenant_id__", t);
+                    }
+                    if matchers.iter().all(|m| m.matches_labels(&labels)) {
+                        out.push(SourceStream {
+                            labels: std::borrow::Cow::Owned(labels.into_owned()),
+                            stream: s.view(),
+                        });
+                    }
                 }
             }
         }
+        self.hooks.query_scan();
         out
     }
 }

@@ -13,10 +13,10 @@ use loki_wire::{
 };
 use prost::Message;
 
-use super::{empty, read_body, text, Reply};
+use super::{empty, json_push, read_body, text, Reply};
 use crate::faults::FaultAction;
 use crate::ingest::{self, IngestContext};
-use crate::{tenant, State};
+use crate::{alloc_trim, tenant, State};
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) -> Reply {
     let t = if state.config.auth_enabled {
@@ -92,13 +92,30 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, legacy: bool) ->
                     .metrics
                     .discarded(&t, "request_body_too_large", 0, body.len() as u64);
             }
+            // The body and whatever was decoded of it are freed: hand the pages back.
+            if status == 413 || body.len() >= alloc_trim::TRIM_AFTER_BYTES {
+                drop(body);
+                alloc_trim::trim();
+            }
             return Reply::Respond(text(status, format!("{msg}\n")));
         }
     };
+    drop(body);
     if discard {
         return Reply::Respond(empty(204));
     }
-    Reply::Respond(ingest_request(state, &t, decoded))
+    let large = decoded.size >= alloc_trim::TRIM_AFTER_BYTES;
+    let resp = ingest_request(state, &t, decoded.request);
+    if large && resp.status().as_u16() >= 400 {
+        alloc_trim::trim();
+    }
+    Reply::Respond(resp)
+}
+
+/// A decoded push and the size of its decompressed body.
+pub struct Decoded {
+    pub request: PushRequest,
+    pub size: usize,
 }
 
 /// Decodes a push body into a request, with Loki's status and message on failure.
@@ -108,7 +125,7 @@ pub fn decode(
     content_type: &str,
     content_encoding: &str,
     legacy: bool,
-) -> Result<PushRequest, (u16, String)> {
+) -> Result<Decoded, (u16, String)> {
     let enc = ContentEncoding::from_header(content_encoding).map_err(|e| (400, e.to_string()))?;
     let raw = match enc {
         ContentEncoding::Identity => Bytes::copy_from_slice(body),
@@ -121,6 +138,18 @@ pub fn decode(
             )?,
         ),
     };
+    let size = raw.len();
+    let request = decode_plain(state, raw, content_type, legacy)?;
+    check_counts(state, &request)?;
+    Ok(Decoded { request, size })
+}
+
+fn decode_plain(
+    state: &State,
+    raw: Bytes,
+    content_type: &str,
+    legacy: bool,
+) -> Result<PushRequest, (u16, String)> {
     // Go's mime.ParseMediaType: parameters such as charset are ignored, case-insensitive.
     let media = content_type
         .split(';')
@@ -129,12 +158,15 @@ pub fn decode(
         .trim()
         .to_ascii_lowercase();
     if media == "application/json" {
-        let parsed = if legacy {
-            json::parse_legacy(&raw)
+        return if legacy {
+            json::parse_legacy(&raw).map_err(|e| (400, e.to_string()))
         } else {
-            json::parse_v1(&raw)
+            let bounds = json_push::Bounds {
+                max_streams: state.config.max_push_streams,
+                max_entries: state.config.max_push_entries,
+            };
+            json_push::parse_v1(&raw, bounds).map_err(|e| (400, e))
         };
-        return parsed.map_err(|e| (400, e.to_string()));
     }
     // Every other type (and, as Loki 3.7 does, a missing one) is snappy-block protobuf.
     let plain =
@@ -142,7 +174,33 @@ pub fn decode(
             loki_wire::WireError::SnappyTooLarge { .. } => (413, e.to_string()),
             e => (400, e.to_string()),
         })?;
+    drop(raw);
     PushRequest::decode(Bytes::from(plain)).map_err(|e| (400, format!("proto: {e}")))
+}
+
+/// The per-request bounds for bodies decoded whole (protobuf, legacy JSON).
+fn check_counts(state: &State, r: &PushRequest) -> Result<(), (u16, String)> {
+    let streams = r.streams.len();
+    let entries: usize = r.streams.iter().map(|s| s.entries.len()).sum();
+    if streams > state.config.max_push_streams {
+        return Err((
+            400,
+            format!(
+                "the push body has more than {} streams",
+                state.config.max_push_streams
+            ),
+        ));
+    }
+    if entries > state.config.max_push_entries {
+        return Err((
+            400,
+            format!(
+                "the push body has more than {} entries",
+                state.config.max_push_entries
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Ingests a decoded push for `tenant` and renders the answer.

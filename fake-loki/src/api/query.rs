@@ -92,11 +92,7 @@ fn run_range(
             go_duration(limits.max_query_length)
         ));
     }
-    let store = state.store.read();
-    let src = TenantSource {
-        store: &store,
-        tenants,
-    };
+    let src = TenantSource::new(state, tenants);
     let q = RangeQuery {
         start,
         end,
@@ -131,11 +127,7 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
         if expr.is_log() {
             return Err("log queries are not supported as an instant query type, please change your query to a range query type".into());
         }
-        let store = state.store.read();
-        let src = TenantSource {
-            store: &store,
-            tenants: &tenants,
-        };
+        let src = TenantSource::new(state, &tenants);
         let result =
             logql::exec_instant(&expr, &src, time, limit, direction).map_err(|e| e.message)?;
         Ok(envelope(&result, cat, started))

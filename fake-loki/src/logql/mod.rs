@@ -22,13 +22,14 @@ use serde_json::{json, Value};
 pub use eval::LogEntry;
 pub use matcher::{MatchOp, Matcher};
 
-use crate::store::Stream;
+use crate::store::StreamView;
 
 /// A stream offered to the query engine: its (possibly augmented) labels and its data.
 pub struct SourceStream<'a> {
     /// Indexed labels as queries see them (plus `__tenant_id__` in multi-tenant queries).
     pub labels: Cow<'a, LabelSet>,
-    pub stream: &'a Stream,
+    /// The stream's entries as they were when it was selected.
+    pub stream: StreamView,
 }
 
 /// Where the engine reads streams from: one tenant, or several merged.

@@ -19,7 +19,7 @@ impl Source for Mem {
             .filter(|s| matchers.iter().all(|m| m.matches_labels(&s.labels)))
             .map(|s| SourceStream {
                 labels: Cow::Borrowed(&s.labels),
-                stream: s,
+                stream: s.view(),
             })
             .collect()
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use loki_wire::LabelSet;
 
-pub use stream::{EntryRef, Metadata, Stream};
+pub use stream::{Block, EntryRef, Metadata, Range, Stream, StreamView, BLOCK_TARGET_BYTES};
 
 /// One tenant's streams.
 #[derive(Debug, Default)]

@@ -1,15 +1,23 @@
-//! One stream's entries, stored compactly: lines live in a chunked byte arena and each
-//! entry costs a fixed 24-byte record, kept sorted by timestamp (ties in arrival order).
+//! One stream's entries: a mutable head block and sealed, immutable blocks behind `Arc`s.
+//!
+//! Each block keeps its lines in one byte buffer and a fixed 24-byte record per entry,
+//! sorted by timestamp (ties in arrival order). The head is cut into a sealed block at
+//! [`BLOCK_TARGET_BYTES`] of lines. A query takes a [`StreamView`] (cloned `Arc`s: no
+//! copy of entries) under the store lock and scans it after the lock is released; a
+//! push that finds the head shared with a view copies it first (copy on write), so the
+//! view never changes under the query.
 //!
 //! Loki's model of a stream is a set of `(timestamp, line, structured metadata)`: an
-//! exact repeat is dropped, the same timestamp with another line is kept.
+//! exact repeat is dropped, the same timestamp with another line is kept. Blocks may
+//! overlap in time (out-of-order entries go to the head); reads merge them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use loki_wire::LabelSet;
 
-/// Arena chunk size: large enough to amortise allocation, small enough to waste little.
-const CHUNK_BYTES: usize = 1 << 20;
+/// Lines per block before the head is cut (Loki's default `chunk_block_size`).
+pub const BLOCK_TARGET_BYTES: usize = 256 * 1024;
 const NO_METADATA: u32 = u32::MAX;
 
 /// Structured metadata of one entry, as (name, value) pairs in arrival order.
@@ -18,7 +26,6 @@ pub type Metadata = Vec<(String, String)>;
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     ts: i64,
-    chunk: u32,
     offset: u32,
     len: u32,
     metadata: u32,
@@ -32,34 +39,17 @@ pub struct EntryRef<'a> {
     pub metadata: &'a [(String, String)],
 }
 
-/// One stream: its labels and its entries.
-#[derive(Debug)]
-pub struct Stream {
-    pub labels: LabelSet,
-    /// Canonical label string, computed once.
-    pub labels_string: String,
+/// Entries in time order with their lines in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
     slots: Vec<Slot>,
-    chunks: Vec<Vec<u8>>,
+    lines: Vec<u8>,
     metadata: Vec<Metadata>,
+    /// Interning table of the head; emptied when the block is sealed.
     metadata_index: HashMap<Metadata, u32>,
-    bytes: u64,
 }
 
-impl Stream {
-    pub fn new(labels: LabelSet) -> Self {
-        let labels_string = labels.to_string();
-        Stream {
-            labels,
-            labels_string,
-            slots: Vec::new(),
-            chunks: Vec::new(),
-            metadata: Vec::new(),
-            metadata_index: HashMap::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Number of stored entries.
+impl Block {
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -68,63 +58,19 @@ impl Stream {
         self.slots.is_empty()
     }
 
-    /// Sum of stored line bytes.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Oldest and newest timestamps.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
         Some((self.slots.first()?.ts, self.slots.last()?.ts))
     }
 
-    /// Inserts an entry unless an identical one (timestamp, line and metadata) is stored.
-    /// Returns whether it was stored.
-    pub fn insert(&mut self, ts: i64, line: &str, metadata: &[(String, String)]) -> bool {
-        // Fast path: in-order appends (the common case) only look at the tail.
-        let at = match self.slots.last() {
-            Some(last) if last.ts < ts => self.slots.len(),
-            None => 0,
-            _ => self.slots.partition_point(|s| s.ts <= ts),
-        };
-        let mut i = at;
-        while i > 0 && self.slots[i - 1].ts == ts {
-            i -= 1;
-            let slot = self.slots[i];
-            if self.line_of(&slot) == line && self.metadata_of(&slot) == metadata {
-                return false;
-            }
-        }
-        let slot = Slot {
-            ts,
-            metadata: self.intern_metadata(metadata),
-            ..self.store_line(line.as_bytes())
-        };
-        self.slots.insert(at, slot);
-        self.bytes += line.len() as u64;
-        true
+    /// Bytes of lines held.
+    pub fn line_bytes(&self) -> usize {
+        self.lines.len()
     }
 
-    /// Entries with `start <= ts < end`, oldest first.
-    pub fn range(
-        &self,
-        start: i64,
-        end: i64,
-    ) -> impl DoubleEndedIterator<Item = EntryRef<'_>> + ExactSizeIterator + '_ {
-        let lo = self.slots.partition_point(|s| s.ts < start);
-        let hi = self.slots.partition_point(|s| s.ts < end).max(lo);
-        self.slots[lo..hi].iter().map(move |s| self.entry(s))
-    }
-
-    /// All entries, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = EntryRef<'_>> + ExactSizeIterator + '_ {
-        self.slots.iter().map(move |s| self.entry(s))
-    }
-
-    /// Approximate heap bytes held, for the memory-per-entry measurement.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.chunks.iter().map(Vec::capacity).sum::<usize>()
+            + self.lines.capacity()
             + self
                 .metadata
                 .iter()
@@ -137,7 +83,48 @@ impl Stream {
                 * 2
     }
 
-    fn entry(&self, s: &Slot) -> EntryRef<'_> {
+    /// Index range of entries with `start <= ts < end`.
+    fn bounds(&self, start: i64, end: i64) -> (usize, usize) {
+        let lo = self.slots.partition_point(|s| s.ts < start);
+        let hi = self.slots.partition_point(|s| s.ts < end).max(lo);
+        (lo, hi)
+    }
+
+    /// Whether an identical entry is stored.
+    fn contains(&self, ts: i64, line: &str, metadata: &[(String, String)]) -> bool {
+        let (lo, hi) = self.bounds(ts, ts.saturating_add(1));
+        self.slots[lo..hi]
+            .iter()
+            .any(|s| self.line_of(s) == line && self.metadata_of(s) == metadata)
+    }
+
+    /// Inserts after any entries with the same timestamp.
+    fn insert(&mut self, ts: i64, line: &str, metadata: &[(String, String)]) {
+        let at = match self.slots.last() {
+            Some(last) if last.ts <= ts => self.slots.len(),
+            None => 0,
+            _ => self.slots.partition_point(|s| s.ts <= ts),
+        };
+        let offset = self.lines.len() as u32;
+        self.lines.extend_from_slice(line.as_bytes());
+        let slot = Slot {
+            ts,
+            offset,
+            len: line.len() as u32,
+            metadata: self.intern_metadata(metadata),
+        };
+        self.slots.insert(at, slot);
+    }
+
+    fn seal(&mut self) {
+        self.metadata_index = HashMap::new();
+        self.slots.shrink_to_fit();
+        self.lines.shrink_to_fit();
+        self.metadata.shrink_to_fit();
+    }
+
+    fn entry(&self, i: usize) -> EntryRef<'_> {
+        let s = &self.slots[i];
         EntryRef {
             ts: s.ts,
             line: self.line_of(s),
@@ -146,8 +133,7 @@ impl Stream {
     }
 
     fn line_of(&self, s: &Slot) -> &str {
-        let chunk = &self.chunks[s.chunk as usize];
-        let bytes = &chunk[s.offset as usize..(s.offset + s.len) as usize];
+        let bytes = &self.lines[s.offset as usize..(s.offset + s.len) as usize];
         // Only whole `&str`s are ever copied in, so every slot covers valid UTF-8.
         std::str::from_utf8(bytes).unwrap_or_default()
     }
@@ -172,29 +158,254 @@ impl Stream {
         self.metadata_index.insert(metadata.to_vec(), i);
         i
     }
+}
 
-    fn store_line(&mut self, line: &[u8]) -> Slot {
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|c| c.capacity() - c.len() >= line.len());
-        if !fits {
-            self.chunks
-                .push(Vec::with_capacity(CHUNK_BYTES.max(line.len())));
+/// One stream: its labels and its entries.
+#[derive(Debug)]
+pub struct Stream {
+    pub labels: LabelSet,
+    /// Canonical label string, computed once.
+    pub labels_string: String,
+    sealed: Vec<Arc<Block>>,
+    head: Arc<Block>,
+    len: usize,
+    bytes: u64,
+    min_ts: i64,
+    max_ts: i64,
+    /// Where the head is cut ([`BLOCK_TARGET_BYTES`]; tests use small blocks).
+    block_bytes: usize,
+}
+
+impl Stream {
+    pub fn new(labels: LabelSet) -> Self {
+        Stream::with_block_bytes(labels, BLOCK_TARGET_BYTES)
+    }
+
+    /// A stream whose head is cut at `block_bytes` of lines.
+    pub fn with_block_bytes(labels: LabelSet, block_bytes: usize) -> Self {
+        let labels_string = labels.to_string();
+        Stream {
+            labels,
+            labels_string,
+            sealed: Vec::new(),
+            head: Arc::new(Block::default()),
+            len: 0,
+            bytes: 0,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            block_bytes,
         }
-        let chunk_index = self.chunks.len() - 1;
-        let chunk = &mut self.chunks[chunk_index];
-        let offset = chunk.len();
-        chunk.extend_from_slice(line);
-        Slot {
-            ts: 0,
-            chunk: chunk_index as u32,
-            offset: offset as u32,
-            len: line.len() as u32,
-            metadata: NO_METADATA,
+    }
+
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sum of stored line bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Sealed blocks and the head.
+    pub fn block_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    /// Oldest and newest timestamps.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        (self.len > 0).then_some((self.min_ts, self.max_ts))
+    }
+
+    /// Inserts an entry unless an identical one (timestamp, line and metadata) is stored.
+    /// Returns whether it was stored.
+    pub fn insert(&mut self, ts: i64, line: &str, metadata: &[(String, String)]) -> bool {
+        // In-order appends (the common case) cannot repeat a stored entry.
+        if ts <= self.max_ts
+            && self.blocks().any(|b| {
+                b.time_bounds().is_some_and(|(lo, hi)| lo <= ts && ts <= hi)
+                    && b.contains(ts, line, metadata)
+            })
+        {
+            return false;
+        }
+        let head = Arc::make_mut(&mut self.head);
+        head.insert(ts, line, metadata);
+        self.len += 1;
+        self.bytes += line.len() as u64;
+        self.min_ts = self.min_ts.min(ts);
+        self.max_ts = self.max_ts.max(ts);
+        if head.line_bytes() >= self.block_bytes {
+            let mut full = std::mem::take(&mut self.head);
+            Arc::make_mut(&mut full).seal();
+            self.sealed.push(full);
+        }
+        true
+    }
+
+    /// A consistent, immutable view of the stream as it is now (no entries copied).
+    pub fn view(&self) -> StreamView {
+        let mut blocks = Vec::with_capacity(self.sealed.len() + 1);
+        blocks.extend(self.sealed.iter().cloned());
+        if !self.head.is_empty() {
+            blocks.push(self.head.clone());
+        }
+        StreamView {
+            labels: self.labels.clone(),
+            blocks,
+        }
+    }
+
+    /// Entries with `start <= ts < end`, oldest first.
+    pub fn range(&self, start: i64, end: i64) -> Range<'_> {
+        Range::new(self.blocks(), start, end)
+    }
+
+    /// All entries, oldest first.
+    pub fn iter(&self) -> Range<'_> {
+        Range::all(self.blocks())
+    }
+
+    /// Approximate heap bytes held, for the memory-per-entry measurement.
+    pub fn heap_bytes(&self) -> usize {
+        self.blocks().map(Block::heap_bytes).sum::<usize>()
+            + self.sealed.capacity() * std::mem::size_of::<Arc<Block>>()
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = &Block> {
+        self.sealed
+            .iter()
+            .map(|b| b.as_ref())
+            .chain(std::iter::once(self.head.as_ref()))
+    }
+}
+
+/// A stream's labels and blocks as they were when the view was taken.
+#[derive(Debug, Clone)]
+pub struct StreamView {
+    pub labels: LabelSet,
+    blocks: Vec<Arc<Block>>,
+}
+
+impl StreamView {
+    /// Entries with `start <= ts < end`, oldest first.
+    pub fn range(&self, start: i64, end: i64) -> Range<'_> {
+        Range::new(self.blocks.iter().map(|b| b.as_ref()), start, end)
+    }
+
+    /// All entries, oldest first.
+    pub fn iter(&self) -> Range<'_> {
+        Range::all(self.blocks.iter().map(|b| b.as_ref()))
+    }
+}
+
+/// Entries of some blocks in time order (ties in arrival order), from either end.
+pub struct Range<'a> {
+    parts: Vec<(&'a Block, usize, usize)>,
+    /// Set when blocks overlap in time: the entries merged up front.
+    merged: Option<std::vec::IntoIter<EntryRef<'a>>>,
+    front: usize,
+    back: usize,
+    len: usize,
+}
+
+impl<'a> Range<'a> {
+    fn new(blocks: impl Iterator<Item = &'a Block>, start: i64, end: i64) -> Range<'a> {
+        Range::of_parts(blocks.map(|b| {
+            let (lo, hi) = b.bounds(start, end);
+            (b, lo, hi)
+        }))
+    }
+
+    fn all(blocks: impl Iterator<Item = &'a Block>) -> Range<'a> {
+        Range::of_parts(blocks.map(|b| (b, 0, b.slots.len())))
+    }
+
+    fn of_parts(all: impl Iterator<Item = (&'a Block, usize, usize)>) -> Range<'a> {
+        let parts: Vec<(&Block, usize, usize)> = all.filter(|(_, lo, hi)| lo < hi).collect();
+        let len = parts.iter().map(|(_, lo, hi)| hi - lo).sum();
+        // Blocks are in arrival order; in time order too unless entries came late.
+        let ordered = parts.windows(2).all(|w| {
+            let (a, _, ah) = w[0];
+            let (b, bl, _) = w[1];
+            a.slots[ah - 1].ts <= b.slots[bl].ts
+        });
+        let merged = (!ordered).then(|| merge(&parts).into_iter());
+        let back = parts.len();
+        Range {
+            parts,
+            merged,
+            front: 0,
+            back,
+            len,
         }
     }
 }
+
+/// k-way merge by timestamp; ties go to the earlier block (it arrived first).
+fn merge<'a>(parts: &[(&'a Block, usize, usize)]) -> Vec<EntryRef<'a>> {
+    let mut out: Vec<(i64, usize, usize, EntryRef<'a>)> = Vec::new();
+    for (bi, (b, lo, hi)) in parts.iter().enumerate() {
+        for i in *lo..*hi {
+            out.push((b.slots[i].ts, bi, i, b.entry(i)));
+        }
+    }
+    out.sort_by_key(|(ts, bi, i, _)| (*ts, *bi, *i));
+    out.into_iter().map(|(_, _, _, e)| e).collect()
+}
+
+impl<'a> Iterator for Range<'a> {
+    type Item = EntryRef<'a>;
+
+    fn next(&mut self) -> Option<EntryRef<'a>> {
+        if let Some(m) = &mut self.merged {
+            return m.next();
+        }
+        while self.front < self.back {
+            let (b, lo, hi) = &mut self.parts[self.front];
+            if *lo < *hi {
+                let e = b.entry(*lo);
+                *lo += 1;
+                self.len -= 1;
+                return Some(e);
+            }
+            self.front += 1;
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match &self.merged {
+            Some(m) => m.len(),
+            None => self.len,
+        };
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Range<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if let Some(m) = &mut self.merged {
+            return m.next_back();
+        }
+        while self.back > self.front {
+            let (b, lo, hi) = &mut self.parts[self.back - 1];
+            if *lo < *hi {
+                *hi -= 1;
+                self.len -= 1;
+                return Some(b.entry(*hi));
+            }
+            self.back -= 1;
+        }
+        None
+    }
+}
+
+impl ExactSizeIterator for Range<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -229,7 +440,57 @@ mod tests {
         assert_eq!(s.range(6, 3).count(), 0);
     }
 
+    fn all<'a>(r: impl Iterator<Item = EntryRef<'a>>) -> Vec<(i64, String)> {
+        r.map(|e| (e.ts, e.line.to_string())).collect()
+    }
+
+    #[test]
+    fn a_view_does_not_change_when_the_stream_does() {
+        let mut s = Stream::with_block_bytes(LabelSet::from_pairs([("a", "b")]), 4);
+        s.insert(1, "ab", &[]);
+        s.insert(2, "cd", &[]); // cuts the head
+        s.insert(3, "e", &[]);
+        let view = s.view();
+        s.insert(4, "f", &[]);
+        s.insert(0, "g", &[]);
+        let seen: Vec<i64> = view.iter().map(|e| e.ts).collect();
+        assert_eq!(seen, [1, 2, 3]);
+        let now: Vec<i64> = s.iter().map(|e| e.ts).collect();
+        assert_eq!(now, [0, 1, 2, 3, 4]);
+        assert_eq!(s.block_count(), 2);
+    }
+
     proptest! {
+        #[test]
+        fn blocks_read_back_like_one_sorted_set(
+            entries in proptest::collection::vec((0i64..30, "[ab]{0,3}"), 0..80),
+            block_bytes in 1usize..12,
+            (start, end) in (0i64..32, 0i64..32),
+        ) {
+            let mut one = stream();
+            let mut cut = Stream::with_block_bytes(LabelSet::from_pairs([("a", "b")]), block_bytes);
+            for (ts, line) in &entries {
+                prop_assert_eq!(cut.insert(*ts, line, &[]), one.insert(*ts, line, &[]));
+            }
+            prop_assert_eq!(all(cut.iter()), all(one.iter()));
+            prop_assert_eq!(all(cut.view().iter()), all(one.iter()));
+            let mut both = cut.range(start, end);
+            let mut mixed = Vec::new();
+            while let Some(e) = both.next() {
+                mixed.push(e.ts);
+                if let Some(b) = both.next_back() {
+                    mixed.push(b.ts);
+                }
+            }
+            prop_assert_eq!(mixed.len(), one.range(start, end).len());
+            prop_assert_eq!(all(cut.range(start, end)), all(one.range(start, end)));
+            let view = cut.view();
+            let mut back = all(view.range(start, end).rev());
+            back.reverse();
+            prop_assert_eq!(back, all(one.range(start, end)));
+            prop_assert_eq!(cut.range(start, end).len(), one.range(start, end).len());
+        }
+
         #[test]
         fn stores_the_set_of_distinct_entries_in_time_order(
             entries in proptest::collection::vec((0i64..20, "[ab]{0,2}"), 0..60)
