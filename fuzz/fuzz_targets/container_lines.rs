@@ -47,8 +47,18 @@ fuzz_target!(|data: &[u8]| {
     for e in &out.entries {
         let line = chunk
             .get(e.start as usize..e.end as usize)
-            .unwrap_or_else(|| panic!("entry {}..{} outside a {}-byte chunk", e.start, e.end, chunk.len()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "entry {}..{} outside a {}-byte chunk",
+                    e.start,
+                    e.end,
+                    chunk.len()
+                )
+            });
         assert!(line.len() <= MAX_LINE * 3, "entry of {} bytes", line.len());
-        assert!(std::str::from_utf8(line).is_ok(), "entry is not UTF-8: {line:?}");
+        assert!(
+            std::str::from_utf8(line).is_ok(),
+            "entry is not UTF-8: {line:?}"
+        );
     }
 });
