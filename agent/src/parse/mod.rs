@@ -40,10 +40,9 @@ impl Out {
     /// Moves `extra` behind `data[..consumed]` and resolves the entry ranges that point into it.
     pub fn finish(&mut self, data: &mut Vec<u8>, consumed: usize) {
         data.truncate(consumed);
-        if self.extra.is_empty() {
-            return;
-        }
         let base = data.len() as u32;
+        // Even with `extra` empty, an empty line emitted through it (an escaped docker
+        // record of just `\n`) carries the flag and must be resolved.
         data.extend_from_slice(&self.extra);
         self.extra.clear();
         for e in &mut self.entries {
@@ -321,6 +320,20 @@ mod tests {
             })
             .collect();
         (entries, p.stats, p.pending_start())
+    }
+
+    #[test]
+    fn an_empty_docker_line_alone_in_a_chunk_points_inside_it() {
+        // Found by the container_lines fuzz target: the unescaped line is empty, so nothing
+        // went into `extra` and its entry kept the flagged range 2^31..0 (a slice panic in
+        // the tailer).
+        let text = b"{\"log\":\"\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-22T10:15:00Z\"}\n";
+        let (e, stats, _) = run(LineFormat::Docker, 100, text);
+        assert_eq!(
+            e,
+            vec![(Vec::new(), 1_795_342_500_000_000_000, Stream::Stdout)]
+        );
+        assert_eq!(stats.parse_errors, 0);
     }
 
     #[test]
