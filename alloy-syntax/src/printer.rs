@@ -13,6 +13,10 @@ const CELL: char = '\u{E000}';
 /// A line break that keeps the current alignment block going (Alloy's plain newline); every
 /// `\n` in the intermediate text ends the block (Alloy's formfeed).
 const LINE: char = '\u{E001}';
+/// A newline inside a (raw, multi-line) string literal: the literal is one opaque cell, as
+/// Alloy's printer escapes literals for its tabwriter, so its lines are neither split into
+/// alignment blocks nor stripped of trailing whitespace (that would change the value).
+const LITERAL_NEWLINE: char = '\u{E002}';
 
 /// Formats a parsed file.
 pub fn print_file(f: &File) -> String {
@@ -215,7 +219,8 @@ impl Printer {
     fn expr(&mut self, e: &Expr, indent: usize) -> String {
         match &e.kind {
             ExprKind::Literal(l) => match l {
-                Lit::Number(s) | Lit::Float(s) | Lit::String(s) => s.clone(),
+                Lit::Number(s) | Lit::Float(s) => s.clone(),
+                Lit::String(s) => s.replace('\n', &LITERAL_NEWLINE.to_string()),
                 Lit::Bool(b) => b.to_string(),
                 Lit::Null => "null".into(),
             },
@@ -419,6 +424,9 @@ fn align(text: &str) -> String {
             out.push_str(line.trim_end_matches([' ', '\t']));
         }
     }
+    if out.contains(LITERAL_NEWLINE) {
+        out = out.replace(LITERAL_NEWLINE, "\n");
+    }
     out
 }
 
@@ -458,6 +466,20 @@ mod tests {
         let want = "// head\nloki.write \"default\" {\n\tendpoint {\n\t\turl       = \"http://x\" // where\n\t\ttenant_id = \"t\"\n\t}\n\texternal_labels = {\n\t\tcluster                  = \"dev\",\n\t\t\"app.kubernetes.io/name\" = \"a\",\n\t}\n}\n\nloki.process \"p\" {\n\tforward_to = [loki.write.default.receiver]\n\n\tstage.cri { }\n}\n";
         assert_eq!(out, want, "\n{out}");
         // Formatting is idempotent.
+        let (f2, _) = parse_file("t", &out);
+        assert_eq!(print_file(&f2), out);
+    }
+
+    /// Found by the `parse` fuzz target: trailing blanks on a line inside a raw string
+    /// were trimmed, changing the string's value.
+    #[test]
+    fn keeps_trailing_blanks_inside_a_raw_string() {
+        let src = "import.string \"lib\" {\n  content = `\nexport \"a\" { \n\tvalue = 1\t\n}\n`\n  other = 1\n}\n";
+        let (f, d) = parse_file("t", src);
+        assert!(d.is_empty(), "{d:?}");
+        let out = print_file(&f);
+        let want = "import.string \"lib\" {\n\tcontent = `\nexport \"a\" { \n\tvalue = 1\t\n}\n`\n\tother = 1\n}\n";
+        assert_eq!(out, want, "\n{out}");
         let (f2, _) = parse_file("t", &out);
         assert_eq!(print_file(&f2), out);
     }
