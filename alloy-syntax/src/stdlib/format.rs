@@ -252,12 +252,20 @@ pub fn sprintf(fmt: &str, args: &[Value]) -> String {
             }
         };
         arg_index(&mut i, &mut next, &mut reordered);
+        // Go's parsenum: a number past a million before its next digit is "a crazy long
+        // number": the rest of the format is consumed (so `%!(NOVERB)` follows) instead of
+        // padding to it.
         let num = |i: &mut usize| -> Option<usize> {
-            let start = *i;
-            while chars.get(*i).is_some_and(|c| c.is_ascii_digit()) {
+            let mut n: Option<usize> = None;
+            while let Some(d) = chars.get(*i).and_then(|c| c.to_digit(10)) {
+                if n.is_some_and(|n| n > 1_000_000) {
+                    *i = chars.len();
+                    return None;
+                }
+                n = Some(n.unwrap_or(0) * 10 + d as usize);
                 *i += 1;
             }
-            (start < *i).then(|| chars[start..*i].iter().collect::<String>().parse().ok())?
+            n
         };
         sp.width = num(&mut i);
         if chars.get(i) == Some(&'.') {
@@ -335,6 +343,10 @@ mod tests {
             ("%d", vec![n(1.0), s("a")], "1%!(EXTRA string=a)"),
             ("%[2]s %[1]s", vec![s("a"), s("b")], "b a"),
             ("100%%", vec![], "100%"),
+            // Found by the stdlib fuzz target: Go refuses widths past a million (this padded
+            // to ten billion characters and ran out of memory).
+            ("%9999999999d|", vec![n(1.0)], "%!(NOVERB)%!(EXTRA int=1)"),
+            ("%.99999999f", vec![n(1.0)], "%!(NOVERB)%!(EXTRA int=1)"),
             ("%v", vec![Value::Array(vec![n(1.0), s("a")])], "[1 a]"),
             ("%t", vec![Value::Bool(false)], "false"),
         ];
