@@ -301,7 +301,7 @@ struct SoakArgs {
     /// Length of one fault cycle (the schedule repeats; each cycle kills another agent).
     #[arg(long, value_parser = duration, default_value = "5m")]
     cycle: Duration,
-    /// Lines per second per cluster.
+    /// Lines per second over all clusters' containers together.
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
     /// Rotate each container's log at this size (small: a rotation storm).
@@ -728,7 +728,7 @@ async fn soak_cmd(a: SoakArgs) -> anyhow::Result<bool> {
     let names: Vec<String> = cfg.clusters.iter().map(|c| c.name.clone()).collect();
     cfg.actions = e2e::soak::schedule(a.duration, a.cycle, &names);
     eprintln!(
-        "soak: {:?} at {} lines/s per cluster ({} clusters), {} fault actions in {:?} cycles, rotation at {} bytes, churn every {:?}",
+        "soak: {:?} at {} lines/s over {} clusters, {} fault actions in {:?} cycles, rotation at {} bytes, churn every {:?}",
         a.duration,
         a.rate,
         names.len(),
