@@ -372,7 +372,17 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let s = String::deserialize(d)?;
+    // YAML `0` is an integer; Go's YAML decoder hands it to the duration parser as "0".
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(i64),
+        S(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::N(n) => n.to_string(),
+        Raw::S(s) => s,
+    };
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
@@ -391,6 +401,9 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), 5_400 * NS_PER_SEC);
         assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
         assert!(parse_duration("10").is_err());
+        let l: Limits = serde_norway::from_str("max_query_length: 0\nretention_period: 1d").unwrap();
+        assert_eq!((l.max_query_length, l.retention_period), (0, 86_400 * NS_PER_SEC));
+        assert!(serde_norway::from_str::<Limits>("retention_period: 5").is_err());
     }
 
     #[test]

@@ -178,7 +178,7 @@ async fn stream_rules_pick_the_highest_priority_then_the_shortest_period() {
         limits(
             "  retention_period: 30d\n  retention_stream:\n\
              \x20   - selector: '{ns=\"debug\"}'\n      priority: 1\n      period: 1d\n\
-             \x20   - selector: '{ns=\"debug\", keep=\"yes\"}'\n      priority: 2\n      period: 60d\n\
+             \x20   - selector: '{ns=\"debug\", tier=\"gold\"}'\n      priority: 2\n      period: 60d\n\
              \x20   - selector: '{ns=~\"au.*\"}'\n      priority: 3\n      period: 10d\n\
              \x20   - selector: '{ns=\"audit\"}'\n      priority: 3\n      period: 5d\n",
             "",
@@ -190,15 +190,15 @@ async fn stream_rules_pick_the_highest_priority_then_the_shortest_period() {
     let ages = [12 * HOUR, 2 * DAY, 6 * DAY, 20 * DAY, 40 * DAY];
     for labels in [
         r#"{ns="debug"}"#,
-        r#"{ns="debug", keep="yes"}"#,
+        r#"{ns="debug", tier="gold"}"#,
         r#"{ns="audit"}"#,
         r#"{ns="app"}"#,
     ] {
         push_ages(&url, "t", labels, T0, &ages).await;
     }
     for (q, keep) in [
-        (r#"{ns="debug", keep=""}"#, DAY),
-        (r#"{ns="debug", keep="yes"}"#, 60 * DAY),
+        (r#"{ns="debug", tier=""}"#, DAY),
+        (r#"{ns="debug", tier="gold"}"#, 60 * DAY),
         (r#"{ns="audit"}"#, 5 * DAY),
         (r#"{ns="app"}"#, 30 * DAY),
     ] {
@@ -211,7 +211,7 @@ async fn stream_rules_pick_the_highest_priority_then_the_shortest_period() {
         fake_loki::retention::sweep(loki.state());
         assert_eq!(query_ts(&url, "t", q, T0 - 50 * DAY, T0 + 1).await, want, "{q} swept");
     }
-    assert_eq!(stats(&url, "t").await["entries"], 2 + 5 + 2 + 4);
+    assert_eq!(stats(&url, "t").await["entries"], 1 + 5 + 2 + 4);
     loki.shutdown().await;
 }
 
@@ -240,8 +240,10 @@ async fn max_query_lookback_clamps_the_start_of_every_read() {
     )
     .await;
     let points = v["data"]["result"][0]["values"].as_array().unwrap();
-    // The grid starts at the clamped start; only the 1-day-old entry is counted.
-    assert_eq!(points[0][0].as_f64().unwrap() as i64, (T0 - 2 * DAY) / 1_000_000_000);
+    // Only the 1-day-old entry is counted: one point an hour from T0 - 1d to T0 - 1h
+    // (windows are left-open). The 3-day-old one would add a day of points before it.
+    assert_eq!(points.len(), 24, "{points:?}");
+    assert_eq!(points[0][0].as_f64().unwrap() as i64, (T0 - DAY) / 1_000_000_000);
     assert!(points.iter().all(|p| p[1] == "1"), "{points:?}");
     let labels = |s: i64, e: i64| format!("{url}/loki/api/v1/labels?start={s}&end={e}");
     let v = get_json(&labels(T0 - 60 * DAY, T0 - 2 * DAY - HOUR), "t").await;
@@ -274,7 +276,7 @@ async fn the_periodic_sweep_deletes_without_being_called() {
     let url = loki.url();
     push_ages(&url, "t", r#"{app="a"}"#, T0, &[HOUR, 2 * HOUR]).await;
     assert_eq!(stats(&url, "t").await["entries"], 2);
-    clock.advance(DAY + 90 * 60_000_000_000);
+    clock.advance(DAY - 3 * HOUR / 2); // the entries are now 23.5h and 24.5h old
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = stats(&url, "t").await;
