@@ -91,12 +91,24 @@ pub fn sweep(state: &State) -> Vec<(String, Expired)> {
             continue;
         }
         // One tenant at a time, so pushes to the others are not held up.
+        let mut by_stream: Vec<(String, u64, u64)> = Vec::new();
         let expired = {
             let mut store = state.store.write();
             let data = store.tenant_mut(&t);
-            data.expire(|labels| cutoff(now, period_for(limits, labels)))
+            data.expire(
+                |labels| cutoff(now, period_for(limits, labels)),
+                |stream, n, bytes| by_stream.push((stream.to_string(), n, bytes)),
+            )
         };
         if expired.entries > 0 {
+            let mut ledger = state.usage.lock();
+            for (stream, n, bytes) in &by_stream {
+                ledger.expired(now, &t, stream, *n, *bytes);
+            }
+            if let Err(e) = ledger.maybe_save() {
+                tracing::warn!(error = %e, "saving the usage ledger");
+            }
+            drop(ledger);
             state
                 .metrics
                 .retention_expired(&t, expired.entries, expired.bytes);

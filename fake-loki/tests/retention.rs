@@ -143,6 +143,15 @@ async fn each_tenant_keeps_its_retention_and_the_sweep_frees_what_expired() {
         let got = query_ts(&url, t, r#"{app="a"}"#, T0 - 100 * DAY, T0 + 1).await;
         assert_eq!(&got, want, "{t} after the sweep");
     }
+    let usage = get(&format!("{url}/fake-loki/api/v1/usage?by=tenant"), &[]).await;
+    let usage: Value = serde_json::from_str(&usage.body).unwrap();
+    let dev = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tenant"] == "dev")
+        .unwrap();
+    assert_eq!((&dev["lines"], &dev["expired_lines"]), (&Value::from(7), &Value::from(5)), "{dev}");
     let heap_after = loki.state().store.read().tenant("dev").unwrap().heap_bytes();
     assert!(heap_after < heap_before, "{heap_after} >= {heap_before}");
     let metrics = get(&format!("{url}/metrics"), &[]).await.body;

@@ -81,7 +81,12 @@ impl TenantData {
     /// with `ts < cutoff` go; `i64::MIN` keeps everything) and returns what went.
     /// An emptied stream keeps its label set (a few hundred bytes), so its rate bucket
     /// and out-of-order window stay valid; it is no longer listed or counted.
-    pub fn expire(&mut self, cutoff_for: impl Fn(&LabelSet) -> i64) -> Expired {
+    /// `on_stream` hears each stream's label string, entries and bytes deleted.
+    pub fn expire(
+        &mut self,
+        cutoff_for: impl Fn(&LabelSet) -> i64,
+        mut on_stream: impl FnMut(&str, u64, u64),
+    ) -> Expired {
         let mut out = Expired::default();
         for s in &mut self.streams {
             let cutoff = cutoff_for(&s.labels);
@@ -90,6 +95,9 @@ impl TenantData {
             }
             let had = !s.is_empty();
             let (n, bytes) = s.expire_before(cutoff);
+            if n > 0 {
+                on_stream(&s.labels_string, n as u64, bytes);
+            }
             out.entries += n as u64;
             out.bytes += bytes;
             if had && s.is_empty() {
