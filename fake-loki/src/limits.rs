@@ -401,8 +401,12 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), 5_400 * NS_PER_SEC);
         assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
         assert!(parse_duration("10").is_err());
-        let l: Limits = serde_norway::from_str("max_query_length: 0\nretention_period: 1d").unwrap();
-        assert_eq!((l.max_query_length, l.retention_period), (0, 86_400 * NS_PER_SEC));
+        let l: Limits =
+            serde_norway::from_str("max_query_length: 0\nretention_period: 1d").unwrap();
+        assert_eq!(
+            (l.max_query_length, l.retention_period),
+            (0, 86_400 * NS_PER_SEC)
+        );
         assert!(serde_norway::from_str::<Limits>("retention_period: 5").is_err());
     }
 
@@ -428,7 +432,10 @@ mod tests {
              \x20     - selector: '{namespace=\"debug\"}'\n        priority: 2\n        period: 24h\n",
         )
         .unwrap();
-        assert_eq!(cfg.for_tenant("x").retention_period, 30 * 86_400 * NS_PER_SEC);
+        assert_eq!(
+            cfg.for_tenant("x").retention_period,
+            30 * 86_400 * NS_PER_SEC
+        );
         let dev = cfg.for_tenant("dev");
         assert_eq!(dev.retention_period, 7 * 86_400 * NS_PER_SEC);
         assert_eq!(dev.max_query_lookback, 30 * 86_400 * NS_PER_SEC);

@@ -142,7 +142,10 @@ pub async fn run(state: Arc<State>, every: Duration, mut shutdown: watch::Receiv
         }
         let s = state.clone();
         // The sweep takes the store lock and walks every stream: off the async workers.
-        if tokio::task::spawn_blocking(move || sweep(&s)).await.is_err() {
+        if tokio::task::spawn_blocking(move || sweep(&s))
+            .await
+            .is_err()
+        {
             tracing::warn!("the retention sweep panicked");
         }
     }

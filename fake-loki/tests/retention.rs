@@ -103,7 +103,15 @@ async fn each_tenant_keeps_its_retention_and_the_sweep_frees_what_expired() {
     );
     let loki = FakeLoki::start(cfg).await.unwrap();
     let url = loki.url();
-    let ages = [DAY, 6 * DAY, 8 * DAY, 29 * DAY, 31 * DAY, 89 * DAY, 91 * DAY];
+    let ages = [
+        DAY,
+        6 * DAY,
+        8 * DAY,
+        29 * DAY,
+        31 * DAY,
+        89 * DAY,
+        91 * DAY,
+    ];
     for t in ["ops", "dev", "prod"] {
         push_ages(&url, t, r#"{app="a"}"#, T0, &ages).await;
     }
@@ -123,7 +131,13 @@ async fn each_tenant_keeps_its_retention_and_the_sweep_frees_what_expired() {
         assert_eq!(&got, want, "{t} before the sweep");
         assert_eq!(stats(&url, t).await["entries"], 7, "{t}");
     }
-    let heap_before = loki.state().store.read().tenant("dev").unwrap().heap_bytes();
+    let heap_before = loki
+        .state()
+        .store
+        .read()
+        .tenant("dev")
+        .unwrap()
+        .heap_bytes();
 
     let swept = fake_loki::retention::sweep(loki.state());
     let by_tenant: Vec<(&str, u64)> = swept
@@ -151,8 +165,18 @@ async fn each_tenant_keeps_its_retention_and_the_sweep_frees_what_expired() {
         .iter()
         .find(|r| r["tenant"] == "dev")
         .unwrap();
-    assert_eq!((&dev["lines"], &dev["expired_lines"]), (&Value::from(7), &Value::from(5)), "{dev}");
-    let heap_after = loki.state().store.read().tenant("dev").unwrap().heap_bytes();
+    assert_eq!(
+        (&dev["lines"], &dev["expired_lines"]),
+        (&Value::from(7), &Value::from(5)),
+        "{dev}"
+    );
+    let heap_after = loki
+        .state()
+        .store
+        .read()
+        .tenant("dev")
+        .unwrap()
+        .heap_bytes();
     assert!(heap_after < heap_before, "{heap_after} >= {heap_before}");
     let metrics = get(&format!("{url}/metrics"), &[]).await.body;
     assert!(
@@ -170,9 +194,16 @@ async fn each_tenant_keeps_its_retention_and_the_sweep_frees_what_expired() {
     clock.advance(10 * DAY);
     fake_loki::retention::sweep(loki.state());
     let s = stats(&url, "dev").await;
-    assert_eq!((s["streams"].as_u64(), s["entries"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (s["streams"].as_u64(), s["entries"].as_u64()),
+        (Some(0), Some(0))
+    );
     let v = get_json(
-        &format!("{url}/loki/api/v1/labels?start={}&end={}", T0 - 30 * DAY, T0 + 12 * DAY),
+        &format!(
+            "{url}/loki/api/v1/labels?start={}&end={}",
+            T0 - 30 * DAY,
+            T0 + 12 * DAY
+        ),
         "dev",
     )
     .await;
@@ -212,13 +243,25 @@ async fn stream_rules_pick_the_highest_priority_then_the_shortest_period() {
         (r#"{ns="app"}"#, 30 * DAY),
     ] {
         let want: Vec<i64> = {
-            let mut v: Vec<i64> = ages.iter().filter(|a| **a <= keep).map(|a| T0 - a).collect();
+            let mut v: Vec<i64> = ages
+                .iter()
+                .filter(|a| **a <= keep)
+                .map(|a| T0 - a)
+                .collect();
             v.sort();
             v
         };
-        assert_eq!(query_ts(&url, "t", q, T0 - 50 * DAY, T0 + 1).await, want, "{q}");
+        assert_eq!(
+            query_ts(&url, "t", q, T0 - 50 * DAY, T0 + 1).await,
+            want,
+            "{q}"
+        );
         fake_loki::retention::sweep(loki.state());
-        assert_eq!(query_ts(&url, "t", q, T0 - 50 * DAY, T0 + 1).await, want, "{q} swept");
+        assert_eq!(
+            query_ts(&url, "t", q, T0 - 50 * DAY, T0 + 1).await,
+            want,
+            "{q} swept"
+        );
     }
     assert_eq!(stats(&url, "t").await["entries"], 1 + 5 + 2 + 4);
     loki.shutdown().await;
@@ -236,7 +279,14 @@ async fn max_query_lookback_clamps_the_start_of_every_read() {
     let all = query_ts(&url, "t", r#"{app="a"}"#, T0 - 60 * DAY, T0 + 1).await;
     assert_eq!(all, [T0 - DAY]);
     // A window wholly before now - 2d is answered empty, without the length check.
-    let old = query_ts(&url, "t", r#"{app="a"}"#, T0 - 60 * DAY, T0 - 2 * DAY - HOUR).await;
+    let old = query_ts(
+        &url,
+        "t",
+        r#"{app="a"}"#,
+        T0 - 60 * DAY,
+        T0 - 2 * DAY - HOUR,
+    )
+    .await;
     assert!(old.is_empty());
     let v = get_json(
         &format!(
@@ -252,7 +302,10 @@ async fn max_query_lookback_clamps_the_start_of_every_read() {
     // Only the 1-day-old entry is counted: one point an hour from T0 - 1d to T0 - 1h
     // (windows are left-open). The 3-day-old one would add a day of points before it.
     assert_eq!(points.len(), 24, "{points:?}");
-    assert_eq!(points[0][0].as_f64().unwrap() as i64, (T0 - DAY) / 1_000_000_000);
+    assert_eq!(
+        points[0][0].as_f64().unwrap() as i64,
+        (T0 - DAY) / 1_000_000_000
+    );
     assert!(points.iter().all(|p| p[1] == "1"), "{points:?}");
     let labels = |s: i64, e: i64| format!("{url}/loki/api/v1/labels?start={s}&end={e}");
     let v = get_json(&labels(T0 - 60 * DAY, T0 - 2 * DAY - HOUR), "t").await;
@@ -309,7 +362,14 @@ async fn data_dir_replay_drops_records_past_retention() {
         ..config(lim.clone(), &clock)
     };
     let loki = FakeLoki::start(cfg.clone()).await.unwrap();
-    push_ages(&loki.url(), "t", r#"{app="a"}"#, T0, &[6 * DAY, 5 * DAY, HOUR]).await;
+    push_ages(
+        &loki.url(),
+        "t",
+        r#"{app="a"}"#,
+        T0,
+        &[6 * DAY, 5 * DAY, HOUR],
+    )
+    .await;
     loki.shutdown().await;
 
     // Restarted two days later: the 6-day-old record is 8 days old.
@@ -327,7 +387,9 @@ async fn data_dir_replay_drops_records_past_retention() {
 #[tokio::test]
 async fn label_time_ranges_follow_the_ingester_and_the_store() {
     let clock = Clock::manual(T0);
-    let loki = FakeLoki::start(config(limits("", ""), &clock)).await.unwrap();
+    let loki = FakeLoki::start(config(limits("", ""), &clock))
+        .await
+        .unwrap();
     let url = loki.url();
     push_ages(&url, "t", r#"{job="a"}"#, T0, &[2 * HOUR]).await;
     let labels = |s: i64, e: i64| format!("{url}/loki/api/v1/labels?start={s}&end={e}");
@@ -340,9 +402,18 @@ async fn label_time_ranges_follow_the_ingester_and_the_store() {
     };
     let data = |v: Value| v["data"].clone();
     let half_hour = HOUR / 2;
-    assert_eq!(data(get_json(&labels(T0 - half_hour, T0), "t").await), serde_json::json!(["job"]));
-    assert_eq!(data(get_json(&values(T0 - half_hour, T0), "t").await), serde_json::json!(["a"]));
-    assert_eq!(data(get_json(&series(T0 - HOUR, T0), "t").await), serde_json::json!([]));
+    assert_eq!(
+        data(get_json(&labels(T0 - half_hour, T0), "t").await),
+        serde_json::json!(["job"])
+    );
+    assert_eq!(
+        data(get_json(&values(T0 - half_hour, T0), "t").await),
+        serde_json::json!(["a"])
+    );
+    assert_eq!(
+        data(get_json(&series(T0 - HOUR, T0), "t").await),
+        serde_json::json!([])
+    );
     assert_eq!(
         data(get_json(&series(T0 - 3 * HOUR, T0), "t").await),
         serde_json::json!([{"job": "a"}])
@@ -351,7 +422,10 @@ async fn label_time_ranges_follow_the_ingester_and_the_store() {
     // A window ending 4h ago goes to the store: block bounds, not entries, decide.
     push_ages(&url, "t", r#"{job="b"}"#, T0, &[6 * HOUR, HOUR]).await;
     let old = (T0 - 5 * HOUR, T0 - 4 * HOUR);
-    assert_eq!(data(get_json(&values(old.0, old.1), "t").await), serde_json::json!(["b"]));
+    assert_eq!(
+        data(get_json(&values(old.0, old.1), "t").await),
+        serde_json::json!(["b"])
+    );
     assert_eq!(
         data(get_json(&series(old.0, old.1), "t").await),
         serde_json::json!([{"job": "b"}])

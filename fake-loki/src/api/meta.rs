@@ -35,9 +35,8 @@ fn window<'a>(
 ) -> Result<(Option<(i64, i64)>, TenantSource<'a>), String> {
     let src = TenantSource::new(state, tenants);
     let (start, end) = params::time_range(p, src.now_ns)?;
-    let lookback = retention::max_query_lookback(
-        tenants.iter().map(|t| state.config.limits.for_tenant(t)),
-    );
+    let lookback =
+        retention::max_query_lookback(tenants.iter().map(|t| state.config.limits.for_tenant(t)));
     Ok((
         retention::clamp_window(start, end, lookback, src.now_ns),
         src,

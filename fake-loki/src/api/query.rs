@@ -77,8 +77,8 @@ fn run_range(
     let lookback = crate::retention::max_query_lookback(
         tenants.iter().map(|t| state.config.limits.for_tenant(t)),
     );
-    let (start, end) = crate::retention::clamp_window(start, end, lookback, now)
-        .unwrap_or((end, end));
+    let (start, end) =
+        crate::retention::clamp_window(start, end, lookback, now).unwrap_or((end, end));
     let limits = state.config.limits.for_tenant(&tenants[0]);
     if expr.is_log()
         && limit > limits.max_entries_limit_per_query

@@ -403,9 +403,8 @@ impl StreamView {
     /// granularity at which Loki's store answers label queries for flushed chunks.
     pub fn blocks_overlap(&self, start: i64, end: i64) -> bool {
         self.blocks.iter().any(|b| {
-            b.time_bounds().is_some_and(|(lo, hi)| {
-                hi >= self.floor && hi >= start && lo.max(self.floor) < end
-            })
+            b.time_bounds()
+                .is_some_and(|(lo, hi)| hi >= self.floor && hi >= start && lo.max(self.floor) < end)
         })
     }
 }
