@@ -38,6 +38,8 @@ SCHEMAS = ROOT / "scripts" / "schemas"
 
 RELEASE_NAMESPACE = "default"
 ENVIRONMENTS = ("ops", "dev", "prod")
+# Retention per environment, from the design documents (fake-loki applies it per tenant).
+RETENTION = {"ops": "30d", "dev": "7d", "prod": "90d"}
 # Extra render cases taken from outside the chart: the values the kind e2e installs with.
 EXTERNAL_CASES = {
     "agent": {"kind-e2e": KIND_E2E / "values-agent.yaml"},
@@ -307,6 +309,21 @@ def object_key(d: dict[str, Any]) -> tuple[str, str, str]:
     return (d.get("apiVersion", ""), d.get("kind", ""), d.get("metadata", {}).get("name", ""))
 
 
+def check_retention(res: Results, label: str, docs: list[dict[str, Any]]) -> None:
+    """fake-loki's limits file keeps each environment's tenant (from charts/agent/values-<env>.yaml)
+    for the design documents' retention, and the Deployment mounts it."""
+    cms = [d for d in docs if d["kind"] == "ConfigMap" and "limits.yaml" in d.get("data", {})]
+    if not res.check(len(cms) == 1, f"{label}: renders one limits ConfigMap"):
+        return
+    overrides = (yaml.safe_load(cms[0]["data"]["limits.yaml"]) or {}).get("overrides") or {}
+    for env, period in RETENTION.items():
+        tenant = (load_values(CHARTS / "agent" / f"values-{env}.yaml").get("agent") or {}).get("tenant")
+        got = (overrides.get(tenant) or {}).get("retention_period")
+        res.check(got == period, f"{label}: {env} tenant {tenant} keeps {period} (got {got})")
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    res.check("--limits=/etc/fake-loki/limits.yaml" in args, f"{label}: passes the limits file")
+
+
 def check_chart(res: Results, chart_dir: Path, kube_version: str, update: bool,
                 monitoring: dict[str, Any], helm_bin: str | None = None) -> None:
     name = chart_dir.name
@@ -368,6 +385,8 @@ def check_chart(res: Results, chart_dir: Path, kube_version: str, update: bool,
                 ours = sorted(docs, key=object_key)
                 theirs = sorted(theirs, key=object_key)
                 res.check(ours == theirs, f"{label}: `{helm_bin} template` renders the same objects as the SDK")
+        if name == "fake-loki" and values.get("retention", {}).get("enabled", True):
+            check_retention(res, label, docs)
         if name == "agent" and case.startswith("env-"):
             env = case.removeprefix("env-")
             args = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::faults::FaultRule;
 use crate::ingest::DEFAULT_MAX_CHUNK_AGE_NS;
 use crate::limits::LimitsConfig;
@@ -56,6 +57,18 @@ pub struct Config {
     /// When set, `/fake-loki/api/v1/*` answers only requests with
     /// `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// "Now" for old-sample checks, default query windows, retention and the ingester
+    /// model (tests use [`Clock::manual`]).
+    pub clock: Clock,
+    /// How often expired entries are deleted (Loki's `compaction_interval`, 10m;
+    /// None: never, though expired entries are still hidden from reads).
+    pub retention_sweep_interval: Option<Duration>,
+    /// Loki's `query_ingesters_within` (3h): metadata queries whose window ends this
+    /// close to now also list the streams the ingester model holds, whatever the window.
+    pub query_ingesters_within_ns: i64,
+    /// Loki's `chunk_idle_period` (30m): the ingester model holds a stream until this
+    /// long after its last push.
+    pub chunk_idle_period_ns: i64,
 }
 
 impl Default for Config {
@@ -81,6 +94,10 @@ impl Default for Config {
             max_connections: 4096,
             metrics_stream_labels: false,
             admin_token: None,
+            clock: Clock::system(),
+            retention_sweep_interval: Some(crate::retention::DEFAULT_SWEEP_INTERVAL),
+            query_ingesters_within_ns: 3 * 3600 * 1_000_000_000,
+            chunk_idle_period_ns: 30 * 60 * 1_000_000_000,
         }
     }
 }

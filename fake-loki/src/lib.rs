@@ -16,6 +16,7 @@
 
 pub mod alloc_trim;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod faults;
@@ -26,6 +27,7 @@ pub mod logql;
 pub mod metrics;
 pub mod persist;
 pub mod ratelimit;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod tenant;
@@ -39,6 +41,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use error::Error;
 pub use faults::{FaultAction, FaultRule, Faults};
@@ -92,6 +95,7 @@ impl State {
         }
         let metrics = Metrics::new();
         let mut store = store::Store::default();
+        let now = config.clock.now_ns();
         let data_dir = match &config.data_dir {
             None => None,
             Some(dir) => {
@@ -99,16 +103,25 @@ impl State {
                 for r in replayed {
                     metrics.data_dir_replayed(&r.tenant, r.corrupt_bytes, r.truncated_bytes);
                     let t = store.tenant_mut(&r.tenant);
+                    let limits = config.limits.for_tenant(&r.tenant);
+                    let mut expired = 0u64;
                     for req in r.requests {
                         for s in req.streams {
                             let labels = LabelSet::parse(&s.labels)
                                 .map_err(|e| Error::DataDir(format!("{}: {e}", r.tenant)))?;
+                            // Records past retention are not brought back.
+                            let keep_from =
+                                retention::cutoff(now, retention::period_for(limits, &labels));
                             let i = match t.find(&s.labels) {
                                 Some(i) => i,
                                 None => t.create(labels),
                             };
                             for e in s.entries {
                                 let ts = e.timestamp.and_then(|t| t.to_unix_nanos()).unwrap_or(0);
+                                if ts < keep_from {
+                                    expired += 1;
+                                    continue;
+                                }
                                 let md: Vec<(String, String)> = e
                                     .structured_metadata
                                     .into_iter()
@@ -117,6 +130,13 @@ impl State {
                                 t.insert(i, ts, &String::from_utf8_lossy(&e.line), &md);
                             }
                         }
+                    }
+                    if expired > 0 {
+                        tracing::info!(
+                            tenant = %r.tenant,
+                            entries = expired,
+                            "replay skipped entries past retention"
+                        );
                     }
                 }
                 Some(Mutex::new(dd))
@@ -166,6 +186,9 @@ impl FakeLoki {
     pub fn serve(listener: TcpListener, state: Arc<State>) -> Result<FakeLoki, Error> {
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
+        if let Some(every) = state.config.retention_sweep_interval {
+            tokio::spawn(retention::run(state.clone(), every, rx.clone()));
+        }
         let task = tokio::spawn(run(listener, state.clone(), rx));
         Ok(FakeLoki {
             addr,

@@ -64,6 +64,14 @@ pub struct Limits {
     pub discover_service_name: Vec<String>,
     pub discover_log_levels: bool,
     pub increment_duplicate_timestamp: bool,
+    /// How long the compactor keeps a tenant's entries (0 = forever, Loki's default).
+    #[serde(deserialize_with = "de_duration")]
+    pub retention_period: i64,
+    /// Per-stream retention rules; the matching rule with the highest priority wins.
+    pub retention_stream: Vec<StreamRetention>,
+    /// Queries never look further back than this (0 = no limit): `start` is clamped.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_query_lookback: i64,
     /// Accepted for compatibility; stream sharding is not reproduced (see README).
     pub shard_streams: Option<serde_norway::Value>,
 }
@@ -100,6 +108,9 @@ impl Default for Limits {
                 .collect(),
             discover_log_levels: true,
             increment_duplicate_timestamp: false,
+            retention_period: 0,
+            retention_stream: Vec::new(),
+            max_query_lookback: 0,
             shard_streams: None,
         }
     }
@@ -124,6 +135,93 @@ impl Limits {
             (l, g) => l.min(g),
         }
     }
+}
+
+/// One `retention_stream` rule: streams matching `selector` keep entries for `period`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRetention {
+    pub selector: String,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(deserialize_with = "de_duration")]
+    pub period: i64,
+    /// Compiled from `selector` when the limits are validated, as Loki does.
+    #[serde(skip)]
+    pub matchers: Vec<crate::logql::Matcher>,
+}
+
+impl StreamRetention {
+    /// A validated rule (as if read from a limits file).
+    pub fn new(selector: &str, priority: i64, period_ns: i64) -> Result<Self, String> {
+        let mut l = Limits {
+            retention_stream: vec![StreamRetention {
+                selector: selector.to_string(),
+                priority,
+                period: period_ns,
+                matchers: Vec::new(),
+            }],
+            ..Limits::default()
+        };
+        l.validate()?;
+        Ok(l.retention_stream.remove(0))
+    }
+}
+
+impl PartialEq for StreamRetention {
+    fn eq(&self, other: &Self) -> bool {
+        // The matchers are derived from the selector.
+        (self.selector.as_str(), self.priority, self.period)
+            == (other.selector.as_str(), other.priority, other.period)
+    }
+}
+
+impl Limits {
+    /// Loki's `Limits.Validate` for what fake-loki reads: stream rules need a valid
+    /// selector and a period of at least 24h. Compiles the rules' matchers.
+    pub fn validate(&mut self) -> Result<(), String> {
+        for rule in &mut self.retention_stream {
+            rule.matchers = crate::logql::parse_selector(&rule.selector)
+                .map_err(|e| format!("invalid labels matchers: {}", e.message))?;
+            if rule.period < 24 * 3600 * NS_PER_SEC {
+                return Err(format!(
+                    "retention period must be >= 24h was {}",
+                    model_duration(rule.period)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prometheus' `model.Duration.String()`: largest units first (`y`, `w`, `d`, `h`, `m`,
+/// `s`, `ms`), zero parts left out, `0s` for zero.
+pub fn model_duration(ns: i64) -> String {
+    let mut ms = ns / 1_000_000;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    if ms < 0 {
+        out.push('-');
+        ms = -ms;
+    }
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    for (unit, size) in UNITS {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
 }
 
 /// Default limits plus per-tenant overrides.
@@ -157,14 +255,20 @@ impl LimitsConfig {
         let base = file
             .limits_config
             .unwrap_or(serde_norway::Value::Mapping(Default::default()));
-        let defaults: Limits = serde_norway::from_value(base.clone())
+        let mut defaults: Limits = serde_norway::from_value(base.clone())
+            .map_err(|e| Error::Config(format!("limits_config: {e}")))?;
+        defaults
+            .validate()
             .map_err(|e| Error::Config(format!("limits_config: {e}")))?;
         let mut overrides = HashMap::new();
         for (tenant, partial) in file.overrides {
             // An override starts from the tenant-less limits, as in Loki.
             let merged = merge_yaml(base.clone(), partial);
-            let limits: Limits = serde_norway::from_value(merged)
+            let mut limits: Limits = serde_norway::from_value(merged)
                 .map_err(|e| Error::Config(format!("overrides.{tenant}: {e}")))?;
+            limits
+                .validate()
+                .map_err(|e| Error::Config(format!("invalid override for tenant {tenant}: {e}")))?;
             overrides.insert(tenant, limits);
         }
         Ok(LimitsConfig {
@@ -268,7 +372,17 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let s = String::deserialize(d)?;
+    // YAML `0` is an integer; Go's YAML decoder hands it to the duration parser as "0".
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(i64),
+        S(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::N(n) => n.to_string(),
+        Raw::S(s) => s,
+    };
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
@@ -287,6 +401,13 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), 5_400 * NS_PER_SEC);
         assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
         assert!(parse_duration("10").is_err());
+        let l: Limits =
+            serde_norway::from_str("max_query_length: 0\nretention_period: 1d").unwrap();
+        assert_eq!(
+            (l.max_query_length, l.retention_period),
+            (0, 86_400 * NS_PER_SEC)
+        );
+        assert!(serde_norway::from_str::<Limits>("retention_period: 5").is_err());
     }
 
     #[test]
@@ -301,6 +422,41 @@ mod tests {
         // Overrides inherit the file's limits_config, not Loki's defaults.
         assert_eq!(cfg.for_tenant("big").ingestion_rate_mb, 1.0);
         assert_eq!(cfg.for_tenant("big").max_label_names_per_series, 15);
+    }
+
+    #[test]
+    fn retention_keys_and_validation() {
+        let cfg = LimitsConfig::from_yaml(
+            "limits_config:\n  retention_period: 30d\n  max_query_lookback: 30d\n\
+             overrides:\n  dev:\n    retention_period: 7d\n    retention_stream:\n\
+             \x20     - selector: '{namespace=\"debug\"}'\n        priority: 2\n        period: 24h\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.for_tenant("x").retention_period,
+            30 * 86_400 * NS_PER_SEC
+        );
+        let dev = cfg.for_tenant("dev");
+        assert_eq!(dev.retention_period, 7 * 86_400 * NS_PER_SEC);
+        assert_eq!(dev.max_query_lookback, 30 * 86_400 * NS_PER_SEC);
+        assert_eq!(dev.retention_stream[0].matchers.len(), 1);
+        let err = LimitsConfig::from_yaml(
+            "overrides:\n  \"29\":\n    retention_stream:\n      - selector: '{app=\"foo\"}'\n        period: 5h\n        priority: 10\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config: invalid override for tenant 29: retention period must be >= 24h was 5h"
+        );
+        assert!(LimitsConfig::from_yaml(
+            "limits_config:\n  retention_stream:\n    - selector: 'app=\"foo\"'\n      period: 48h\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("invalid labels matchers"));
+        assert_eq!(model_duration(24 * 3600 * NS_PER_SEC), "1d");
+        assert_eq!(model_duration(90 * 60 * NS_PER_SEC), "1h30m");
+        assert_eq!(model_duration(0), "0s");
     }
 
     #[test]

@@ -71,6 +71,19 @@ struct Cli {
     /// Most open connections; at the cap new ones wait to be accepted.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// How often entries past their retention (`retention_period`, `retention_stream`
+    /// in --limits) are deleted, as Loki's compaction_interval (0 disables the sweep;
+    /// expired entries are hidden from reads either way).
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    retention_sweep_interval: Duration,
+    /// Loki's query_ingesters_within: metadata queries ending this close to now also
+    /// list the streams the ingester model holds, whatever their window.
+    #[arg(long, default_value = "3h", value_parser = duration)]
+    query_ingesters_within: Duration,
+    /// Loki's chunk_idle_period: the ingester model holds a stream this long after its
+    /// last push.
+    #[arg(long, default_value = "30m", value_parser = duration)]
+    chunk_idle_period: Duration,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -78,6 +91,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     u64::try_from(ns)
         .map(Duration::from_nanos)
         .map_err(|_| format!("negative duration {s:?}"))
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Zero means "no limit".
@@ -124,6 +141,9 @@ async fn serve() -> anyhow::Result<()> {
         max_concurrent_pushes: cli.max_concurrent_pushes,
         max_push_streams: cli.max_push_streams,
         max_push_entries: cli.max_push_entries,
+        retention_sweep_interval: non_zero(cli.retention_sweep_interval),
+        query_ingesters_within_ns: nanos(cli.query_ingesters_within),
+        chunk_idle_period_ns: nanos(cli.chunk_idle_period),
         ..Config::default()
     };
     if let Some(path) = &cli.limits {

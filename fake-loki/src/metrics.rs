@@ -29,6 +29,8 @@ pub struct Metrics {
     tenant_last_push_age: Family<Labels, Gauge<f64, AtomicU64>>,
     data_dir_corrupt_bytes: Family<Labels, Counter>,
     data_dir_truncated_bytes: Family<Labels, Counter>,
+    retention_expired_entries: Family<Labels, Counter>,
+    retention_expired_bytes: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,8 +72,20 @@ impl Metrics {
             tenant_last_push_age: Family::default(),
             data_dir_corrupt_bytes: Family::default(),
             data_dir_truncated_bytes: Family::default(),
+            retention_expired_entries: Family::default(),
+            retention_expired_bytes: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "fake_loki_retention_expired_entries",
+            "Entries deleted by the retention sweep.",
+            m.retention_expired_entries.clone(),
+        );
+        registry.register(
+            "fake_loki_retention_expired_bytes",
+            "Line bytes deleted by the retention sweep.",
+            m.retention_expired_bytes.clone(),
+        );
         registry.register(
             "fake_loki_data_dir_corrupt_bytes",
             "Bytes of damaged records skipped while replaying the data dir (intact records after them kept).",
@@ -179,6 +193,16 @@ impl Metrics {
         ];
         self.mutated_samples.get_or_create(&l).inc_by(samples);
         self.mutated_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    /// The retention sweep deleted `entries` entries (`bytes` line bytes) of `t`.
+    pub fn retention_expired(&self, t: &str, entries: u64, bytes: u64) {
+        self.retention_expired_entries
+            .get_or_create(&tenant(t))
+            .inc_by(entries);
+        self.retention_expired_bytes
+            .get_or_create(&tenant(t))
+            .inc_by(bytes);
     }
 
     /// A new stream was created.

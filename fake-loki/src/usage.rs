@@ -21,6 +21,11 @@ pub struct Cell {
     pub pushes: u64,
     pub streams: BTreeSet<String>,
     pub rejected: BTreeMap<String, u64>,
+    /// Entries and line bytes deleted by retention (on the day of the sweep).
+    #[serde(default)]
+    pub expired_lines: u64,
+    #[serde(default)]
+    pub expired_bytes: u64,
 }
 
 /// What one push contributed, per stream label string ("" when the labels did not
@@ -154,6 +159,21 @@ impl Ledger {
         }
     }
 
+    /// Records that retention deleted `lines` entries (`bytes` line bytes) of `stream`.
+    pub fn expired(&mut self, now_ns: i64, tenant: &str, stream: &str, lines: u64, bytes: u64) {
+        let group = loki_wire::LabelSet::parse(stream)
+            .ok()
+            .and_then(|l| l.get(&self.label).map(str::to_string))
+            .unwrap_or_default();
+        let c = self
+            .cells
+            .entry((day_of(now_ns), tenant.to_string(), group))
+            .or_default();
+        c.expired_lines += lines;
+        c.expired_bytes += bytes;
+        self.dirty = true;
+    }
+
     /// Saves when something changed and the last save is older than a second.
     pub fn maybe_save(&mut self) -> Result<(), Error> {
         let due = self
@@ -217,6 +237,8 @@ impl Ledger {
             for (reason, n) in &c.rejected {
                 *r.rejected.entry(reason.clone()).or_insert(0) += n;
             }
+            r.expired_lines += c.expired_lines;
+            r.expired_bytes += c.expired_bytes;
         }
         let rows: Vec<serde_json::Value> = rows
             .into_iter()
@@ -238,6 +260,8 @@ impl Ledger {
                     "rejected".into(),
                     serde_json::to_value(&c.rejected).unwrap_or_default(),
                 );
+                row.insert("expired_lines".into(), c.expired_lines.into());
+                row.insert("expired_bytes".into(), c.expired_bytes.into());
                 serde_json::Value::Object(row)
             })
             .collect();

@@ -49,3 +49,29 @@ app.kubernetes.io/component: loki
 {{- define "fake-loki.claimName" -}}
 {{- .Values.persistence.existingClaim | default (include "fake-loki.fullname" .) }}
 {{- end }}
+
+{{/* Whether a limits file is mounted: explicit limits, or retention overrides. */}}
+{{- define "fake-loki.limitsFile" -}}
+{{- if or .Values.limits.enabled .Values.retention.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The limits file: limits.config, plus each retention tenant's retention_period in
+     its overrides unless limits.config already sets one. */}}
+{{- define "fake-loki.limitsConfig" -}}
+{{- $cfg := dict }}
+{{- if .Values.limits.enabled }}
+{{- $cfg = deepCopy .Values.limits.config }}
+{{- end }}
+{{- if .Values.retention.enabled }}
+{{- $over := get $cfg "overrides" | default dict }}
+{{- range $tenant, $period := .Values.retention.tenants }}
+{{- $t := get $over $tenant | default dict }}
+{{- if not (hasKey $t "retention_period") }}
+{{- $_ := set $t "retention_period" $period }}
+{{- end }}
+{{- $_ := set $over $tenant $t }}
+{{- end }}
+{{- $_ := set $cfg "overrides" $over }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}

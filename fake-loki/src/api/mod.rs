@@ -17,7 +17,9 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::limits::LimitsConfig;
 use crate::logql::{self, Source, SourceStream};
+use crate::retention;
 use crate::store::Store;
 use crate::tenant;
 use crate::State;
@@ -138,11 +140,22 @@ pub fn read_tenants(
 ///
 /// `select` holds the store's read lock only while it matches labels and takes
 /// [`crate::store::StreamView`]s; the scan runs after it is released, so a slow query
-/// never holds up a push.
+/// never holds up a push. Each view starts at the stream's read floor (retention and
+/// `max_query_lookback` at `now_ns`), so expired entries are never returned, swept or
+/// not.
 pub struct TenantSource<'a> {
     pub store: &'a RwLock<Store>,
     pub tenants: &'a [String],
     pub hooks: &'a crate::Hooks,
+    pub limits: &'a LimitsConfig,
+    pub now_ns: i64,
+}
+
+/// A selected stream with what the metadata endpoints' ingester model needs.
+pub struct Selected<'a> {
+    pub stream: SourceStream<'a>,
+    /// Wall-clock time the stream last stored an entry (None: never, e.g. replayed).
+    pub last_push: Option<i64>,
 }
 
 impl<'a> TenantSource<'a> {
@@ -151,12 +164,13 @@ impl<'a> TenantSource<'a> {
             store: &state.store,
             tenants,
             hooks: &state.hooks,
+            limits: &state.config.limits,
+            now_ns: state.config.clock.now_ns(),
         }
     }
-}
 
-impl Source for TenantSource<'_> {
-    fn select(&self, matchers: &[logql::Matcher]) -> Vec<SourceStream<'_>> {
+    /// Every stream matching all `matchers` that holds an entry readers may see.
+    pub fn select_with_pushes(&self, matchers: &[logql::Matcher]) -> Vec<Selected<'_>> {
         let multi = self.tenants.len() > 1;
         let mut out = Vec::new();
         {
@@ -165,7 +179,11 @@ impl Source for TenantSource<'_> {
                 let Some(data) = store.tenant(t) else {
                     continue;
                 };
-                for s in data.streams() {
+                let limits = self.limits.for_tenant(t);
+                for (i, s) in data.streams().iter().enumerate() {
+                    if s.is_empty() {
+                        continue;
+                    }
                     let mut labels = std::borrow::Cow::Borrowed(&s.labels);
                     if multi {
                         let l = labels.to_mut();
@@ -174,17 +192,35 @@ impl Source for TenantSource<'_> {
                         }
                         l.set("__tenant_id__", t);
                     }
-                    if matchers.iter().all(|m| m.matches_labels(&labels)) {
-                        out.push(SourceStream {
-                            labels: std::borrow::Cow::Owned(labels.into_owned()),
-                            stream: s.view(),
-                        });
+                    if !matchers.iter().all(|m| m.matches_labels(&labels)) {
+                        continue;
                     }
+                    let floor = retention::read_floor(limits, &s.labels, self.now_ns);
+                    let view = s.view().with_floor(floor);
+                    if view.is_empty() {
+                        continue;
+                    }
+                    out.push(Selected {
+                        stream: SourceStream {
+                            labels: std::borrow::Cow::Owned(labels.into_owned()),
+                            stream: view,
+                        },
+                        last_push: data.last_push(i),
+                    });
                 }
             }
         }
         self.hooks.query_scan();
         out
+    }
+}
+
+impl Source for TenantSource<'_> {
+    fn select(&self, matchers: &[logql::Matcher]) -> Vec<SourceStream<'_>> {
+        self.select_with_pushes(matchers)
+            .into_iter()
+            .map(|s| s.stream)
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use crate::State;
 pub fn metrics(state: &State) -> http::Response<Body> {
     {
         let store = state.store.read();
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let now = state.config.clock.now_ns();
         state.metrics.set_freshness(
             now,
             state.config.metrics_stream_labels,
@@ -139,9 +139,11 @@ pub fn stats(state: &State) -> http::Response<Body> {
             (
                 t,
                 serde_json::json!({
-                    "streams": d.streams().len(),
+                    "streams": d.live_streams(),
                     "entries": d.entries,
                     "bytes": d.bytes,
+                    "expired_entries": d.expired_entries,
+                    "expired_bytes": d.expired_bytes,
                     "pushes": d.pushes,
                     "first_entry_ns": bounds.map(|b| b.0.to_string()),
                     "last_entry_ns": bounds.map(|b| b.1.to_string()),

@@ -209,7 +209,7 @@ pub fn ingest_request(
     tenant: &str,
     req: PushRequest,
 ) -> http::Response<super::Body> {
-    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let now_ns = state.config.clock.now_ns();
     let limits = state.config.limits.for_tenant(tenant);
     let ctx = IngestContext {
         tenant,

@@ -17,10 +17,6 @@ const MAX_POINTS: i64 = 11_000;
 /// Largest form body accepted on query endpoints.
 const MAX_QUERY_BODY: usize = 4 << 20;
 
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
 /// Whether `X-Loki-Response-Encoding-Flags` asks for categorized labels.
 fn categorize(parts: &http::request::Parts) -> bool {
     parts
@@ -51,7 +47,7 @@ fn run_range(
     categorize: bool,
 ) -> Result<Vec<u8>, String> {
     let started = Instant::now();
-    let now = now_ns();
+    let now = state.config.clock.now_ns();
     let query = p.get("query").unwrap_or("");
     let (start, end) = params::time_range(p, now)?;
     let limit = params::limit(p)?;
@@ -75,6 +71,14 @@ fn run_range(
         return Err("interval must be >= 0".into());
     }
     let expr = logql::parse(query).map_err(|e| e.message)?;
+    // After parsing (default step and point count use the asked window), Loki's
+    // frontend: a window wholly before `now - max_query_lookback` is answered
+    // empty (here: evaluated over an empty instant), a longer one starts there.
+    let lookback = crate::retention::max_query_lookback(
+        tenants.iter().map(|t| state.config.limits.for_tenant(t)),
+    );
+    let (start, end) =
+        crate::retention::clamp_window(start, end, lookback, now).unwrap_or((end, end));
     let limits = state.config.limits.for_tenant(&tenants[0]);
     if expr.is_log()
         && limit > limits.max_entries_limit_per_query
@@ -119,7 +123,7 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
         let started = Instant::now();
         let time = match p.get("time") {
             Some(t) if !t.is_empty() => params::parse_timestamp("time", t)?,
-            _ => now_ns(),
+            _ => state.config.clock.now_ns(),
         };
         let limit = params::limit(&p)?;
         let direction = params::direction(&p)?;

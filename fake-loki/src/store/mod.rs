@@ -21,6 +21,9 @@ pub struct TenantData {
     pub entries: u64,
     pub bytes: u64,
     pub pushes: u64,
+    /// Entries and line bytes deleted by retention so far.
+    pub expired_entries: u64,
+    pub expired_bytes: u64,
     /// Wall-clock time of the last accepted push, ns since the epoch.
     pub last_push_ns: Option<i64>,
 }
@@ -74,6 +77,45 @@ impl TenantData {
         stored
     }
 
+    /// Deletes the entries of each stream older than `cutoff_for(labels)` (entries
+    /// with `ts < cutoff` go; `i64::MIN` keeps everything) and returns what went.
+    /// An emptied stream keeps its label set (a few hundred bytes), so its rate bucket
+    /// and out-of-order window stay valid; it is no longer listed or counted.
+    /// `on_stream` hears each stream's label string, entries and bytes deleted.
+    pub fn expire(
+        &mut self,
+        cutoff_for: impl Fn(&LabelSet) -> i64,
+        mut on_stream: impl FnMut(&str, u64, u64),
+    ) -> Expired {
+        let mut out = Expired::default();
+        for s in &mut self.streams {
+            let cutoff = cutoff_for(&s.labels);
+            if cutoff == i64::MIN {
+                continue;
+            }
+            let had = !s.is_empty();
+            let (n, bytes) = s.expire_before(cutoff);
+            if n > 0 {
+                on_stream(&s.labels_string, n as u64, bytes);
+            }
+            out.entries += n as u64;
+            out.bytes += bytes;
+            if had && s.is_empty() {
+                out.streams_emptied += 1;
+            }
+        }
+        self.entries -= out.entries;
+        self.bytes -= out.bytes;
+        self.expired_entries += out.entries;
+        self.expired_bytes += out.bytes;
+        out
+    }
+
+    /// Streams holding at least one entry.
+    pub fn live_streams(&self) -> usize {
+        self.streams.iter().filter(|s| !s.is_empty()).count()
+    }
+
     /// Oldest and newest entry timestamps over all streams.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
         self.streams
@@ -86,6 +128,16 @@ impl TenantData {
     pub fn heap_bytes(&self) -> usize {
         self.streams.iter().map(Stream::heap_bytes).sum()
     }
+}
+
+/// What a retention sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub entries: u64,
+    /// Line bytes.
+    pub bytes: u64,
+    /// Streams left without entries.
+    pub streams_emptied: u64,
 }
 
 /// All tenants.

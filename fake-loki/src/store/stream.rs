@@ -116,6 +116,27 @@ impl Block {
         self.slots.insert(at, slot);
     }
 
+    /// A copy holding only the entries with `ts >= cutoff` (sealed if `sealed`).
+    fn without_older_than(&self, cutoff: i64, sealed: bool) -> Block {
+        let mut out = Block::default();
+        let lo = self.slots.partition_point(|s| s.ts < cutoff);
+        for i in lo..self.slots.len() {
+            let e = self.entry(i);
+            out.insert(e.ts, e.line, e.metadata);
+        }
+        if sealed {
+            out.seal();
+        }
+        out
+    }
+
+    /// Lines and line bytes of entries with `ts < cutoff`.
+    fn count_older_than(&self, cutoff: i64) -> (usize, u64) {
+        let lo = self.slots.partition_point(|s| s.ts < cutoff);
+        let bytes = self.slots[..lo].iter().map(|s| s.len as u64).sum();
+        (lo, bytes)
+    }
+
     fn seal(&mut self) {
         self.metadata_index = HashMap::new();
         self.slots.shrink_to_fit();
@@ -247,6 +268,55 @@ impl Stream {
         true
     }
 
+    /// Deletes every entry with `ts < cutoff`: sealed blocks that hold only such
+    /// entries are dropped whole, a block that straddles `cutoff` is rebuilt without
+    /// them (so its memory is handed back too). Returns the entries and line bytes
+    /// removed. Views taken before keep the old blocks alive until they are dropped.
+    pub fn expire_before(&mut self, cutoff: i64) -> (usize, u64) {
+        if self.len == 0 || self.min_ts >= cutoff {
+            return (0, 0);
+        }
+        let (mut n, mut bytes) = (0usize, 0u64);
+        let mut kept = Vec::with_capacity(self.sealed.len());
+        for b in self.sealed.drain(..) {
+            let (old, old_bytes) = b.count_older_than(cutoff);
+            n += old;
+            bytes += old_bytes;
+            if old == b.len() {
+                continue;
+            }
+            kept.push(if old == 0 {
+                b
+            } else {
+                Arc::new(b.without_older_than(cutoff, true))
+            });
+        }
+        self.sealed = kept;
+        let (old, old_bytes) = self.head.count_older_than(cutoff);
+        if old > 0 {
+            n += old;
+            bytes += old_bytes;
+            self.head = Arc::new(self.head.without_older_than(cutoff, false));
+        }
+        self.len -= n;
+        self.bytes -= bytes;
+        match self
+            .blocks()
+            .filter_map(Block::time_bounds)
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        {
+            Some((lo, hi)) => {
+                self.min_ts = lo;
+                self.max_ts = hi;
+            }
+            None => {
+                self.min_ts = i64::MAX;
+                self.max_ts = i64::MIN;
+            }
+        }
+        (n, bytes)
+    }
+
     /// A consistent, immutable view of the stream as it is now (no entries copied).
     pub fn view(&self) -> StreamView {
         let mut blocks = Vec::with_capacity(self.sealed.len() + 1);
@@ -257,6 +327,7 @@ impl Stream {
         StreamView {
             labels: self.labels.clone(),
             blocks,
+            floor: i64::MIN,
         }
     }
 
@@ -284,22 +355,57 @@ impl Stream {
     }
 }
 
-/// A stream's labels and blocks as they were when the view was taken.
+/// A stream's labels and blocks as they were when the view was taken, seen from a
+/// floor: entries older than it (expired, or past the query lookback) do not exist
+/// for the reader, whether or not the sweep has deleted them yet.
 #[derive(Debug, Clone)]
 pub struct StreamView {
     pub labels: LabelSet,
     blocks: Vec<Arc<Block>>,
+    floor: i64,
 }
 
 impl StreamView {
+    /// The same view without entries older than `floor` (ns).
+    pub fn with_floor(mut self, floor: i64) -> StreamView {
+        self.floor = self.floor.max(floor);
+        self
+    }
+
     /// Entries with `start <= ts < end`, oldest first.
     pub fn range(&self, start: i64, end: i64) -> Range<'_> {
-        Range::new(self.blocks.iter().map(|b| b.as_ref()), start, end)
+        Range::new(
+            self.blocks.iter().map(|b| b.as_ref()),
+            start.max(self.floor),
+            end,
+        )
     }
 
     /// All entries, oldest first.
     pub fn iter(&self) -> Range<'_> {
-        Range::all(self.blocks.iter().map(|b| b.as_ref()))
+        if self.floor == i64::MIN {
+            return Range::all(self.blocks.iter().map(|b| b.as_ref()));
+        }
+        Range::of_parts(self.blocks.iter().map(|b| {
+            let lo = b.slots.partition_point(|s| s.ts < self.floor);
+            (b.as_ref(), lo, b.slots.len())
+        }))
+    }
+
+    /// Whether any entry is visible.
+    pub fn is_empty(&self) -> bool {
+        self.blocks
+            .iter()
+            .all(|b| b.time_bounds().is_none_or(|(_, hi)| hi < self.floor))
+    }
+
+    /// Whether a block's time bounds (raised to the floor) overlap `[start, end)`: the
+    /// granularity at which Loki's store answers label queries for flushed chunks.
+    pub fn blocks_overlap(&self, start: i64, end: i64) -> bool {
+        self.blocks.iter().any(|b| {
+            b.time_bounds()
+                .is_some_and(|(lo, hi)| hi >= self.floor && hi >= start && lo.max(self.floor) < end)
+        })
     }
 }
 
@@ -460,7 +566,72 @@ mod tests {
         assert_eq!(s.block_count(), 2);
     }
 
+    #[test]
+    fn expiry_drops_whole_blocks_and_rebuilds_the_straddling_one() {
+        let mut s = Stream::with_block_bytes(LabelSet::from_pairs([("a", "b")]), 4);
+        for ts in 0..10 {
+            s.insert(ts, "ab", &[]); // two entries per sealed block
+        }
+        s.insert(10, "c", &[]); // head
+        assert_eq!(s.block_count(), 6);
+        let before = s.view();
+        assert_eq!(s.expire_before(5), (5, 10));
+        // Blocks [0,1] and [2,3] dropped, [4,5] rebuilt as [5].
+        assert_eq!(s.block_count(), 4);
+        assert_eq!((s.len(), s.bytes()), (6, 11));
+        assert_eq!(s.time_bounds(), Some((5, 10)));
+        let got: Vec<i64> = s.iter().map(|e| e.ts).collect();
+        assert_eq!(got, [5, 6, 7, 8, 9, 10]);
+        // A view taken before the sweep is unchanged.
+        assert_eq!(before.iter().count(), 11);
+        assert_eq!(s.expire_before(100), (6, 11));
+        assert!(s.is_empty());
+        assert_eq!(s.time_bounds(), None);
+        assert!(s.insert(3, "back", &[]));
+        assert_eq!(s.time_bounds(), Some((3, 3)));
+    }
+
+    #[test]
+    fn a_floor_hides_older_entries_from_every_read() {
+        let mut s = Stream::with_block_bytes(LabelSet::from_pairs([("a", "b")]), 4);
+        for ts in 0..6 {
+            s.insert(ts, "ab", &[]);
+        }
+        let v = s.view().with_floor(3);
+        assert_eq!(all(v.iter()), all(s.range(3, i64::MAX)));
+        assert_eq!(v.range(0, 5).map(|e| e.ts).collect::<Vec<_>>(), [3, 4]);
+        assert!(!v.is_empty());
+        assert!(s.view().with_floor(6).is_empty());
+        // Block [2,3] overlaps [0,3) by its bounds, but only 3 is visible: raised to 3.
+        assert!(!v.blocks_overlap(0, 3));
+        assert!(v.blocks_overlap(0, 4));
+        assert!(s.view().blocks_overlap(1, 2)); // block [0,1] ends at 1
+        assert!(!s.view().blocks_overlap(6, 9));
+    }
+
     proptest! {
+        #[test]
+        fn expiry_and_floor_agree_with_a_filter(
+            entries in proptest::collection::vec((0i64..40, "[ab]{0,3}"), 0..80),
+            block_bytes in 1usize..12,
+            cutoff in 0i64..42,
+        ) {
+            let mut s = Stream::with_block_bytes(LabelSet::from_pairs([("a", "b")]), block_bytes);
+            for (ts, line) in &entries {
+                s.insert(*ts, line, &[]);
+            }
+            let want: Vec<(i64, String)> = all(s.iter()).into_iter().filter(|(t, _)| *t >= cutoff).collect();
+            prop_assert_eq!(all(s.view().with_floor(cutoff).iter()), want.clone());
+            let (n, bytes) = s.expire_before(cutoff);
+            prop_assert_eq!(all(s.iter()), want.clone());
+            prop_assert_eq!(s.len(), want.len());
+            prop_assert_eq!(s.bytes(), want.iter().map(|(_, l)| l.len() as u64).sum::<u64>());
+            let total: usize = entries.len();
+            prop_assert!(n <= total);
+            prop_assert!(bytes <= entries.iter().map(|(_, l)| l.len() as u64).sum::<u64>());
+            prop_assert_eq!(all(s.view().iter()), want);
+        }
+
         #[test]
         fn blocks_read_back_like_one_sorted_set(
             entries in proptest::collection::vec((0i64..30, "[ab]{0,3}"), 0..80),
