@@ -91,14 +91,15 @@ fn query(c: &mut Criterion) {
     const LINE: usize = 200;
     let store = data::filled_store(TENANT, 100, TOTAL, LINE, 1000).expect("store");
     let tenants = [TENANT.to_string()];
-    let src = TenantSource {
-        store: &store,
-        tenants: &tenants,
-    };
     let (first, last) = store
         .tenant(TENANT)
         .and_then(|t| t.time_bounds())
         .expect("entries");
+    // The server's state around the filled store, so queries read it as a request would
+    // (store lock, stream views, default limits).
+    let state = fake_loki::State::new(fake_loki::Config::for_tests()).expect("state");
+    *state.store.write() = store;
+    let src = TenantSource::new(&state, &tenants);
     let mut g = c.benchmark_group("fake_loki_query_1m");
     g.sample_size(10);
     for (name, q, limit, want) in [

@@ -37,7 +37,19 @@ pub async fn range(state: &Arc<State>, req: Request<Incoming>) -> http::Response
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    answer(run_range(state, &tenants, &p, categorize(&parts)))
+    let cat = categorize(&parts);
+    let state = Arc::clone(state);
+    answer(off_the_runtime(move || run_range(&state, &tenants, &p, cat)).await)
+}
+
+/// Runs a query's evaluation on the blocking pool: a slow query then holds no runtime
+/// worker, so pushes and other requests keep being served (2 workers on a 2-core node).
+async fn off_the_runtime(
+    f: impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static,
+) -> Result<Vec<u8>, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(format!("query evaluation failed: {e}")))
 }
 
 fn run_range(
@@ -119,7 +131,8 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
         Err(resp) => return resp,
     };
     let cat = categorize(&parts);
-    let run = || -> Result<Vec<u8>, String> {
+    let state = Arc::clone(state);
+    let run = move || -> Result<Vec<u8>, String> {
         let started = Instant::now();
         let time = match p.get("time") {
             Some(t) if !t.is_empty() => params::parse_timestamp("time", t)?,
@@ -131,12 +144,12 @@ pub async fn instant(state: &Arc<State>, req: Request<Incoming>) -> http::Respon
         if expr.is_log() {
             return Err("log queries are not supported as an instant query type, please change your query to a range query type".into());
         }
-        let src = TenantSource::new(state, &tenants);
+        let src = TenantSource::new(&state, &tenants);
         let result =
             logql::exec_instant(&expr, &src, time, limit, direction).map_err(|e| e.message)?;
         Ok(envelope(&result, cat, started))
     };
-    answer(run())
+    answer(off_the_runtime(run).await)
 }
 
 /// Loki's default step: max(floor(range_s / 250), 1) seconds.
