@@ -17,6 +17,60 @@ const LINE: char = '\u{E001}';
 /// Alloy's printer escapes literals for its tabwriter, so its lines are neither split into
 /// alignment blocks nor stripped of trailing whitespace (that would change the value).
 const LITERAL_NEWLINE: char = '\u{E002}';
+/// Escapes one of these marker characters found in the source's own text (a string,
+/// label or comment may hold any character): followed by `'0'..='3'`.
+const ESCAPE: char = '\u{E003}';
+const MARKERS: [char; 4] = [CELL, LINE, LITERAL_NEWLINE, ESCAPE];
+
+/// Source text the aligner must pass through unchanged: marker characters escaped and, for
+/// literals (`keep_lines`), newlines too, so the literal is one cell whose lines are neither
+/// split into alignment blocks nor trimmed. [`align`] restores both.
+fn opaque(text: &str, keep_lines: bool) -> String {
+    let special = |c: char| MARKERS.contains(&c) || (keep_lines && c == '\n');
+    if !text.contains(special) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if let Some(i) = MARKERS.iter().position(|&m| m == c) {
+            out.push(ESCAPE);
+            out.push(char::from(b'0' + i as u8));
+        } else if keep_lines && c == '\n' {
+            out.push(LITERAL_NEWLINE);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Undoes [`opaque`] on the aligned text.
+fn restore(text: String) -> String {
+    if !text.contains([LITERAL_NEWLINE, ESCAPE]) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            LITERAL_NEWLINE => out.push('\n'),
+            ESCAPE => {
+                let m = chars.next().and_then(|d| d.to_digit(10));
+                out.push(
+                    m.and_then(|i| MARKERS.get(i as usize).copied())
+                        .unwrap_or(ESCAPE),
+                );
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Display width of an aligned cell (escapes take no room).
+fn cell_width(cell: &str) -> usize {
+    cell.chars().count() - cell.matches(ESCAPE).count()
+}
 
 /// Formats a parsed file.
 pub fn print_file(f: &File) -> String {
@@ -36,7 +90,7 @@ pub fn print_file(f: &File) -> String {
         if prev_line.is_some_and(|l| c.pos.line > l + 1) {
             p.out.push('\n');
         }
-        p.out.push_str(&c.text);
+        p.out.push_str(&opaque(&c.text, false));
         p.out.push('\n');
         prev_line = Some(c.end_line());
     }
@@ -84,7 +138,7 @@ impl Printer {
         let c = self.comments.get(self.next_comment)?;
         if c.pos.line == line && c.pos.offset >= after && c.pos.offset < before {
             self.next_comment += 1;
-            return Some(c.text.clone());
+            return Some(opaque(&c.text, false));
         }
         None
     }
@@ -130,7 +184,7 @@ impl Printer {
                     self.out.push('\n');
                 }
                 self.out.push_str(&tabs(indent));
-                self.out.push_str(&c.text);
+                self.out.push_str(&opaque(&c.text, false));
                 self.out.push('\n');
                 last_line = Some(c.end_line());
             }
@@ -172,7 +226,7 @@ impl Printer {
                     self.out.push('\n');
                 }
                 self.out.push_str(&tabs(indent));
-                self.out.push_str(&c.text);
+                self.out.push_str(&opaque(&c.text, false));
                 self.out.push('\n');
                 last = Some(c.end_line());
             }
@@ -187,7 +241,7 @@ impl Printer {
         self.out.push_str(&b.full_name());
         if let Some(l) = &b.label {
             self.out.push(' ');
-            self.out.push_str(&quote(l));
+            self.out.push_str(&opaque(&quote(l), true));
         }
         let first = b
             .body
@@ -220,7 +274,7 @@ impl Printer {
         match &e.kind {
             ExprKind::Literal(l) => match l {
                 Lit::Number(s) | Lit::Float(s) => s.clone(),
-                Lit::String(s) => s.replace('\n', &LITERAL_NEWLINE.to_string()),
+                Lit::String(s) => opaque(s, true),
                 Lit::Bool(b) => b.to_string(),
                 Lit::Null => "null".into(),
             },
@@ -266,7 +320,7 @@ impl Printer {
             }
             s.push('\n');
             s.push_str(&tabs(indent));
-            s.push_str(&c.text);
+            s.push_str(&opaque(&c.text, false));
             last = c.end_line();
         }
         if !cs.is_empty() && next > last + 1 {
@@ -278,7 +332,7 @@ impl Printer {
     /// Block comments between two elements on one line stay there, a space on each side.
     fn inline_comments(&mut self, s: &mut String, offset: usize) {
         for c in self.take_comments_before(offset) {
-            s.push_str(&c.text);
+            s.push_str(&opaque(&c.text, false));
             s.push(' ');
         }
     }
@@ -341,7 +395,7 @@ impl Printer {
         }
         let key = |f: &Field| {
             if f.quoted || !super::scanner::is_valid_identifier(&f.name.name) {
-                quote(&f.name.name)
+                opaque(&quote(&f.name.name), true)
             } else {
                 f.name.name.clone()
             }
@@ -417,17 +471,14 @@ fn align(text: &str) -> String {
             for (k, c) in cells.iter().enumerate() {
                 line.push_str(c);
                 if k + 1 < cells.len() {
-                    let pad = widths[i][k] - c.chars().count();
+                    let pad = widths[i][k] - cell_width(c);
                     line.push_str(&" ".repeat(pad));
                 }
             }
             out.push_str(line.trim_end_matches([' ', '\t']));
         }
     }
-    if out.contains(LITERAL_NEWLINE) {
-        out = out.replace(LITERAL_NEWLINE, "\n");
-    }
-    out
+    restore(out)
 }
 
 /// Sets the width of column `col` for each run of consecutive lines in `lo..hi` that have a
@@ -442,7 +493,7 @@ fn format_column(lines: &[Vec<&str>], widths: &mut [Vec<usize>], lo: usize, hi: 
         let start = i;
         let mut w = 0;
         while i < hi && lines[i].len() - 1 > col {
-            w = w.max(lines[i][col].chars().count() + 1);
+            w = w.max(cell_width(lines[i][col]) + 1);
             i += 1;
         }
         for row in widths.iter_mut().take(i).skip(start) {
@@ -479,6 +530,20 @@ mod tests {
         assert!(d.is_empty(), "{d:?}");
         let out = print_file(&f);
         let want = "import.string \"lib\" {\n\tcontent = `\nexport \"a\" { \n\tvalue = 1\t\n}\n`\n\tother = 1\n}\n";
+        assert_eq!(out, want, "\n{out}");
+        let (f2, _) = parse_file("t", &out);
+        assert_eq!(print_file(&f2), out);
+    }
+
+    /// Found by the `parse` fuzz target: the printer's own marker characters inside a
+    /// string, quoted key or comment split it into alignment cells.
+    #[test]
+    fn marker_characters_in_source_text_pass_through() {
+        let src = "a \"lb\" {\n  // c\u{E000}d\n  x = `p\u{E000}q\u{E001}r\u{E003}0s`\n  obj = {\"k\u{E002}\" = 1, k2 = 2}\n}\n";
+        let (f, d) = parse_file("t", src);
+        assert!(d.is_empty(), "{d:?}");
+        let out = print_file(&f);
+        let want = "a \"lb\" {\n\t// c\u{E000}d\n\tx   = `p\u{E000}q\u{E001}r\u{E003}0s`\n\tobj = {\"k\u{E002}\" = 1, k2 = 2}\n}\n";
         assert_eq!(out, want, "\n{out}");
         let (f2, _) = parse_file("t", &out);
         assert_eq!(print_file(&f2), out);

@@ -61,6 +61,11 @@ fn go_v(v: &Value, sharp: bool) -> String {
     }
 }
 
+/// An f64's exact decimal expansion ends within 1,074 fractional (767 significant) digits;
+/// digits asked for past this many are zeros. Rust's formatter takes precisions up to
+/// 65,535 only, so longer ones are formatted to here and padded with zeros.
+const EXACT_DIGITS: usize = 1100;
+
 /// Go's `%e`/`%f`/`%g` (strconv.FormatFloat); `prec` None is the shortest representation.
 fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
     if f.is_nan() {
@@ -84,9 +89,23 @@ fn go_float(f: f64, verb: char, prec: Option<usize>) -> String {
         format!("{m}{e}{sign}{digits:0>2}")
     };
     match verb {
-        'e' | 'E' => exp_form(format!("{:.*e}", prec.unwrap_or(6), f), verb == 'E'),
-        'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), f),
+        'e' | 'E' => {
+            let p = prec.unwrap_or(6);
+            let mut s = format!("{:.*e}", p.min(EXACT_DIGITS), f);
+            if let Some(at) = s.find('e') {
+                s.insert_str(at, &"0".repeat(p.saturating_sub(EXACT_DIGITS)));
+            }
+            exp_form(s, verb == 'E')
+        }
+        'f' | 'F' => {
+            let p = prec.unwrap_or(6);
+            let mut s = format!("{:.*}", p.min(EXACT_DIGITS), f);
+            s.push_str(&"0".repeat(p.saturating_sub(EXACT_DIGITS)));
+            s
+        }
         _ => {
+            // Past the exact digits %g only adds zeros, which it trims.
+            let prec = prec.map(|p| p.min(EXACT_DIGITS));
             // %g: shortest digits, exponent form when exp < -4 or exp >= precision (6 when
             // shortest).
             let sci = match prec {
@@ -353,5 +372,19 @@ mod tests {
         for (f, args, want) in cases {
             assert_eq!(sprintf(f, args), *want, "{f}");
         }
+    }
+
+    /// Found by the stdlib fuzz target: Rust's formatter panics on precisions past 65,535,
+    /// Go's gives the exact digits and then zeros.
+    #[test]
+    fn precisions_past_rusts_formatter_limit() {
+        let zeros = "0".repeat(69_999);
+        assert_eq!(sprintf("%.70000f", &[n(2.5)]), format!("2.5{zeros}"));
+        assert_eq!(sprintf("%.70000e", &[n(2.5)]), format!("2.5{zeros}e+00"));
+        assert_eq!(sprintf("%.70000g", &[n(2.5)]), "2.5");
+        assert_eq!(
+            sprintf("%.70000v", &[n(0.1)]),
+            "0.1000000000000000055511151231257827021181583404541015625"
+        );
     }
 }
