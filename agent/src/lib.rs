@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod parse;
 pub mod push;
 pub mod server;
+pub mod source;
 pub mod tail;
 
 use std::future::Future;
@@ -64,7 +65,16 @@ pub async fn run_with(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    run_inner(settings, discovery, None, Vec::new(), bound, shutdown).await
+    run_inner(
+        settings,
+        discovery,
+        None,
+        Vec::new(),
+        Vec::new(),
+        bound,
+        shutdown,
+    )
+    .await
 }
 
 /// Runs an Alloy config: `plan.settings` (with the caller's overrides already applied), the
@@ -75,6 +85,18 @@ pub async fn run_with(
 pub async fn run_plan(
     plan: &alloy::Plan,
     discovery: Box<dyn Discovery>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_plan_with_sources(plan, discovery, Vec::new(), bound, shutdown).await
+}
+
+/// Like [`run_plan`], with chunk sources besides the tailer (the plan's
+/// `loki.source.kubernetes_events`); their chunks run through the same routes.
+pub async fn run_plan_with_sources(
+    plan: &alloy::Plan,
+    discovery: Box<dyn Discovery>,
+    sources: Vec<Arc<dyn source::ChunkSource>>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -96,6 +118,7 @@ pub async fn run_plan(
         discovery,
         Some(plan.routes()),
         writers,
+        sources,
         bound,
         shutdown,
     )
@@ -113,6 +136,7 @@ async fn run_inner(
     discovery: Box<dyn Discovery>,
     routes: Option<Vec<Vec<alloy::Route>>>,
     writers: Vec<Writer>,
+    sources: Vec<Arc<dyn source::ChunkSource>>,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -246,7 +270,8 @@ async fn run_inner(
             tx
         }
     };
-    let factory: SinkFactory = match routes {
+    let has_routes = routes.is_some();
+    let mut factory: SinkFactory = match routes {
         None => Box::new(move |tenant: &Arc<str>| make_output(0, tenant)),
         Some(routes) => {
             // Alloy mode: each tailer queue feeds a router that runs the config's stages and
@@ -259,6 +284,7 @@ async fn run_inner(
             let positions = positions.clone();
             let metrics = metrics.clone();
             let aborting = aborting.clone();
+            let sources = sources.clone();
             Box::new(move |tenant: &Arc<str>| {
                 let (tx, rx) = mpsc::channel(settings.queue_chunks.max(1));
                 let ctx = alloy::router::RouterCtx {
@@ -267,7 +293,13 @@ async fn run_inner(
                     external_labels: external_labels.clone(),
                     ack: {
                         let positions = positions.clone();
-                        Arc::new(move |id, offset| positions.ack(id, offset))
+                        let sources = sources.clone();
+                        Arc::new(move |id, offset| {
+                            if id < source::ID_BASE || !sources.iter().any(|s| s.ack(id, offset))
+                            {
+                                positions.ack(id, offset)
+                            }
+                        })
                     },
                     metrics: metrics.clone(),
                     outputs: Box::new(make_output.clone()),
@@ -280,6 +312,15 @@ async fn run_inner(
                 tx
             })
         }
+    };
+
+    // Chunk sources share one router queue of the default tenant; their tasks hold it open.
+    let source_tasks: Vec<JoinHandle<()>> = match (has_routes, sources.is_empty()) {
+        (true, false) => {
+            let tx = factory(&Arc::from(settings.tenant.as_str()));
+            sources.iter().flat_map(|s| s.start(tx.clone())).collect()
+        }
+        _ => Vec::new(),
     };
 
     let tailer = Tailer::new(
@@ -325,6 +366,13 @@ async fn run_inner(
 
     stop.store(true, Ordering::Relaxed);
     let _ = wake_tx.try_send(());
+    // Chunk sources stop reading too: their router queue closes once the tasks are gone.
+    for t in &source_tasks {
+        t.abort();
+    }
+    for t in source_tasks {
+        let _ = t.await;
+    }
     // The tailer owns the chunk senders: when it ends, the batchers flush and the senders drain.
     let _ = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
     // Routers may still start output pipelines while they drain: wait until none is left.
@@ -352,6 +400,9 @@ async fn run_inner(
         s.abort();
     }
     positions.save()?;
+    for s in &sources {
+        s.save();
+    }
     tracing::info!("positions saved; bye");
     Ok(())
 }

@@ -441,7 +441,37 @@ fn run_cli() -> anyhow::Result<()> {
                     },
                     false => discovery,
                 };
-                agent::run_plan(&plan, Box::new(discovery), None, shutdown_signal()).await
+                // loki.source.kubernetes_events: a client each, the delivered record read
+                // from the positions directory; a failure is a startup error.
+                #[allow(unused_mut)]
+                let mut sources: Vec<std::sync::Arc<dyn agent::source::ChunkSource>> =
+                    Vec::new();
+                #[cfg(feature = "kube")]
+                for (i, spec) in plan.event_sources() {
+                    let id = spec.id.clone();
+                    let s = agent::k8s::events::EventsSource::new(
+                        spec,
+                        i,
+                        &plan.settings.tenant,
+                        &plan.settings.positions_path,
+                    )
+                    .await
+                    .with_context(|| id.clone())?;
+                    sources.push(std::sync::Arc::new(s));
+                }
+                #[cfg(not(feature = "kube"))]
+                if !plan.event_sources().is_empty() {
+                    bail!("loki.source.kubernetes_events needs the `kube` cargo feature");
+                }
+                agent::run_plan_with_sources(
+                    &plan,
+                    Box::new(discovery),
+                    sources,
+                    None,
+                    shutdown_signal(),
+                )
+                .await
+                .map_err(anyhow::Error::from)
             })?;
         }
     }
