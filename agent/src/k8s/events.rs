@@ -75,8 +75,8 @@ struct Shared {
     /// Sent, not yet acknowledged, per file id in send order: (seq, watched namespace, uid,
     /// resource version).
     pending: Mutex<HashMap<u64, VecDeque<(u64, String, String, String)>>>,
-    /// One file meta per involved-object namespace (its labels).
-    metas: Mutex<HashMap<String, Arc<FileMeta>>>,
+    /// One file meta per (watched namespace, involved-object namespace): its labels.
+    metas: Mutex<HashMap<(String, String), Arc<FileMeta>>>,
     seq: AtomicU64,
 }
 
@@ -197,11 +197,13 @@ impl Shared {
         }
     }
 
-    fn meta(&self, spec: &EventsSpec, namespace: &str) -> Arc<FileMeta> {
+    /// The file meta of events about objects in `namespace` seen by the watch of `watched`:
+    /// one id per watch task, so each id's chunks are sent (and acknowledged) in order.
+    fn meta(&self, spec: &EventsSpec, watched: &str, namespace: &str) -> Arc<FileMeta> {
         let mut metas = self.metas.lock();
         let n = metas.len() as u64;
         metas
-            .entry(namespace.to_string())
+            .entry((watched.to_string(), namespace.to_string()))
             .or_insert_with(|| {
                 let source = self.source.to_string();
                 let mut pairs = vec![
@@ -216,7 +218,7 @@ impl Shared {
                 let ls: Arc<str> = Arc::from(loki_wire::LabelSet::from_pairs(pairs).to_string());
                 Arc::new(FileMeta {
                     id: self.base + n,
-                    path: format!("{}/{namespace}", spec.id),
+                    path: format!("{}/{watched}/{namespace}", spec.id),
                     tenant: self.tenant.clone(),
                     labels: [ls.clone(), ls.clone(), ls],
                 })
@@ -242,7 +244,7 @@ impl Shared {
             .namespaces
             .get(ns)
             .and_then(|m| m.get(uid))
-            .is_some_and(|v| v == rv && false)
+            .is_some_and(|v| v == rv)
     }
 }
 
@@ -406,7 +408,7 @@ async fn send(
         sent.insert(uid, rv);
         return true;
     };
-    let meta = shared.meta(spec, &f.object_namespace);
+    let meta = shared.meta(spec, ns, &f.object_namespace);
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let len = u32::try_from(line.len()).unwrap_or(u32::MAX);
     let data = line.into_bytes();
