@@ -295,8 +295,7 @@ async fn run_inner(
                         let positions = positions.clone();
                         let sources = sources.clone();
                         Arc::new(move |id, offset| {
-                            if id < source::ID_BASE || !sources.iter().any(|s| s.ack(id, offset))
-                            {
+                            if id < source::ID_BASE || !sources.iter().any(|s| s.ack(id, offset)) {
                                 positions.ack(id, offset)
                             }
                         })

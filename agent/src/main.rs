@@ -444,8 +444,9 @@ fn run_cli() -> anyhow::Result<()> {
                 // loki.source.kubernetes_events: a client each, the delivered record read
                 // from the positions directory; a failure is a startup error.
                 #[allow(unused_mut)]
-                let mut sources: Vec<std::sync::Arc<dyn agent::source::ChunkSource>> =
-                    Vec::new();
+                let mut sources: Vec<
+                    std::sync::Arc<dyn agent::source::ChunkSource>,
+                > = Vec::new();
                 #[cfg(feature = "kube")]
                 for (i, spec) in plan.event_sources() {
                     let id = spec.id.clone();

@@ -105,19 +105,62 @@ async fn events_ship_as_alloy_lines_and_a_restart_resends_nothing_and_skips_noth
 
     api.put(
         "events",
-        event("shop", "web.1", "u1", "Pod", "web", "Pulled", "Pulled image \"web:1\"", 1, "2026-01-02T03:04:05Z"),
+        event(
+            "shop",
+            "web.1",
+            "u1",
+            "Pod",
+            "web",
+            "Pulled",
+            "Pulled image \"web:1\"",
+            1,
+            "2026-01-02T03:04:05Z",
+        ),
     );
     api.put(
         "events",
-        event("", "node-1.1", "u2", "Node", "node-1", "NodeReady", "Node node-1 status is now: NodeReady", 0, "2026-01-02T03:04:06Z"),
+        event(
+            "",
+            "node-1.1",
+            "u2",
+            "Node",
+            "node-1",
+            "NodeReady",
+            "Node node-1 status is now: NodeReady",
+            0,
+            "2026-01-02T03:04:06Z",
+        ),
     );
     let mut want: BTreeMap<(String, String), usize> = BTreeMap::new();
     let line = |name: &str, kind: &str, rv: u64, reason: &str, count: i32, msg: &str| {
-        let count = if count == 0 { String::new() } else { format!("count={count} ") };
+        let count = if count == 0 {
+            String::new()
+        } else {
+            format!("count={count} ")
+        };
         format!("name={name} kind={kind} objectAPIversion=v1 eventRV={rv} sourcecomponent=kubelet sourcehost=node-1 reason={reason} type=Normal {count}msg={msg:?} ")
     };
-    want.insert((labels(Some("shop")), line("web", "Pod", 1, "Pulled", 1, "Pulled image \"web:1\"")), 1);
-    want.insert((labels(None), line("node-1", "Node", 2, "NodeReady", 0, "Node node-1 status is now: NodeReady")), 1);
+    want.insert(
+        (
+            labels(Some("shop")),
+            line("web", "Pod", 1, "Pulled", 1, "Pulled image \"web:1\""),
+        ),
+        1,
+    );
+    want.insert(
+        (
+            labels(None),
+            line(
+                "node-1",
+                "Node",
+                2,
+                "NodeReady",
+                0,
+                "Node node-1 status is now: NodeReady",
+            ),
+        ),
+        1,
+    );
 
     let agent = spawn(dir.path(), &kc, &loki, 1);
     wait_for(&loki, "run-1", &agent, &want).await;
@@ -128,14 +171,46 @@ async fn events_ship_as_alloy_lines_and_a_restart_resends_nothing_and_skips_noth
     // A new event and an update of the first (a new resource version) arrive by watch.
     api.put(
         "events",
-        event("shop", "web.2", "u3", "Pod", "web", "Started", "Started container web", 1, "2026-01-02T03:05:00Z"),
+        event(
+            "shop",
+            "web.2",
+            "u3",
+            "Pod",
+            "web",
+            "Started",
+            "Started container web",
+            1,
+            "2026-01-02T03:05:00Z",
+        ),
     );
     api.put(
         "events",
-        event("shop", "web.1", "u1", "Pod", "web", "Pulled", "Pulled image \"web:1\"", 2, "2026-01-02T03:06:00Z"),
+        event(
+            "shop",
+            "web.1",
+            "u1",
+            "Pod",
+            "web",
+            "Pulled",
+            "Pulled image \"web:1\"",
+            2,
+            "2026-01-02T03:06:00Z",
+        ),
     );
-    want.insert((labels(Some("shop")), line("web", "Pod", 3, "Started", 1, "Started container web")), 1);
-    want.insert((labels(Some("shop")), line("web", "Pod", 4, "Pulled", 2, "Pulled image \"web:1\"")), 1);
+    want.insert(
+        (
+            labels(Some("shop")),
+            line("web", "Pod", 3, "Started", 1, "Started container web"),
+        ),
+        1,
+    );
+    want.insert(
+        (
+            labels(Some("shop")),
+            line("web", "Pod", 4, "Pulled", 2, "Pulled image \"web:1\""),
+        ),
+        1,
+    );
     wait_for(&loki, "run-1", &agent, &want).await;
     assert_eq!(agent.terminate().await, Some(0));
     assert!(
@@ -149,22 +224,56 @@ async fn events_ship_as_alloy_lines_and_a_restart_resends_nothing_and_skips_noth
     // While the agent is down one more event happens; the restarted agent sends it alone.
     api.put(
         "events",
-        event("ops", "db.1", "u4", "Pod", "db", "Killing", "Stopping container db", 1, "2026-01-02T03:07:00Z"),
+        event(
+            "ops",
+            "db.1",
+            "u4",
+            "Pod",
+            "db",
+            "Killing",
+            "Stopping container db",
+            1,
+            "2026-01-02T03:07:00Z",
+        ),
     );
     let agent = spawn(dir.path(), &kc, &loki, 2);
     want.clear();
-    want.insert((labels(Some("ops")), line("db", "Pod", 5, "Killing", 1, "Stopping container db")), 1);
+    want.insert(
+        (
+            labels(Some("ops")),
+            line("db", "Pod", 5, "Killing", 1, "Stopping container db"),
+        ),
+        1,
+    );
     wait_for(&loki, "run-2", &agent, &want).await;
     // One more by watch: whatever the restart could have sent again came before it.
     api.put(
         "events",
-        event("ops", "db.2", "u5", "Pod", "db", "Created", "Created container db", 1, "2026-01-02T03:08:00Z"),
+        event(
+            "ops",
+            "db.2",
+            "u5",
+            "Pod",
+            "db",
+            "Created",
+            "Created container db",
+            1,
+            "2026-01-02T03:08:00Z",
+        ),
     );
-    want.insert((labels(Some("ops")), line("db", "Pod", 6, "Created", 1, "Created container db")), 1);
+    want.insert(
+        (
+            labels(Some("ops")),
+            line("db", "Pod", 6, "Created", 1, "Created container db"),
+        ),
+        1,
+    );
     wait_for(&loki, "run-2", &agent, &want).await;
     assert_eq!(agent.terminate().await, Some(0));
     assert!(
-        api.seen().iter().any(|p| p.starts_with("/api/v1/events?") && p.contains("watch=true")),
+        api.seen()
+            .iter()
+            .any(|p| p.starts_with("/api/v1/events?") && p.contains("watch=true")),
         "{:?}",
         api.seen()
     );

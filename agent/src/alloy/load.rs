@@ -9,7 +9,8 @@ use super::args::{decode, Args, Ctx};
 use super::ast::{Block, Expr, ExprKind, Stmt};
 use super::capsules;
 use super::components::{
-    self, file, kubernetes, kubernetes_events, otelcol, process, relabel as relabel_c, remote, write,
+    self, file, kubernetes, kubernetes_events, otelcol, process, relabel as relabel_c, remote,
+    write,
 };
 use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
 use super::eval::{eval, Scope};

@@ -36,9 +36,7 @@ impl Cause {
             watcher::Error::WatchStartFailed(err) | watcher::Error::WatchFailed(err) => {
                 ("watch", Some(err))
             }
-            watcher::Error::WatchError(status) => {
-                return Cause::status("watch", resource, status)
-            }
+            watcher::Error::WatchError(status) => return Cause::status("watch", resource, status),
             watcher::Error::NoResourceVersion => ("list", None),
         };
         match err {

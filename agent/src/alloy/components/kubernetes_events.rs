@@ -397,13 +397,19 @@ mod tests {
 
     #[test]
     fn an_event_without_involved_object_makes_no_line() {
-        assert_eq!(format_line(&EventFields::default(), LogFormat::Logfmt), None);
+        assert_eq!(
+            format_line(&EventFields::default(), LogFormat::Logfmt),
+            None
+        );
     }
 
     #[test]
     fn delivered_record_round_trips_and_a_missing_file_is_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = state_path(&dir.path().join("positions.yaml"), "mod.a/loki.source.kubernetes_events.ev");
+        let p = state_path(
+            &dir.path().join("positions.yaml"),
+            "mod.a/loki.source.kubernetes_events.ev",
+        );
         assert_eq!(
             p.file_name().and_then(|n| n.to_str()),
             Some("kubernetes_events.mod.a_loki.source.kubernetes_events.ev.json")
