@@ -70,7 +70,7 @@ pub async fn run_with(
         discovery,
         None,
         Vec::new(),
-        Vec::new(),
+        Live::default(),
         bound,
         shutdown,
     )
@@ -88,15 +88,26 @@ pub async fn run_plan(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    run_plan_with_sources(plan, discovery, Vec::new(), bound, shutdown).await
+    run_plan_with(plan, discovery, Live::default(), bound, shutdown).await
 }
 
-/// Like [`run_plan`], with chunk sources besides the tailer (the plan's
-/// `loki.source.kubernetes_events`); their chunks run through the same routes.
-pub async fn run_plan_with_sources(
+/// What can feed or change a running plan besides its files.
+#[derive(Default)]
+pub struct Live {
+    /// Chunk sources besides the tailer (the plan's `loki.source.kubernetes_events`); their
+    /// chunks run through the same routes.
+    pub sources: Vec<Arc<dyn source::ChunkSource>>,
+    /// New values of every writer's endpoints, indexed like `plan.writers` (the config
+    /// evaluated again with new `remote.kubernetes.*` data): their headers, auth and
+    /// `tenant_id` apply to every later request.
+    pub endpoints: Option<tokio::sync::watch::Receiver<Vec<Vec<config::Endpoint>>>>,
+}
+
+/// Like [`run_plan`], with [`Live`] inputs.
+pub async fn run_plan_with(
     plan: &alloy::Plan,
     discovery: Box<dyn Discovery>,
-    sources: Vec<Arc<dyn source::ChunkSource>>,
+    live: Live,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -118,7 +129,7 @@ pub async fn run_plan_with_sources(
         discovery,
         Some(plan.routes()),
         writers,
-        sources,
+        live,
         bound,
         shutdown,
     )
@@ -136,10 +147,14 @@ async fn run_inner(
     discovery: Box<dyn Discovery>,
     routes: Option<Vec<Vec<alloy::Route>>>,
     writers: Vec<Writer>,
-    sources: Vec<Arc<dyn source::ChunkSource>>,
+    live: Live,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let Live {
+        sources,
+        endpoints: endpoint_updates,
+    } = live;
     if settings.batch_bytes == 0 || settings.read_bytes == 0 || settings.max_line_bytes == 0 {
         return Err(AgentError::Settings(
             "batch_bytes, read_bytes and max_line_bytes must be > 0".into(),
@@ -187,6 +202,13 @@ async fn run_inner(
         outputs.push((senders, fan_out));
         external_labels.push(w.external_labels);
     }
+    let updater = endpoint_updates.map(|rx| {
+        let clients: Vec<Vec<push::client::LokiClient>> = outputs
+            .iter()
+            .map(|(senders, _)| senders.iter().map(|c| c.client.clone()).collect())
+            .collect();
+        tokio::spawn(apply_endpoint_updates(rx, clients))
+    });
     let ready = Arc::new(AtomicBool::new(false));
 
     let server = match settings.listen {
@@ -398,6 +420,9 @@ async fn run_inner(
     if let Some(s) = server {
         s.abort();
     }
+    if let Some(u) = updater {
+        u.abort();
+    }
     positions.save()?;
     for s in &sources {
         s.save();
@@ -450,4 +475,26 @@ fn start_watcher(
         return None;
     }
     Some(w)
+}
+
+/// Hands each new endpoint value to its client until the sender is gone.
+async fn apply_endpoint_updates(
+    mut rx: tokio::sync::watch::Receiver<Vec<Vec<config::Endpoint>>>,
+    clients: Vec<Vec<push::client::LokiClient>>,
+) {
+    while rx.changed().await.is_ok() {
+        let writers = rx.borrow_and_update().clone();
+        for (w, endpoints) in clients.iter().zip(&writers) {
+            for (client, ep) in w.iter().zip(endpoints) {
+                match client.update(ep) {
+                    Ok(()) => {
+                        tracing::info!(url = %ep.url, "endpoint headers, credentials and tenant updated; later pushes use them")
+                    }
+                    Err(e) => {
+                        tracing::warn!(url = %ep.url, error = %e, "new endpoint values refused; keeping the previous ones")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -29,20 +29,26 @@ const CHART_URL: &str = "http://loki-gateway.loki.svc:80/loki/api/v1/push";
 const NODE: &str = "node-1";
 const TENANT: &str = "team-a";
 
-/// What the gateway saw of one push: `Authorization` and `X-Scope-OrgID`, and its answer.
+/// What the gateway saw of one push: `Authorization`, `X-Scope-OrgID` and `X-Team`, and
+/// its answer.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     authorization: Option<String>,
     org_id: Option<String>,
+    team: Option<String>,
     status: u16,
 }
 
-/// A Loki gateway: checks `Authorization` against the credentials it currently accepts
-/// (401 otherwise, as nginx with basic auth does) and passes accepted pushes to fake-loki.
+/// What the gateway accepts: `Authorization`, `X-Scope-OrgID` and `X-Team` (`None`: absent).
+type Accept = (String, Option<String>, Option<String>);
+
+/// A Loki gateway: checks a push's `Authorization`, tenant and team against what it
+/// currently accepts (401 otherwise, as a gateway with basic auth and a tenant check does)
+/// and passes accepted pushes to fake-loki.
 #[derive(Clone)]
 struct Gateway {
     addr: SocketAddr,
-    accept: Arc<Mutex<String>>,
+    accept: Arc<Mutex<Accept>>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -54,7 +60,7 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 impl Gateway {
-    async fn start(loki: &FakeLoki, accept: String) -> Gateway {
+    async fn start(loki: &FakeLoki, accept: Accept) -> Gateway {
         use http_body_util::BodyExt;
         use hyper::service::service_fn;
         use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -88,7 +94,14 @@ impl Gateway {
                             };
                             let authorization = h("authorization");
                             let org_id = h("x-scope-orgid");
-                            let ok = authorization.as_deref() == Some(g.accept.lock().as_str());
+                            let team = h("x-team");
+                            let ok = authorization.is_some()
+                                && *g.accept.lock()
+                                    == (
+                                        authorization.clone().unwrap_or_default(),
+                                        org_id.clone(),
+                                        team.clone(),
+                                    );
                             let (status, body) = if ok {
                                 let mut fwd = hyper::Request::post(&upstream);
                                 for (k, v) in req.headers() {
@@ -116,6 +129,7 @@ impl Gateway {
                             g.seen.lock().push(Seen {
                                 authorization,
                                 org_id,
+                                team,
                                 status,
                             });
                             Ok::<_, hyper::Error>(
@@ -267,7 +281,11 @@ async fn setup() -> Setup {
         .await
         .expect("fake-loki");
     let api = FakeApi::start().await;
-    let gateway = Gateway::start(&loki, basic("tenant-user", "s3cret")).await;
+    let gateway = Gateway::start(
+        &loki,
+        (basic("tenant-user", "s3cret"), Some(TENANT.into()), None),
+    )
+    .await;
     api.put("secrets", secret("tenant-user", "s3cret"));
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = api.kubeconfig(dir.path());
@@ -456,6 +474,7 @@ async fn k8s_monitoring_pod_logs_events_and_secret_credentials_reach_loki() {
             &Seen {
                 authorization: Some(basic("tenant-user", "s3cret")),
                 org_id: Some(TENANT.to_string()),
+                team: None,
                 status: 204,
             }
         );
@@ -473,4 +492,144 @@ async fn k8s_monitoring_pod_logs_events_and_secret_credentials_reach_loki() {
             "{want} not in {asked:?}"
         );
     }
+}
+
+/// Credentials and settings from the API, polled every 200 ms.
+const ROTATING: &str = r#"remote.kubernetes.secret "creds" {
+  namespace      = "monitoring"
+  name           = "loki-creds"
+  poll_frequency = "200ms"
+}
+
+remote.kubernetes.configmap "settings" {
+  namespace      = "monitoring"
+  name           = "loki-settings"
+  poll_frequency = "200ms"
+}
+
+loki.source.file "app" {
+  targets    = [{"__path__" = sys.env("LOG_FILE"), "job" = "app"}]
+  forward_to = [loki.write.default.receiver]
+}
+
+loki.write "default" {
+  endpoint {
+    url       = sys.env("LOKI_URL")
+    tenant_id = remote.kubernetes.configmap.settings.data["tenant"]
+    headers   = {"X-Team" = remote.kubernetes.configmap.settings.data["team"]}
+    basic_auth {
+      username = convert.nonsensitive(remote.kubernetes.secret.creds.data["username"])
+      password = remote.kubernetes.secret.creds.data["password"]
+    }
+  }
+}
+"#;
+
+fn creds(password: &str) -> Value {
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "loki-creds", "namespace": "monitoring"},
+        "data": {"username": b("agent"), "password": b(password)},
+    })
+}
+
+fn settings(tenant: &str, team: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "loki-settings", "namespace": "monitoring"},
+        "data": {"tenant": tenant, "team": team},
+    })
+}
+
+fn lines_of(loki: &FakeLoki, tenant: &str) -> Vec<String> {
+    loki.entries(tenant).into_iter().map(|e| e.line).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_and_configmap_reach_later_pushes_without_a_restart() {
+    let loki = FakeLoki::start(Config::for_tests())
+        .await
+        .expect("fake-loki");
+    let api = FakeApi::start().await;
+    let gateway = Gateway::start(
+        &loki,
+        (
+            basic("agent", "first"),
+            Some("t1".into()),
+            Some("red".into()),
+        ),
+    )
+    .await;
+    api.put("secrets", creds("first"));
+    api.put("configmaps", settings("t1", "red"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = api.kubeconfig(dir.path());
+    let config = dir.path().join("rotating.alloy");
+    std::fs::write(&config, ROTATING).expect("write config");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "before\n").expect("write log");
+    let (url, storage) = (gateway.url(), dir.path().join("storage"));
+    let log_env = log.clone();
+    let agent = AgentProcess::spawn(dir.path().join("agent.log"), move |cmd| {
+        cmd.arg("run")
+            .arg(&config)
+            .arg(format!("--storage.path={}", storage.display()))
+            .arg("--server.http.listen-addr=127.0.0.1:0")
+            .env("KUBECONFIG", kc)
+            .env("LOKI_URL", url)
+            .env("LOG_FILE", log_env);
+    });
+    let deadline = Instant::now() + WAIT;
+    while lines_of(&loki, "t1") != ["before"] {
+        assert!(Instant::now() < deadline, "agent log:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The operator rotates the password and moves the agent to another tenant and team;
+    // the gateway takes only the new values from now on (a push with some old ones gets a
+    // 401 and is retried).
+    *gateway.accept.lock() = (
+        basic("agent", "second"),
+        Some("t2".into()),
+        Some("blue".into()),
+    );
+    api.put("secrets", creds("second"));
+    api.put("configmaps", settings("t2", "blue"));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"after\n"))
+        .expect("append");
+    let deadline = Instant::now() + WAIT;
+    while lines_of(&loki, "t2") != ["after"] {
+        assert!(
+            Instant::now() < deadline,
+            "seen {:#?}\nagent log:\n{}",
+            gateway.seen(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines_of(&loki, "t1"), ["before"]);
+    // One push with the old values, one with the new.
+    let accepted: Vec<Seen> = gateway
+        .seen()
+        .into_iter()
+        .filter(|s| s.status == 204)
+        .collect();
+    let old = Seen {
+        authorization: Some(basic("agent", "first")),
+        org_id: Some("t1".into()),
+        team: Some("red".into()),
+        status: 204,
+    };
+    let new = Seen {
+        authorization: Some(basic("agent", "second")),
+        org_id: Some("t2".into()),
+        team: Some("blue".into()),
+        status: 204,
+    };
+    assert_eq!(accepted, vec![old, new], "{:#?}", gateway.seen());
+    assert_eq!(agent.terminate().await, Some(0));
 }

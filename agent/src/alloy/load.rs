@@ -410,6 +410,11 @@ pub fn load_full(
                 unfetched.join(", ")
             ));
         }
+        if !remotes.is_empty() {
+            // A tenant_id can come from remote data, which may change while running: entries
+            // no stage.tenant claimed take each endpoint's tenant when they are pushed.
+            p.settings.tenant = crate::config::ENDPOINT_TENANT.to_string();
+        }
         p.remotes = remotes;
     }
     diags.sort();
