@@ -36,8 +36,18 @@ const INSTANCE: &str = "loki.source.kubernetes_events.cluster_events";
 const JOB: &str = "integrations/kubernetes/eventhandler";
 
 fn spawn(dir: &Path, kubeconfig: &str, loki: &FakeLoki, run: u32) -> AgentProcess {
+    spawn_config(dir, CONFIG, kubeconfig, loki, run)
+}
+
+fn spawn_config(
+    dir: &Path,
+    text: &str,
+    kubeconfig: &str,
+    loki: &FakeLoki,
+    run: u32,
+) -> AgentProcess {
     let config = dir.join("events.alloy");
-    std::fs::write(&config, CONFIG).expect("write config");
+    std::fs::write(&config, text).expect("write config");
     let pods = dir.join("pods");
     std::fs::create_dir_all(&pods).expect("pods");
     let kc = kubeconfig.to_string();
@@ -276,5 +286,147 @@ async fn events_ship_as_alloy_lines_and_a_restart_resends_nothing_and_skips_noth
             .any(|p| p.starts_with("/api/v1/events?") && p.contains("watch=true")),
         "{:?}",
         api.seen()
+    );
+}
+
+const NAMESPACED: &str = r#"loki.source.kubernetes_events "ns_events" {
+  namespaces = ["shop", "ops"]
+  log_format = "json"
+  client {
+    kubeconfig_file = sys.env("TEST_KUBECONFIG")
+  }
+  forward_to = [loki.write.default.receiver]
+}
+
+loki.write "default" {
+  endpoint {
+    url       = sys.env("LOKI_URL")
+    tenant_id = sys.env("TENANT")
+  }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_namespaces_are_watched_one_by_one_and_json_lines_are_go_marshal() {
+    let loki = FakeLoki::start(Config::for_tests())
+        .await
+        .expect("fake-loki");
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = api.kubeconfig(dir.path());
+    api.put(
+        "events",
+        event(
+            "shop",
+            "web.1",
+            "u1",
+            "Pod",
+            "web",
+            "Pulled",
+            "Pulled <web:1> & ran",
+            1,
+            "2026-01-02T03:04:05Z",
+        ),
+    );
+    api.put(
+        "events",
+        event(
+            "ops",
+            "db.1",
+            "u2",
+            "Pod",
+            "db",
+            "Killing",
+            "Stopping db",
+            2,
+            "2026-01-02T03:04:06Z",
+        ),
+    );
+    // Not a listed namespace: never shipped.
+    api.put(
+        "events",
+        event(
+            "kube-system",
+            "dns.1",
+            "u3",
+            "Pod",
+            "dns",
+            "Started",
+            "Started dns",
+            1,
+            "2026-01-02T03:04:07Z",
+        ),
+    );
+    let agent = spawn_config(dir.path(), NAMESPACED, &kc, &loki, 1);
+    let labels = |ns: &str| {
+        format!(
+            r#"{{instance="loki.source.kubernetes_events.ns_events", job="loki.source.kubernetes_events", namespace="{ns}"}}"#
+        )
+    };
+    let mut want: BTreeMap<(String, String), usize> = BTreeMap::new();
+    want.insert(
+        (
+            labels("shop"),
+            r#"{"count":1,"eventRV":"1","kind":"Pod","msg":"Pulled \u003cweb:1\u003e \u0026 ran","name":"web","objectAPIversion":"v1","reason":"Pulled","sourcecomponent":"kubelet","sourcehost":"node-1","type":"Normal"}"#.to_string(),
+        ),
+        1,
+    );
+    want.insert(
+        (
+            labels("ops"),
+            r#"{"count":2,"eventRV":"2","kind":"Pod","msg":"Stopping db","name":"db","objectAPIversion":"v1","reason":"Killing","sourcecomponent":"kubelet","sourcehost":"node-1","type":"Normal"}"#.to_string(),
+        ),
+        1,
+    );
+    wait_for(&loki, "run-1", &agent, &want).await;
+    // A later event of an unlisted namespace stays out too; one of a listed one arrives.
+    api.put(
+        "events",
+        event(
+            "kube-system",
+            "dns.2",
+            "u4",
+            "Pod",
+            "dns",
+            "Killing",
+            "Stopping dns",
+            1,
+            "2026-01-02T03:05:00Z",
+        ),
+    );
+    api.put(
+        "events",
+        event(
+            "ops",
+            "db.2",
+            "u5",
+            "Pod",
+            "db",
+            "Started",
+            "Started db",
+            1,
+            "2026-01-02T03:05:01Z",
+        ),
+    );
+    want.insert(
+        (
+            labels("ops"),
+            r#"{"count":1,"eventRV":"5","kind":"Pod","msg":"Started db","name":"db","objectAPIversion":"v1","reason":"Started","sourcecomponent":"kubelet","sourcehost":"node-1","type":"Normal"}"#.to_string(),
+        ),
+        1,
+    );
+    wait_for(&loki, "run-1", &agent, &want).await;
+    assert_eq!(agent.terminate().await, Some(0));
+    let seen = api.seen();
+    for ns in ["shop", "ops"] {
+        let path = format!("/api/v1/namespaces/{ns}/events?");
+        assert!(
+            seen.iter().any(|p| p.starts_with(&path)),
+            "{path} not in {seen:?}"
+        );
+    }
+    assert!(
+        !seen.iter().any(|p| p.starts_with("/api/v1/events")),
+        "a cluster-wide request: {seen:?}"
     );
 }

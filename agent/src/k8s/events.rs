@@ -63,6 +63,10 @@ pub struct EventsSource {
     shared: Arc<Shared>,
 }
 
+/// A sent event version: (seq = the chunk's commit offset, watched namespace, uid, resource
+/// version).
+type Pending = (u64, String, String, String);
+
 /// What the watch tasks and the acknowledgements share.
 struct Shared {
     /// Route index of the component (the `__agent_source__` label of its chunks).
@@ -72,9 +76,8 @@ struct Shared {
     state_path: PathBuf,
     delivered: Mutex<Delivered>,
     dirty: AtomicBool,
-    /// Sent, not yet acknowledged, per file id in send order: (seq, watched namespace, uid,
-    /// resource version).
-    pending: Mutex<HashMap<u64, VecDeque<(u64, String, String, String)>>>,
+    /// Sent, not yet acknowledged, per file id in send order.
+    pending: Mutex<HashMap<u64, VecDeque<Pending>>>,
     /// One file meta per (watched namespace, involved-object namespace): its labels.
     metas: Mutex<HashMap<(String, String), Arc<FileMeta>>>,
     seq: AtomicU64,
