@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod parse;
 pub mod push;
 pub mod server;
+pub mod source;
 pub mod tail;
 
 use std::future::Future;
@@ -64,7 +65,16 @@ pub async fn run_with(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    run_inner(settings, discovery, None, Vec::new(), bound, shutdown).await
+    run_inner(
+        settings,
+        discovery,
+        None,
+        Vec::new(),
+        Live::default(),
+        bound,
+        shutdown,
+    )
+    .await
 }
 
 /// Runs an Alloy config: `plan.settings` (with the caller's overrides already applied), the
@@ -75,6 +85,29 @@ pub async fn run_with(
 pub async fn run_plan(
     plan: &alloy::Plan,
     discovery: Box<dyn Discovery>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    run_plan_with(plan, discovery, Live::default(), bound, shutdown).await
+}
+
+/// What can feed or change a running plan besides its files.
+#[derive(Default)]
+pub struct Live {
+    /// Chunk sources besides the tailer (the plan's `loki.source.kubernetes_events`); their
+    /// chunks run through the same routes.
+    pub sources: Vec<Arc<dyn source::ChunkSource>>,
+    /// New values of every writer's endpoints, indexed like `plan.writers` (the config
+    /// evaluated again with new `remote.kubernetes.*` data): their headers, auth and
+    /// `tenant_id` apply to every later request.
+    pub endpoints: Option<tokio::sync::watch::Receiver<Vec<Vec<config::Endpoint>>>>,
+}
+
+/// Like [`run_plan`], with [`Live`] inputs.
+pub async fn run_plan_with(
+    plan: &alloy::Plan,
+    discovery: Box<dyn Discovery>,
+    live: Live,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -96,6 +129,7 @@ pub async fn run_plan(
         discovery,
         Some(plan.routes()),
         writers,
+        live,
         bound,
         shutdown,
     )
@@ -113,9 +147,14 @@ async fn run_inner(
     discovery: Box<dyn Discovery>,
     routes: Option<Vec<Vec<alloy::Route>>>,
     writers: Vec<Writer>,
+    live: Live,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let Live {
+        sources,
+        endpoints: endpoint_updates,
+    } = live;
     if settings.batch_bytes == 0 || settings.read_bytes == 0 || settings.max_line_bytes == 0 {
         return Err(AgentError::Settings(
             "batch_bytes, read_bytes and max_line_bytes must be > 0".into(),
@@ -163,6 +202,13 @@ async fn run_inner(
         outputs.push((senders, fan_out));
         external_labels.push(w.external_labels);
     }
+    let updater = endpoint_updates.map(|rx| {
+        let clients: Vec<Vec<push::client::LokiClient>> = outputs
+            .iter()
+            .map(|(senders, _)| senders.iter().map(|c| c.client.clone()).collect())
+            .collect();
+        tokio::spawn(apply_endpoint_updates(rx, clients))
+    });
     let ready = Arc::new(AtomicBool::new(false));
 
     let server = match settings.listen {
@@ -246,7 +292,8 @@ async fn run_inner(
             tx
         }
     };
-    let factory: SinkFactory = match routes {
+    let has_routes = routes.is_some();
+    let mut factory: SinkFactory = match routes {
         None => Box::new(move |tenant: &Arc<str>| make_output(0, tenant)),
         Some(routes) => {
             // Alloy mode: each tailer queue feeds a router that runs the config's stages and
@@ -259,6 +306,7 @@ async fn run_inner(
             let positions = positions.clone();
             let metrics = metrics.clone();
             let aborting = aborting.clone();
+            let sources = sources.clone();
             Box::new(move |tenant: &Arc<str>| {
                 let (tx, rx) = mpsc::channel(settings.queue_chunks.max(1));
                 let ctx = alloy::router::RouterCtx {
@@ -267,7 +315,12 @@ async fn run_inner(
                     external_labels: external_labels.clone(),
                     ack: {
                         let positions = positions.clone();
-                        Arc::new(move |id, offset| positions.ack(id, offset))
+                        let sources = sources.clone();
+                        Arc::new(move |id, offset| {
+                            if id < source::ID_BASE || !sources.iter().any(|s| s.ack(id, offset)) {
+                                positions.ack(id, offset)
+                            }
+                        })
                     },
                     metrics: metrics.clone(),
                     outputs: Box::new(make_output.clone()),
@@ -280,6 +333,15 @@ async fn run_inner(
                 tx
             })
         }
+    };
+
+    // Chunk sources share one router queue of the default tenant; their tasks hold it open.
+    let source_tasks: Vec<JoinHandle<()>> = match (has_routes, sources.is_empty()) {
+        (true, false) => {
+            let tx = factory(&Arc::from(settings.tenant.as_str()));
+            sources.iter().flat_map(|s| s.start(tx.clone())).collect()
+        }
+        _ => Vec::new(),
     };
 
     let tailer = Tailer::new(
@@ -325,6 +387,13 @@ async fn run_inner(
 
     stop.store(true, Ordering::Relaxed);
     let _ = wake_tx.try_send(());
+    // Chunk sources stop reading too: their router queue closes once the tasks are gone.
+    for t in &source_tasks {
+        t.abort();
+    }
+    for t in source_tasks {
+        let _ = t.await;
+    }
     // The tailer owns the chunk senders: when it ends, the batchers flush and the senders drain.
     let _ = tokio::task::spawn_blocking(move || tailer_thread.join()).await;
     // Routers may still start output pipelines while they drain: wait until none is left.
@@ -351,7 +420,13 @@ async fn run_inner(
     if let Some(s) = server {
         s.abort();
     }
+    if let Some(u) = updater {
+        u.abort();
+    }
     positions.save()?;
+    for s in &sources {
+        s.save();
+    }
     tracing::info!("positions saved; bye");
     Ok(())
 }
@@ -400,4 +475,26 @@ fn start_watcher(
         return None;
     }
     Some(w)
+}
+
+/// Hands each new endpoint value to its client until the sender is gone.
+async fn apply_endpoint_updates(
+    mut rx: tokio::sync::watch::Receiver<Vec<Vec<config::Endpoint>>>,
+    clients: Vec<Vec<push::client::LokiClient>>,
+) {
+    while rx.changed().await.is_ok() {
+        let writers = rx.borrow_and_update().clone();
+        for (w, endpoints) in clients.iter().zip(&writers) {
+            for (client, ep) in w.iter().zip(endpoints) {
+                match client.update(ep) {
+                    Ok(()) => {
+                        tracing::info!(url = %ep.url, "endpoint headers, credentials and tenant updated; later pushes use them")
+                    }
+                    Err(e) => {
+                        tracing::warn!(url = %ep.url, error = %e, "new endpoint values refused; keeping the previous ones")
+                    }
+                }
+            }
+        }
+    }
 }

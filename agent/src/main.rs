@@ -232,32 +232,35 @@ impl RunArgs {
         self,
         config: &std::path::Path,
         rt: &tokio::runtime::Runtime,
-    ) -> anyhow::Result<agent::alloy::Plan> {
+    ) -> anyhow::Result<(agent::alloy::Plan, Loaded)> {
         if self.loki_url.is_some() {
             bail!(
                 "--loki-url cannot be combined with a config file (set loki.write's endpoint url)"
             );
         }
-        let load = |fetched: &agent::alloy::components::remote::Fetched| {
-            let src = std::fs::read_to_string(config)
-                .with_context(|| format!("reading {}", config.display()))?;
-            let name = config.display().to_string();
-            agent::alloy::load::load_with(&name, &src, agent::alloy::system_scope(), fetched)
-                .map_err(|d| {
-                    eprint!("{}", d.render(&src));
-                    anyhow::anyhow!("{} problem(s) in {}", d.len(), config.display())
-                })
+        #[allow(unused_mut)]
+        let mut loaded = Loaded {
+            name: config.display().to_string(),
+            src: std::fs::read_to_string(config)
+                .with_context(|| format!("reading {}", config.display()))?,
+            fetched: Default::default(),
         };
-        let mut plan = load(&Default::default())?;
+        let load = |loaded: &Loaded| {
+            loaded.load().map_err(|d| {
+                eprint!("{}", d.render(&loaded.src));
+                anyhow::anyhow!("{} problem(s) in {}", d.len(), config.display())
+            })
+        };
+        let mut plan = load(&loaded)?;
         if !plan.remotes.is_empty() {
             // remote.kubernetes.* data come from the API before anything starts; a failure
             // is a startup error naming the component.
             #[cfg(feature = "kube")]
             {
-                let fetched = rt
+                loaded.fetched = rt
                     .block_on(agent::k8s::remote::fetch(&plan.remotes))
                     .context("remote.kubernetes")?;
-                plan = load(&fetched)?;
+                plan = load(&loaded)?;
             }
             #[cfg(not(feature = "kube"))]
             bail!("remote.kubernetes.* components need the `kube` cargo feature");
@@ -274,7 +277,7 @@ impl RunArgs {
         plan.settings.positions_reset_on_corrupt = self.positions_reset_on_corrupt;
         plan.settings.docker_containers_dir = (!self.docker_containers_dir.as_os_str().is_empty())
             .then(|| self.docker_containers_dir.clone());
-        Ok(plan)
+        Ok((plan, loaded))
     }
 
     fn into_settings(self) -> anyhow::Result<Settings> {
@@ -356,6 +359,86 @@ impl RunArgs {
     }
 }
 
+/// Aborts a task when dropped (the run ended).
+#[cfg(feature = "kube")]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "kube")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The config as read at startup, with the `remote.kubernetes.*` data it was evaluated with.
+struct Loaded {
+    name: String,
+    src: String,
+    fetched: agent::alloy::components::remote::Fetched,
+}
+
+impl Loaded {
+    fn load(&self) -> Result<agent::alloy::Plan, agent::alloy::Diagnostics> {
+        agent::alloy::load::load_with(
+            &self.name,
+            &self.src,
+            agent::alloy::system_scope(),
+            &self.fetched,
+        )
+    }
+}
+
+/// Every writer's endpoints, indexed like `plan.writers`.
+#[cfg(feature = "kube")]
+fn writer_endpoints(plan: &agent::alloy::Plan) -> Vec<Vec<agent::config::Endpoint>> {
+    plan.writers.iter().map(|w| w.endpoints.clone()).collect()
+}
+
+/// Evaluates the config again with new `remote.kubernetes.*` data and sends the writers'
+/// endpoints on; a change of anything else (which applies only after a restart) is warned.
+#[cfg(feature = "kube")]
+fn on_remote_change(
+    loaded: Loaded,
+    started: &agent::alloy::Plan,
+    tx: tokio::sync::watch::Sender<Vec<Vec<agent::config::Endpoint>>>,
+) -> impl Fn(&agent::alloy::components::remote::Fetched) + Send + Sync {
+    // What must not change: the endpoints without headers, auth and tenant, and the
+    // writers' external labels.
+    let fixed = |p: &agent::alloy::Plan| {
+        let mut eps = writer_endpoints(p);
+        for e in eps.iter_mut().flatten() {
+            e.headers.clear();
+            e.auth = Default::default();
+            e.tenant.clear();
+        }
+        let labels: Vec<_> = p
+            .writers
+            .iter()
+            .map(|w| w.external_labels.clone())
+            .collect();
+        (eps, labels)
+    };
+    let at_start = fixed(started);
+    move |fetched| {
+        let now = Loaded {
+            name: loaded.name.clone(),
+            src: loaded.src.clone(),
+            fetched: fetched.clone(),
+        };
+        match now.load() {
+            Ok(plan) => {
+                if fixed(&plan) != at_start {
+                    tracing::warn!(config = %now.name, "remote.kubernetes data changed more than loki.write endpoint headers, credentials and tenant_id (those apply now); the rest applies after a restart");
+                }
+                let _ = tx.send(writer_endpoints(&plan));
+            }
+            Err(d) => {
+                tracing::warn!(config = %now.name, problems = %d.render(&now.src), "the config does not load with the new remote.kubernetes data; keeping the previous values");
+            }
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
@@ -416,7 +499,7 @@ fn run_cli() -> anyhow::Result<()> {
         Some(config) => {
             #[cfg(feature = "kube")]
             let pod_metadata_wait = args.pod_metadata_wait;
-            let plan = args.into_plan(&config, &rt)?;
+            let (plan, loaded) = args.into_plan(&config, &rt)?;
             for n in &plan.notes {
                 tracing::info!(config = %config.display(), "{n}");
             }
@@ -428,10 +511,27 @@ fn run_cli() -> anyhow::Result<()> {
                 "running Alloy config"
             );
             rt.block_on(async {
+                // remote.kubernetes.*: polled; new data re-evaluate the config and reach the
+                // writers' endpoints.
+                #[allow(unused_mut)]
+                let mut live = agent::Live::default();
                 #[cfg(feature = "kube")]
-                for spec in plan.remotes.iter().cloned() {
-                    tokio::spawn(agent::k8s::remote::warn_on_change(spec));
-                }
+                let _poller = match plan.remotes.is_empty() {
+                    true => None,
+                    false => {
+                        let (tx, rx) = tokio::sync::watch::channel(writer_endpoints(&plan));
+                        live.endpoints = Some(rx);
+                        let initial = loaded.fetched.clone();
+                        let apply = on_remote_change(loaded, &plan, tx);
+                        Some(AbortOnDrop(tokio::spawn(agent::k8s::remote::poll(
+                            plan.remotes.clone(),
+                            initial,
+                            std::sync::Arc::new(apply),
+                        ))))
+                    }
+                };
+                #[cfg(not(feature = "kube"))]
+                let _ = loaded;
                 let discovery = plan.discovery();
                 #[cfg(feature = "kube")]
                 let discovery = match discovery.uses_kubelet() {
@@ -441,7 +541,28 @@ fn run_cli() -> anyhow::Result<()> {
                     },
                     false => discovery,
                 };
-                agent::run_plan(&plan, Box::new(discovery), None, shutdown_signal()).await
+                // loki.source.kubernetes_events: a client each, the delivered record read
+                // from the positions directory; a failure is a startup error.
+                #[cfg(feature = "kube")]
+                for (i, spec) in plan.event_sources() {
+                    let id = spec.id.clone();
+                    let s = agent::k8s::events::EventsSource::new(
+                        spec,
+                        i,
+                        &plan.settings.tenant,
+                        &plan.settings.positions_path,
+                    )
+                    .await
+                    .with_context(|| id.clone())?;
+                    live.sources.push(std::sync::Arc::new(s));
+                }
+                #[cfg(not(feature = "kube"))]
+                if !plan.event_sources().is_empty() {
+                    bail!("loki.source.kubernetes_events needs the `kube` cargo feature");
+                }
+                agent::run_plan_with(&plan, Box::new(discovery), live, None, shutdown_signal())
+                    .await
+                    .map_err(anyhow::Error::from)
             })?;
         }
     }

@@ -9,7 +9,8 @@ use super::args::{decode, Args, Ctx};
 use super::ast::{Block, Expr, ExprKind, Stmt};
 use super::capsules;
 use super::components::{
-    self, file, kubernetes, otelcol, process, relabel as relabel_c, remote, write,
+    self, file, kubernetes, kubernetes_events, otelcol, process, relabel as relabel_c, remote,
+    write,
 };
 use super::diag::{suggest, Diagnostic, Diagnostics, Pos};
 use super::eval::{eval, Scope};
@@ -64,6 +65,9 @@ pub struct SourcePlan {
     /// `stage.cri`/`stage.docker` is lifted into `settings.format`, because the agent's own
     /// parser does that job (bounded partial joining) before the route runs.
     pub routes: Vec<Route>,
+    /// `loki.source.kubernetes_events`: events come from the API, not from files (the
+    /// source's targets are empty).
+    pub events: Option<kubernetes_events::EventsSpec>,
 }
 
 impl Plan {
@@ -85,6 +89,15 @@ impl Plan {
         )
     }
 
+    /// The event sources with their index into [`Plan::routes`].
+    pub fn event_sources(&self) -> Vec<(usize, kubernetes_events::EventsSpec)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.events.clone().map(|e| (i, e)))
+            .collect()
+    }
+
     /// The routes of every source, indexed like the targets of [`Plan::discovery`].
     pub fn routes(&self) -> Vec<Vec<Route>> {
         self.sources.iter().map(|s| s.routes.clone()).collect()
@@ -100,6 +113,7 @@ enum Built {
         forward_to: Vec<String>,
         kubernetes: bool,
         file: file::SourceFileArgs,
+        events: Option<Box<kubernetes_events::EventsSpec>>,
     },
     Relabel {
         forward_to: Vec<String>,
@@ -395,6 +409,11 @@ pub fn load_full(
                 "{}: not read from the Kubernetes API by `agent check`; their data values are placeholders",
                 unfetched.join(", ")
             ));
+        }
+        if !remotes.is_empty() {
+            // A tenant_id can come from remote data, which may change while running: entries
+            // no stage.tenant claimed take each endpoint's tenant when they are pushed.
+            p.settings.tenant = crate::config::ENDPOINT_TENANT.to_string();
         }
         p.remotes = remotes;
     }
@@ -902,6 +921,7 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
                 forward_to: forward_to(args, ctx),
                 kubernetes: false,
                 file: f,
+                events: None,
             }
         }
         "loki.source.kubernetes" => {
@@ -920,8 +940,16 @@ fn build(c: &Component<'_>, args: &Args, ctx: &mut Ctx<'_>) -> (Built, BTreeMap<
                         .is_some_and(|c| c.bool("enabled", false, ctx)),
                     ..Default::default()
                 },
+                events: None,
             }
         }
+        "loki.source.kubernetes_events" => Built::Source {
+            targets: TargetSource::Static(Vec::new()),
+            forward_to: forward_to(args, ctx),
+            kubernetes: false,
+            file: file::SourceFileArgs::default(),
+            events: Some(Box::new(kubernetes_events::spec(&c.id, args, ctx))),
+        },
         _ => Built::Nothing,
     };
     (built, exports)
@@ -976,6 +1004,7 @@ fn assemble(
             forward_to,
             kubernetes,
             file,
+            events,
         } = b
         else {
             continue;
@@ -1020,8 +1049,14 @@ fn assemble(
                 }
             }
         }
-        if !formats.contains(&format) {
+        // Event lines are made by the agent, not parsed from files.
+        if !formats.contains(&format) && events.is_none() {
             formats.push(format);
+        }
+        if events.is_some() {
+            notes.push(format!(
+                "{id}: reads Kubernetes events through the API: node-independent, run it in one agent per cluster (see agent/README.md)"
+            ));
         }
         if targets.uses_kubelet() {
             notes.push(format!(
@@ -1053,6 +1088,7 @@ fn assemble(
         sources.push(Pending {
             id: id.clone(),
             targets: targets.clone(),
+            events: events.as_deref().cloned(),
             routes: routes
                 .into_iter()
                 .map(|(route, writer_id)| PendingRoute { route, writer_id })
@@ -1063,7 +1099,7 @@ fn assemble(
         diags.push(Diagnostic::new(
             file_name,
             Pos::START,
-            "no log source: add a loki.source.file or loki.source.kubernetes component",
+            "no log source: add a loki.source.file, loki.source.kubernetes or loki.source.kubernetes_events component",
         ));
         return None;
     }
@@ -1139,6 +1175,7 @@ fn assemble(
                 id: s.id,
                 targets: s.targets,
                 routes: s.routes.into_iter().map(|r| r.route).collect(),
+                events: s.events,
             })
             .collect(),
         notes,
@@ -1150,6 +1187,7 @@ fn assemble(
 struct Pending {
     id: String,
     targets: TargetSource,
+    events: Option<kubernetes_events::EventsSpec>,
     routes: Vec<PendingRoute>,
 }
 

@@ -10,6 +10,7 @@
 //! a short grace period ([`PodWatcher::with_grace`]).
 
 pub mod backoff;
+pub mod events;
 pub mod labels;
 pub mod remote;
 pub mod watch;

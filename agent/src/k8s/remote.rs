@@ -1,11 +1,14 @@
 //! Run-time side of `remote.kubernetes.secret` / `remote.kubernetes.configmap`: fetches the
 //! named objects from the API server (the component's `client { kubeconfig_file }`, else
-//! in-cluster or `$KUBECONFIG`) before the pipeline is built.
+//! in-cluster or `$KUBECONFIG`) before the pipeline is built, then again every
+//! `poll_frequency` ([`poll`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
+use parking_lot::Mutex;
 
 use super::{client_from_env, K8sError};
 use crate::alloy::components::remote::{Fetched, Kind, RemoteSpec};
@@ -75,24 +78,70 @@ pub async fn fetch(specs: &[RemoteSpec]) -> Result<Fetched, K8sError> {
     Ok(out)
 }
 
-/// Re-reads the object every `poll_frequency` and warns when its data changed: values are
-/// applied at startup only (Alloy would re-evaluate the components using them), so the
-/// operator learns that a restart is needed. The first read is the baseline.
-pub async fn warn_on_change(spec: RemoteSpec) {
+/// Re-reads every object every `poll_frequency` (the read at startup is the baseline);
+/// when an object's data changed, `on_change` gets every component's latest data, as Alloy
+/// re-evaluates the components that use it. A failed read keeps the last values (warned
+/// once per outage). Runs until aborted.
+pub async fn poll(
+    specs: Vec<RemoteSpec>,
+    initial: Fetched,
+    on_change: Arc<dyn Fn(&Fetched) + Send + Sync>,
+) {
+    let current = Arc::new(Mutex::new(initial));
+    let tasks: Vec<_> = specs
+        .into_iter()
+        .map(|spec| tokio::spawn(poll_one(spec, current.clone(), on_change.clone())))
+        .collect();
+    // Aborting this task must stop the pollers too.
+    struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortAll {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                t.abort();
+            }
+        }
+    }
+    let _pollers = AbortAll(tasks);
+    futures::future::pending::<()>().await;
+}
+
+async fn poll_one(
+    spec: RemoteSpec,
+    current: Arc<Mutex<Fetched>>,
+    on_change: Arc<dyn Fn(&Fetched) + Send + Sync>,
+) {
+    let object = format!("{}/{}", spec.namespace, spec.name);
     let mut tick = tokio::time::interval(spec.poll_frequency);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<BTreeMap<String, String>> = None;
+    // The first tick is immediate; the startup read stands for it.
+    tick.tick().await;
+    let mut failing = false;
     loop {
         tick.tick().await;
         match fetch_one(&spec).await {
-            Ok(d) => {
-                if last.as_ref().is_some_and(|l| *l != d) {
-                    tracing::warn!(component = %spec.id, object = %format!("{}/{}", spec.namespace, spec.name), "data changed in the Kubernetes API; this agent applies remote.kubernetes data at startup only: restart it to use the new values");
+            Ok(data) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(component = %spec.id, object = %object, "re-reading works again");
                 }
-                last = Some(d);
+                let changed = {
+                    let mut c = current.lock();
+                    if c.get(&spec.id) == Some(&data) {
+                        None
+                    } else {
+                        c.insert(spec.id.clone(), data);
+                        Some(c.clone())
+                    }
+                };
+                if let Some(all) = changed {
+                    tracing::info!(component = %spec.id, object = %object, "data changed in the Kubernetes API; applying it");
+                    on_change(&all);
+                }
             }
             Err(e) => {
-                tracing::warn!(component = %spec.id, error = %e, "re-reading failed; keeping the values read at startup")
+                if !failing {
+                    tracing::warn!(component = %spec.id, object = %object, error = %e, "re-reading failed; keeping the last values read (logged again when it works)");
+                }
+                failing = true;
             }
         }
     }

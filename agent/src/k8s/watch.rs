@@ -26,18 +26,23 @@ pub struct Cause {
 
 impl Cause {
     pub fn of(e: &watcher::Error) -> Cause {
+        Cause::of_resource(e, "pods")
+    }
+
+    /// Like [`Cause::of`] for a watch of another resource (e.g. "events").
+    pub fn of_resource(e: &watcher::Error, resource: &str) -> Cause {
         let (verb, err) = match e {
             watcher::Error::InitialListFailed(err) => ("list", Some(err)),
             watcher::Error::WatchStartFailed(err) | watcher::Error::WatchFailed(err) => {
                 ("watch", Some(err))
             }
-            watcher::Error::WatchError(status) => return Cause::status("watch", status),
+            watcher::Error::WatchError(status) => return Cause::status("watch", resource, status),
             watcher::Error::NoResourceVersion => ("list", None),
         };
         match err {
-            Some(kube::Error::Api(status)) => Cause::status(verb, status),
+            Some(kube::Error::Api(status)) => Cause::status(verb, resource, status),
             Some(other) => Cause {
-                text: format!("API server not reachable ({verb} pods): {other}"),
+                text: format!("API server not reachable ({verb} {resource}): {other}"),
                 gone: false,
             },
             None => Cause {
@@ -47,18 +52,18 @@ impl Cause {
         }
     }
 
-    fn status(verb: &str, s: &kube::core::Status) -> Cause {
+    fn status(verb: &str, resource: &str, s: &kube::core::Status) -> Cause {
         let text = match s.code {
             403 => format!(
-                "403 Forbidden: the service account may not {verb} pods (RBAC: verb \"{verb}\" on resource \"pods\", cluster scope): {}",
+                "403 Forbidden: the service account may not {verb} {resource} (RBAC: verb \"{verb}\" on resource \"{resource}\", cluster scope): {}",
                 s.message
             ),
-            401 => format!("401 Unauthorized ({verb} pods): the credentials were rejected: {}", s.message),
+            401 => format!("401 Unauthorized ({verb} {resource}): the credentials were rejected: {}", s.message),
             410 => format!(
                 "410 Gone: the API server's watch cache expired (our resource version is too old); relisting: {}",
                 s.message
             ),
-            code => format!("{code} {} ({verb} pods): {}", s.reason, s.message),
+            code => format!("{code} {} ({verb} {resource}): {}", s.reason, s.message),
         };
         Cause {
             text,

@@ -19,11 +19,11 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilde
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::retry::Outcome;
 use super::tls::{self, TlsError};
-use crate::config::{Auth, Endpoint, Tls};
+use crate::config::{Auth, Endpoint, Tls, ENDPOINT_TENANT};
 use crate::error::AgentError;
 
 /// Redirect hops followed per push (Go's http.Client stops after 10).
@@ -43,6 +43,72 @@ pub struct Attempt {
     pub detail: String,
 }
 
+/// What a request carries besides the body: from the endpoint's `headers`, auth and
+/// `tenant_id`, which `remote.kubernetes.*` data can change while the agent runs.
+#[derive(Debug)]
+struct Creds {
+    /// Headers the agent sets, then the endpoint's extra `headers` that do not clash.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// An `X-Scope-OrgID` from the endpoint's `headers`: sent only with batches that have no
+    /// tenant of their own (as Alloy, which sets the tenant header first and then adds custom
+    /// headers whose key is still unset).
+    org_id_header: Option<HeaderValue>,
+    /// Configured auth, unless `headers` already has an `Authorization`.
+    auth: Option<Auth>,
+    /// `tenant_id`: the tenant of batches queued under [`ENDPOINT_TENANT`].
+    tenant: String,
+}
+
+impl Creds {
+    /// Validates and prepares the endpoint's headers and auth.
+    fn new(ep: &Endpoint) -> Result<Creds, AgentError> {
+        let mut headers = vec![
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            ),
+            (CONTENT_ENCODING, HeaderValue::from_static("snappy")),
+            (
+                USER_AGENT,
+                HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))),
+            ),
+        ];
+        let mut custom_auth = false;
+        let mut org_id_header = None;
+        for (k, v) in &ep.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| AgentError::Settings(format!("header name {k:?}: {e}")))?;
+            // Like Alloy, extra headers never replace the ones the client sets itself
+            // (content type, user agent, tenant); an Authorization header replaces the
+            // configured auth, as Alloy's auth round trippers leave such requests alone.
+            if name.as_str() == "x-scope-orgid" {
+                if !ep.tenant.is_empty() {
+                    tracing::warn!(header = %name, url = %ep.url, tenant = %ep.tenant,
+                        "custom header key already exists, skipping: tenant_id is sent instead");
+                }
+                org_id_header = Some(header_value(v)?);
+                continue;
+            }
+            if headers.iter().any(|(n, _)| *n == name) {
+                tracing::warn!(header = %name, url = %ep.url, "custom header key already exists, skipping");
+                continue;
+            }
+            custom_auth |= name == AUTHORIZATION;
+            headers.push((name, header_value(v)?));
+        }
+        // Check the credentials once now so a typo in a path is reported at start.
+        if !custom_auth {
+            authorization(&ep.auth).map_err(AgentError::Settings)?;
+        }
+        Ok(Creds {
+            headers,
+            org_id_header,
+            auth: (!custom_auth).then(|| ep.auth.clone()),
+            tenant: ep.tenant.clone(),
+        })
+    }
+}
+
 /// The hyper client and the TLS file contents it was built from.
 #[derive(Debug)]
 struct Transport {
@@ -56,14 +122,8 @@ pub struct LokiClient {
     transport: Arc<Mutex<Transport>>,
     uri: Uri,
     https: bool,
-    /// Headers the agent sets, then the endpoint's extra `headers` that do not clash.
-    headers: Vec<(HeaderName, HeaderValue)>,
-    /// An `X-Scope-OrgID` from the endpoint's `headers`: sent only with batches that have no
-    /// tenant of their own (as Alloy, which sets the tenant header first and then adds custom
-    /// headers whose key is still unset).
-    org_id_header: Option<HeaderValue>,
-    /// Configured auth, unless `headers` already has an `Authorization`.
-    auth: Option<Auth>,
+    /// Headers, auth and tenant: replaced as a whole by [`LokiClient::update`].
+    creds: Arc<RwLock<Arc<Creds>>>,
     tls: Tls,
     timeout: Duration,
     follow_redirects: bool,
@@ -163,44 +223,7 @@ impl LokiClient {
                 )))
             }
         };
-        let mut headers = vec![
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-protobuf"),
-            ),
-            (CONTENT_ENCODING, HeaderValue::from_static("snappy")),
-            (
-                USER_AGENT,
-                HeaderValue::from_static(concat!("agent/", env!("CARGO_PKG_VERSION"))),
-            ),
-        ];
-        let mut custom_auth = false;
-        let mut org_id_header = None;
-        for (k, v) in &ep.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| AgentError::Settings(format!("header name {k:?}: {e}")))?;
-            // Like Alloy, extra headers never replace the ones the client sets itself
-            // (content type, user agent, tenant); an Authorization header replaces the
-            // configured auth, as Alloy's auth round trippers leave such requests alone.
-            if name.as_str() == "x-scope-orgid" {
-                if !ep.tenant.is_empty() {
-                    tracing::warn!(header = %name, url = %ep.url, tenant = %ep.tenant,
-                        "custom header key already exists, skipping: tenant_id is sent instead");
-                }
-                org_id_header = Some(header_value(v)?);
-                continue;
-            }
-            if headers.iter().any(|(n, _)| *n == name) {
-                tracing::warn!(header = %name, url = %ep.url, "custom header key already exists, skipping");
-                continue;
-            }
-            custom_auth |= name == AUTHORIZATION;
-            headers.push((name, header_value(v)?));
-        }
-        // Check the credentials once now so a typo in a path is reported at start.
-        if !custom_auth {
-            authorization(&ep.auth).map_err(AgentError::Settings)?;
-        }
+        let creds = Creds::new(ep)?;
         let client = build_transport(&ep.tls, https, ep.request_timeout)
             .map_err(|e| AgentError::Settings(format!("loki url {:?}: tls_config: {e}", ep.url)))?;
         Ok(LokiClient {
@@ -210,13 +233,20 @@ impl LokiClient {
             })),
             uri,
             https,
-            headers,
-            org_id_header,
-            auth: (!custom_auth).then(|| ep.auth.clone()),
+            creds: Arc::new(RwLock::new(Arc::new(creds))),
             tls: ep.tls.clone(),
             timeout: ep.request_timeout,
             follow_redirects: ep.follow_redirects,
         })
+    }
+
+    /// Takes the headers, auth and `tenant_id` of `ep` (the same endpoint, its
+    /// `remote.kubernetes.*` data changed) for every later request, retries included. On an
+    /// error the previous values stay.
+    pub fn update(&self, ep: &Endpoint) -> Result<(), AgentError> {
+        let creds = Creds::new(ep)?;
+        *self.creds.write() = Arc::new(creds);
+        Ok(())
     }
 
     /// `host:port` of the endpoint (the `host` metric label).
@@ -257,7 +287,13 @@ impl LokiClient {
             Ok(c) => c,
             Err(e) => return failed(e),
         };
-        let auth = match self.auth.as_ref().map(authorization) {
+        let creds = self.creds.read().clone();
+        let tenant = if tenant == ENDPOINT_TENANT {
+            creds.tenant.as_str()
+        } else {
+            tenant
+        };
+        let auth = match creds.auth.as_ref().map(authorization) {
             Some(Ok(a)) => a,
             Some(Err(e)) => return failed(e),
             None => None,
@@ -268,7 +304,7 @@ impl LokiClient {
             let mut hops = 0;
             loop {
                 let mut req = Request::builder().method(Method::POST).uri(uri.clone());
-                for (k, v) in &self.headers {
+                for (k, v) in &creds.headers {
                     // Go drops credentials when a redirect leaves the original host.
                     if same_origin || *k != AUTHORIZATION {
                         req = req.header(k, v);
@@ -279,7 +315,7 @@ impl LokiClient {
                 }
                 if !tenant.is_empty() {
                     req = req.header("X-Scope-OrgID", tenant);
-                } else if let Some(v) = &self.org_id_header {
+                } else if let Some(v) = &creds.org_id_header {
                     req = req.header("X-Scope-OrgID", v);
                 }
                 let req = req

@@ -51,8 +51,10 @@ impl SenderCtx {
 }
 
 /// Pushes batches queued under `tenant` until the queue closes.
-pub async fn run_sender(ctx: SenderCtx, tenant: Arc<str>, mut rx: mpsc::Receiver<Batch>) {
-    let tenant = ctx.endpoint.tenant_for(&tenant).to_string();
+pub async fn run_sender(ctx: SenderCtx, queued: Arc<str>, mut rx: mpsc::Receiver<Batch>) {
+    // The metric label; the request's tenant is resolved per push (a `tenant_id` from
+    // `remote.kubernetes.*` data can change).
+    let tenant = ctx.endpoint.tenant_for(&queued).to_string();
     ctx.metrics.tenant_started(&ctx.host, &tenant);
     while let Some(mut batch) = rx.recv().await {
         let max = ctx.endpoint.max_streams;
@@ -70,7 +72,7 @@ pub async fn run_sender(ctx: SenderCtx, tenant: Arc<str>, mut rx: mpsc::Receiver
             }
         }
         if batch.entries > 0 {
-            deliver(&ctx, &tenant, &batch).await;
+            deliver(&ctx, &tenant, &queued, &batch).await;
         }
         for (id, offset) in batch.commits() {
             ctx.positions.ack(id, offset);
@@ -109,7 +111,7 @@ pub fn limit_streams(batch: &mut Batch, max: usize) -> (usize, usize) {
 }
 
 /// Sends one batch until it is accepted or dropped.
-async fn deliver(ctx: &SenderCtx, tenant: &str, batch: &Batch) {
+async fn deliver(ctx: &SenderCtx, tenant: &str, queued: &str, batch: &Batch) {
     let body = Bytes::from(loki_wire::snappy::compress(&batch.encode()));
     let s = &ctx.endpoint;
     let host = &*ctx.host;
@@ -117,7 +119,7 @@ async fn deliver(ctx: &SenderCtx, tenant: &str, batch: &Batch) {
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let a = ctx.client.push(body.clone(), tenant).await;
+        let a = ctx.client.push(body.clone(), queued).await;
         let status = match a.outcome {
             retry::Outcome::Status { code, .. } => Some(code),
             retry::Outcome::Connection => None,

@@ -4,6 +4,7 @@
 pub mod echo;
 pub mod file;
 pub mod kubernetes;
+pub mod kubernetes_events;
 pub mod otelcol;
 pub mod process;
 pub mod relabel;
@@ -18,6 +19,7 @@ pub const SUPPORTED: &[&str] = &[
     "local.file_match",
     "loki.source.file",
     "loki.source.kubernetes",
+    "loki.source.kubernetes_events",
     "discovery.kubernetes",
     "discovery.relabel",
     "loki.relabel",
@@ -48,6 +50,7 @@ pub fn schema(name: &str) -> Option<&'static Schema> {
         "local.file_match" => &file::FILE_MATCH,
         "loki.source.file" => &file::SOURCE_FILE,
         "loki.source.kubernetes" => &kubernetes::SOURCE_KUBERNETES,
+        "loki.source.kubernetes_events" => &kubernetes_events::SOURCE_KUBERNETES_EVENTS,
         "discovery.kubernetes" => &kubernetes::DISCOVERY_KUBERNETES,
         "discovery.relabel" => &relabel::DISCOVERY_RELABEL,
         "loki.relabel" => &relabel::LOKI_RELABEL,
@@ -66,7 +69,7 @@ pub fn unsupported_reason(name: &str) -> Option<&'static str> {
         return Some("node logs from the systemd journal are not supported yet: if the node also writes text logs (rsyslog/syslog, journald ForwardToSyslog), tail them with loki.source.file (e.g. /var/log/syslog, /var/log/messages); otherwise keep a journal-reading collector for node logs");
     }
     let prefixes: &[(&str, &str)] = &[
-        ("loki.source.", "this agent tails node-local files; only loki.source.file and loki.source.kubernetes are supported"),
+        ("loki.source.", "this agent tails node-local files; only loki.source.file, loki.source.kubernetes and loki.source.kubernetes_events are supported"),
         ("loki.", "not implemented by this agent"),
         ("discovery.", "only discovery.kubernetes (role pod) and discovery.relabel are supported"),
         ("local.", "only local.file_match is supported"),

@@ -15,7 +15,8 @@ use crate::alloy::value::Value;
 const CLIENT_ONLY_KUBECONFIG: &str =
     "the client comes from the in-cluster service account, $KUBECONFIG or kubeconfig_file";
 
-static CLIENT: Schema = Schema {
+/// `client { ... }` of the components that talk to the API server: only `kubeconfig_file`.
+pub(crate) static CLIENT: Schema = Schema {
     attrs: &[
         ("kubeconfig_file", A::Optional),
         ("api_server", A::Unsupported(CLIENT_ONLY_KUBECONFIG)),
