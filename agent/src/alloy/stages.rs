@@ -6,7 +6,10 @@ pub mod decolorize;
 pub mod gotemplate;
 pub mod gotime;
 pub mod json;
+pub mod json_keys;
+pub mod logfmt;
 pub mod pack;
+pub mod reads;
 pub mod replace;
 pub mod template;
 pub mod timestamp;
@@ -19,6 +22,7 @@ use chrono::DateTime;
 use regex::Regex;
 
 pub use json::JsonStage;
+pub use logfmt::logfmt;
 pub use replace::ReplaceStage;
 pub use template::TemplateStage;
 pub use timestamp::{OnFailure, TimeFormat, Timestamp};
@@ -222,15 +226,7 @@ impl Stage {
                 out.push(e);
             }
             Stage::Logfmt { mapping, source } => {
-                if let Some(s) = e.source(source.as_deref()) {
-                    let kv = logfmt(&s);
-                    for (name, key) in mapping.iter() {
-                        let key = if key.is_empty() { name } else { key };
-                        if let Some(v) = kv.get(key.as_str()) {
-                            e.extracted.insert(name.clone(), v.clone());
-                        }
-                    }
-                }
+                logfmt::extract(mapping, source.as_deref(), &mut e);
                 out.push(e);
             }
             Stage::Regex {
@@ -264,7 +260,12 @@ impl Stage {
                         e.extracted.get(src)
                     };
                     if let Some(v) = v.cloned() {
-                        e.labels.insert(label.clone(), v);
+                        match e.labels.get_mut(label) {
+                            Some(slot) => *slot = v,
+                            None => {
+                                e.labels.insert(label.clone(), v);
+                            }
+                        }
                     }
                 }
                 out.push(e);
@@ -343,7 +344,7 @@ impl Stage {
                 } else if m.drop {
                     count_drop(dropped, &m.reason);
                 } else {
-                    out.extend(m.pipeline.process(e, now));
+                    m.pipeline.process_into(e, now, out);
                 }
             }
             Stage::Multiline(m) => m.process(e, now, out),
@@ -421,8 +422,13 @@ fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
     e.extracted.insert("flags".into(), flags.clone());
     e.extracted.insert("content".into(), content.clone());
     e.line = content;
-    let key = e.stream_key();
     let partial = flags.split(':').any(|f| f == "P");
+    if !partial && c.partials.is_empty() {
+        // Nothing held and nothing to hold: no need for the stream key.
+        out.push(e);
+        return;
+    }
+    let key = e.stream_key();
     if let Some(mut held) = c.partials.remove(&key) {
         held.line.push_str(&e.line);
         if c.max_partial_line_size > 0
@@ -500,88 +506,39 @@ fn docker(e: &mut Entry) {
     e.line = log.to_string();
 }
 
-/// `key=value key="quoted value"` pairs.
-pub fn logfmt(s: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut it = s.chars().peekable();
-    loop {
-        while it.peek().is_some_and(|c| c.is_whitespace()) {
-            it.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = it.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            it.next();
-        }
-        if key.is_empty() {
-            if it.next().is_none() {
-                return out;
-            }
-            continue;
-        }
-        let mut val = String::new();
-        if it.peek() == Some(&'=') {
-            it.next();
-            if it.peek() == Some(&'"') {
-                it.next();
-                while let Some(c) = it.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = it.next() {
-                                val.push(if n == 'n' { '\n' } else { n });
-                            }
-                        }
-                        '"' => break,
-                        c => val.push(c),
-                    }
-                }
-            } else {
-                while let Some(&c) = it.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    val.push(c);
-                    it.next();
-                }
-            }
-        }
-        out.insert(key, val);
-    }
-}
-
 impl DropStage {
     /// All configured conditions must hold (AND), like Alloy.
     fn matches(&self, e: &Entry, now: i64) -> bool {
         let mut any = false;
         if self.expression.is_some() || self.value.is_some() {
-            let v = if self.source.is_empty() {
-                Some(e.line.clone())
-            } else {
-                let parts: Vec<Option<&String>> =
-                    self.source.iter().map(|s| e.extracted.get(s)).collect();
-                if parts.iter().any(Option::is_none) {
-                    return false;
-                }
-                Some(
+            let v: std::borrow::Cow<'_, str> = match self.source.as_slice() {
+                [] => e.line.as_str().into(),
+                [one] => match e.extracted.get(one) {
+                    Some(v) => v.as_str().into(),
+                    None => return false,
+                },
+                many => {
+                    let parts: Vec<Option<&String>> =
+                        many.iter().map(|s| e.extracted.get(s)).collect();
+                    if parts.iter().any(Option::is_none) {
+                        return false;
+                    }
                     parts
                         .into_iter()
                         .flatten()
                         .cloned()
                         .collect::<Vec<_>>()
-                        .join(&self.separator),
-                )
+                        .join(&self.separator)
+                        .into()
+                }
             };
-            let Some(v) = v else { return false };
             if let Some(re) = &self.expression {
                 if !re.is_match(&v) {
                     return false;
                 }
             }
             if let Some(want) = &self.value {
-                if &v != want {
+                if v.as_ref() != want.as_str() {
                     return false;
                 }
             }
