@@ -8,13 +8,15 @@ use std::sync::Arc;
 use crate::config::LineFormat;
 
 use super::relabel::{self, Labels, Rule};
+use super::shared_labels::{LabelMemo, SharedLabels};
 use super::stages::reads::{self, Reads};
 use super::stages::Stage;
 
 /// One log entry as `loki.process` sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Entry {
-    pub labels: Labels,
+    /// Shared with the other entries of its file until a stage changes it.
+    pub labels: SharedLabels,
     /// Values extracted by parsing stages, read by later stages.
     pub extracted: BTreeMap<String, String>,
     /// Unix nanoseconds; the read time until a stage sets it.
@@ -28,6 +30,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(labels: Labels, ts: i64, line: impl Into<String>) -> Self {
+        Entry::shared(labels.into(), ts, line)
+    }
+
+    /// An entry with a label set other entries may share.
+    pub fn shared(labels: SharedLabels, ts: i64, line: impl Into<String>) -> Self {
         Entry {
             labels,
             ts,
@@ -72,6 +79,8 @@ pub struct Pipeline {
     reads: Option<Arc<Reads>>,
     /// A reused vector for the entries a stage emits.
     scratch: Vec<Entry>,
+    /// Per stage (same index): the label sets it made, for entries with the same input.
+    memos: Vec<LabelMemo>,
 }
 
 impl Pipeline {
@@ -82,6 +91,7 @@ impl Pipeline {
             lifted: None,
             reads: None,
             scratch: Vec::new(),
+            memos: Vec::new(),
         }
     }
 
@@ -181,9 +191,11 @@ impl Pipeline {
     fn run_stages_into(&mut self, e: Entry, now: i64, out: &mut Vec<Entry>) {
         let mut next = std::mem::take(&mut self.scratch);
         next.clear();
+        // `stages` is public and filled by the loader: keep one memo per stage.
+        self.memos.resize_with(self.stages.len(), LabelMemo::default);
         let mut cur = e;
         for i in 0..self.stages.len() {
-            self.stages[i].process(cur, now, &mut next, &mut self.dropped);
+            self.stages[i].run(cur, now, &mut next, &mut self.dropped, &mut self.memos[i]);
             if next.len() == 1 {
                 if let Some(one) = next.pop() {
                     cur = one;
@@ -195,13 +207,13 @@ impl Pipeline {
                 return;
             }
             let mut batch = std::mem::take(&mut next);
-            for st in &mut self.stages[i + 1..] {
+            for (st, memo) in self.stages[i + 1..].iter_mut().zip(&mut self.memos[i + 1..]) {
                 if batch.is_empty() {
                     break;
                 }
                 let mut after = Vec::with_capacity(batch.len());
                 for e in batch {
-                    st.process(e, now, &mut after, &mut self.dropped);
+                    st.run(e, now, &mut after, &mut self.dropped, memo);
                 }
                 batch = after;
             }

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::pipeline::{Entry, Route};
 use super::relabel::Labels;
+use super::shared_labels::SharedLabels;
 use super::stages::TENANT_LABEL;
 use crate::chunk::{Chunk, FileMeta, Stream};
 use crate::metrics::Metrics;
@@ -89,7 +90,8 @@ struct Current {
     /// Index of the next entry to process.
     next: usize,
     source: usize,
-    parsed: [Labels; 3],
+    /// Shared by every entry of the chunk until a stage changes an entry's labels.
+    parsed: [SharedLabels; 3],
 }
 
 /// An entry leaving a route, with the writer the route ends at.
@@ -112,7 +114,7 @@ pub struct Router {
     outputs: HashMap<(usize, Arc<str>), mpsc::Sender<Chunk>>,
     /// Parsed input labels per file, indexed by [`Stream`]; evicted once the tailer and every
     /// chunk let go of the file meta.
-    labels: HashMap<u64, (Arc<FileMeta>, usize, [Labels; 3])>,
+    labels: HashMap<u64, (Arc<FileMeta>, usize, [SharedLabels; 3])>,
     dropped_reported: BTreeMap<String, u64>,
     /// Reused per entry: what its routes emitted, with their writers.
     routed: Vec<Routed>,
@@ -176,6 +178,10 @@ struct Output {
 
 type Outputs = Vec<Output>;
 
+/// How many (writer, label set) → group results [`Outgoing`] keeps; a chunk comes from one
+/// file, so its entries have few label sets.
+const RECENT_SETS: usize = 32;
+
 /// Output entries grouped into chunks by (writer, tenant, label set), in arrival order.
 #[derive(Default)]
 struct Outgoing {
@@ -186,9 +192,10 @@ struct Outgoing {
     /// Groups by (writer, tenant, label string): label maps that write the same string
     /// (as a map with an empty value does) share a group, as one stream.
     by_string: HashMap<(usize, Arc<str>, Arc<str>), usize>,
-    /// The group of the previous entry, by (writer, tenant, labels): consecutive entries
-    /// mostly share it, and comparing label maps is cheaper than hashing them.
-    last: Option<(usize, Arc<str>, Labels, usize)>,
+    /// Groups by (writer, entry label set) for the sets seen lately, compared by pointer:
+    /// entries of one file share their set (or the set a stage made for them), so most find
+    /// their group without the tenant, `__` and external-label work or any hashing.
+    recent: Vec<(usize, SharedLabels, usize)>,
 }
 
 impl Outgoing {
@@ -298,7 +305,7 @@ impl Router {
                     parsed[0] = parsed[2].clone();
                     parsed[1] = parsed[2].clone();
                 }
-                (meta.clone(), source, parsed)
+                (meta.clone(), source, parsed.map(SharedLabels::from))
             });
             (entry.1, entry.2.clone())
         };
@@ -368,7 +375,7 @@ impl Router {
             Ok(s) => s.to_owned(),
             Err(_) => String::from_utf8_lossy(bytes).into_owned(),
         };
-        let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
+        let mut e = Entry::shared(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
         e.origin = cur.seq;
         // A source whose forward_to leads to no writer sends nowhere (as in Alloy): the
         // entry is handled.
@@ -439,30 +446,33 @@ impl Router {
     }
 
     fn collect(&self, entries: impl IntoIterator<Item = Routed>, path: &str, out: &mut Outgoing) {
-        for (writer, mut e) in entries {
-            let tenant: Arc<str> = match e.labels.remove(TENANT_LABEL) {
-                Some(t) => Arc::from(t),
-                None => self.ctx.tenant.clone(),
-            };
-            e.labels.retain(|k, _| !k.starts_with("__"));
-            // Alloy's loki.write: externalLabels.Merge(entry labels), the entry's win.
-            if let Some(ext) = self.ctx.external_labels.get(writer) {
-                for (k, v) in ext {
-                    if !e.labels.contains_key(k) {
-                        e.labels.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            let cached = out
-                .last
-                .as_ref()
-                .filter(|(w, t, l, _)| *w == writer && *t == tenant && *l == e.labels)
-                .map(|(_, _, _, i)| *i);
-            let i = match cached {
-                Some(i) => i,
+        for (writer, e) in entries {
+            let i = match out.recent.iter().find(|(w, l, _)| *w == writer && l.ptr_eq(&e.labels)) {
+                Some(&(_, _, i)) => i,
                 None => {
-                    let i = out.group_of(writer, &tenant, &e.labels, path);
-                    out.last = Some((writer, tenant, std::mem::take(&mut e.labels), i));
+                    let tenant: Arc<str> = match e.labels.get(TENANT_LABEL) {
+                        Some(t) => Arc::from(t.as_str()),
+                        None => self.ctx.tenant.clone(),
+                    };
+                    let mut labels: Labels = e
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with("__"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    // Alloy's loki.write: externalLabels.Merge(entry labels), the entry's win.
+                    if let Some(ext) = self.ctx.external_labels.get(writer) {
+                        for (k, v) in ext {
+                            if !labels.contains_key(k) {
+                                labels.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    let i = out.group_of(writer, &tenant, &labels, path);
+                    if out.recent.len() >= RECENT_SETS {
+                        out.recent.clear();
+                    }
+                    out.recent.push((writer, e.labels.clone(), i));
                     i
                 }
             };

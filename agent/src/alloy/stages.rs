@@ -30,6 +30,7 @@ pub use truncate::{TruncateRule, TruncateSource};
 
 use super::pipeline::{Entry, Pipeline};
 use super::relabel::Labels;
+use super::shared_labels::LabelMemo;
 
 /// The label Loki clients read the tenant from.
 pub const TENANT_LABEL: &str = "__tenant_id__";
@@ -178,10 +179,24 @@ impl Stage {
     /// Processes one entry, pushing what continues to `out`.
     pub fn process(
         &mut self,
+        e: Entry,
+        now: i64,
+        out: &mut Vec<Entry>,
+        dropped: &mut BTreeMap<String, u64>,
+    ) {
+        self.run(e, now, out, dropped, &mut LabelMemo::default())
+    }
+
+    /// [`Stage::process`] with the stage's memo of label sets it made (see [`LabelMemo`]):
+    /// a stage that sets labels reuses the set it made for an earlier entry with the same
+    /// labels and values instead of copying them again.
+    pub fn run(
+        &mut self,
         mut e: Entry,
         now: i64,
         out: &mut Vec<Entry>,
         dropped: &mut BTreeMap<String, u64>,
+        memo: &mut LabelMemo,
     ) {
         match self {
             Stage::SecretFilter(f) => {
@@ -198,7 +213,7 @@ impl Stage {
                 pack::pack(labels, *ingest_timestamp, &mut e, now);
                 out.push(e);
             }
-            Stage::Cri(c) => cri(c, e, out),
+            Stage::Cri(c) => cri_memo(c, e, out, memo),
             Stage::Docker => {
                 docker(&mut e);
                 out.push(e);
@@ -252,35 +267,53 @@ impl Stage {
                 values,
                 from_structured_metadata,
             } => {
-                for (label, src) in values.iter() {
-                    let src = if src.is_empty() { label } else { src };
-                    let v = if *from_structured_metadata {
-                        e.structured_metadata.get(src)
-                    } else {
-                        e.extracted.get(src)
-                    };
-                    if let Some(v) = v.cloned() {
-                        match e.labels.get_mut(label) {
-                            Some(slot) => *slot = v,
-                            None => {
-                                e.labels.insert(label.clone(), v);
+                let pool = if *from_structured_metadata {
+                    &e.structured_metadata
+                } else {
+                    &e.extracted
+                };
+                // (label, value) for every configured label whose source has a value.
+                let found = || {
+                    values.iter().filter_map(|(label, src)| {
+                        let src = if src.is_empty() { label } else { src };
+                        pool.get(src).map(|v| (label, v))
+                    })
+                };
+                if !found().all(|(l, v)| e.labels.get(l) == Some(v)) {
+                    e.labels = memo.apply(
+                        &e.labels,
+                        found().flat_map(|(l, v)| [l.as_str(), v.as_str()]),
+                        |labels| {
+                            for (l, v) in found() {
+                                labels.insert(l.clone(), v.clone());
                             }
-                        }
-                    }
+                        },
+                    );
                 }
                 out.push(e);
             }
             Stage::StaticLabels(l) => {
-                e.labels
-                    .extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                if !l.iter().all(|(k, v)| e.labels.get(k) == Some(v)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    });
+                }
                 out.push(e);
             }
             Stage::LabelDrop(names) => {
-                e.labels.retain(|k, _| !names.contains(k));
+                if e.labels.keys().any(|k| names.contains(k)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.retain(|k, _| !names.contains(k));
+                    });
+                }
                 out.push(e);
             }
             Stage::LabelKeep(names) => {
-                e.labels.retain(|k, _| names.contains(k));
+                if !e.labels.keys().all(|k| names.contains(k)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.retain(|k, _| names.contains(k));
+                    });
+                }
                 out.push(e);
             }
             Stage::StructuredMetadata { values, regex } => {
@@ -299,6 +332,17 @@ impl Stage {
                             e.structured_metadata.insert(k.clone(), v.clone());
                         }
                     }
+                }
+                // Labels move only when one is named or matched: the set stays shared otherwise.
+                let moves = values.iter().any(|(name, src)| {
+                    e.labels
+                        .contains_key(if src.is_empty() { name } else { src })
+                }) || regex
+                    .as_ref()
+                    .is_some_and(|re| e.labels.keys().any(|k| re.is_match(k)));
+                if !moves {
+                    out.push(e);
+                    return;
                 }
                 for (name, src) in values.iter() {
                     let src = if src.is_empty() { name } else { src };
@@ -355,7 +399,9 @@ impl Stage {
                     TenantFrom::Value(v) => Some(v.clone()),
                 };
                 if let Some(v) = v.filter(|v| !v.is_empty()) {
-                    e.labels.insert(TENANT_LABEL.into(), v);
+                    if e.labels.get(TENANT_LABEL) != Some(&v) {
+                        e.labels.insert(TENANT_LABEL.into(), v);
+                    }
                 }
                 out.push(e);
             }
@@ -407,8 +453,15 @@ impl Stage {
     }
 }
 
-/// `TS STREAM FLAGS CONTENT`; `P` chunks are held per stream until the `F` chunk.
-fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
+/// `stage.cri` without a memo (the unit tests').
+#[cfg(test)]
+fn cri(c: &mut Cri, e: Entry, out: &mut Vec<Entry>) {
+    cri_memo(c, e, out, &mut LabelMemo::default())
+}
+
+/// `TS STREAM FLAGS CONTENT`; `P` chunks are held per stream until the `F` chunk. `memo`
+/// keeps the label sets its `stream` label made.
+fn cri_memo(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>, memo: &mut LabelMemo) {
     let Some(p) = crate_cri_split(&e.line) else {
         out.push(e); // not CRI: pass through unchanged
         return;
@@ -417,7 +470,11 @@ fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
     if let Some(t) = ts {
         e.ts = t;
     }
-    e.labels.insert("stream".into(), stream.clone());
+    if e.labels.get("stream") != Some(&stream) {
+        e.labels = memo.apply(&e.labels, std::iter::once(stream.as_str()), |l| {
+            l.insert("stream".into(), stream.clone());
+        });
+    }
     e.extracted.insert("stream".into(), stream);
     e.extracted.insert("flags".into(), flags.clone());
     e.extracted.insert("content".into(), content.clone());
@@ -499,7 +556,9 @@ fn docker(e: &mut Entry) {
     {
         e.ts = t;
     }
-    e.labels.insert("stream".into(), stream.into());
+    if e.labels.get("stream").map(String::as_str) != Some(stream) {
+        e.labels.insert("stream".into(), stream.into());
+    }
     e.extracted.insert("stream".into(), stream.into());
     e.extracted.insert("output".into(), log.into());
     // Alloy keeps the trailing newline of `log`.

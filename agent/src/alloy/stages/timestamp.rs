@@ -10,7 +10,7 @@ use lru::LruCache;
 
 use super::gotime::{self, Layout, Location};
 use crate::alloy::pipeline::Entry;
-use crate::alloy::relabel::Labels;
+use crate::alloy::shared_labels::SharedLabels;
 
 /// Alloy's `maxLastKnownTimestampsCacheSize`: label sets whose last time `fudge` remembers.
 pub const FUDGE_CACHE_SIZE: usize = 10_000;
@@ -143,7 +143,7 @@ pub struct Timestamp {
     last_known: Option<LruCache<String, i64>>,
     /// The label set of the previous entry and its cache key: consecutive entries mostly
     /// share labels, and comparing them is cheaper than writing the key again.
-    last_key: Option<(Labels, String)>,
+    last_key: Option<(SharedLabels, String)>,
 }
 
 impl Timestamp {
