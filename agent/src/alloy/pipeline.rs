@@ -192,7 +192,8 @@ impl Pipeline {
         let mut next = std::mem::take(&mut self.scratch);
         next.clear();
         // `stages` is public and filled by the loader: keep one memo per stage.
-        self.memos.resize_with(self.stages.len(), LabelMemo::default);
+        self.memos
+            .resize_with(self.stages.len(), LabelMemo::default);
         let mut cur = e;
         for i in 0..self.stages.len() {
             self.stages[i].run(cur, now, &mut next, &mut self.dropped, &mut self.memos[i]);
@@ -207,7 +208,10 @@ impl Pipeline {
                 return;
             }
             let mut batch = std::mem::take(&mut next);
-            for (st, memo) in self.stages[i + 1..].iter_mut().zip(&mut self.memos[i + 1..]) {
+            for (st, memo) in self.stages[i + 1..]
+                .iter_mut()
+                .zip(&mut self.memos[i + 1..])
+            {
                 if batch.is_empty() {
                     break;
                 }

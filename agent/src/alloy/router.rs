@@ -447,7 +447,11 @@ impl Router {
 
     fn collect(&self, entries: impl IntoIterator<Item = Routed>, path: &str, out: &mut Outgoing) {
         for (writer, e) in entries {
-            let i = match out.recent.iter().find(|(w, l, _)| *w == writer && l.ptr_eq(&e.labels)) {
+            let i = match out
+                .recent
+                .iter()
+                .find(|(w, l, _)| *w == writer && l.ptr_eq(&e.labels))
+            {
                 Some(&(_, _, i)) => i,
                 None => {
                     let tenant: Arc<str> = match e.labels.get(TENANT_LABEL) {

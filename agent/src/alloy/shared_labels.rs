@@ -83,6 +83,8 @@ pub struct LabelMemo {
     slots: Vec<(SharedLabels, Vec<String>, SharedLabels)>,
     /// The slot replaced next when full.
     next: usize,
+    /// Label-only checks (a `stage.match` selector's matchers) by input set.
+    checks: Vec<(SharedLabels, bool)>,
 }
 
 impl LabelMemo {
@@ -94,16 +96,21 @@ impl LabelMemo {
         values: impl Iterator<Item = &'a str> + Clone,
         change: impl FnOnce(&mut Labels),
     ) -> SharedLabels {
-        let hit = self.slots.iter().find(|(i, v, _)| {
-            i.ptr_eq(input) && v.iter().map(String::as_str).eq(values.clone())
-        });
+        let hit = self
+            .slots
+            .iter()
+            .find(|(i, v, _)| i.ptr_eq(input) && v.iter().map(String::as_str).eq(values.clone()));
         if let Some((_, _, out)) = hit {
             return out.clone();
         }
         let mut out: Labels = (**input).clone();
         change(&mut out);
         let out = SharedLabels::from(out);
-        let slot = (input.clone(), values.map(str::to_string).collect(), out.clone());
+        let slot = (
+            input.clone(),
+            values.map(str::to_string).collect(),
+            out.clone(),
+        );
         if self.slots.len() < MEMO_SLOTS {
             self.slots.push(slot);
         } else {
@@ -111,6 +118,21 @@ impl LabelMemo {
             self.next = (self.next + 1) % MEMO_SLOTS;
         }
         out
+    }
+}
+
+impl LabelMemo {
+    /// `check(labels)`, remembered per set: for tests that read nothing but the labels.
+    pub fn check(&mut self, labels: &SharedLabels, check: impl FnOnce(&Labels) -> bool) -> bool {
+        if let Some((_, r)) = self.checks.iter().find(|(l, _)| l.ptr_eq(labels)) {
+            return *r;
+        }
+        let r = check(labels);
+        if self.checks.len() >= MEMO_SLOTS {
+            self.checks.clear();
+        }
+        self.checks.push((labels.clone(), r));
+        r
     }
 }
 
@@ -141,8 +163,10 @@ mod tests {
     fn memo_shares_the_output_of_the_same_input_and_values() {
         let mut m = LabelMemo::default();
         let input = set(&[("job", "x")]);
-        let add = |v: &'static str| move |l: &mut Labels| {
-            l.insert("level".into(), v.into());
+        let add = |v: &'static str| {
+            move |l: &mut Labels| {
+                l.insert("level".into(), v.into());
+            }
         };
         let info1 = m.apply(&input, ["info"].into_iter(), add("info"));
         let warn = m.apply(&input, ["warn"].into_iter(), add("warn"));
@@ -155,6 +179,14 @@ mod tests {
         let info3 = m.apply(&other, ["info"].into_iter(), add("info"));
         assert!(!info3.ptr_eq(&info1));
         assert_eq!(info3, info1);
+        let mut calls = 0;
+        for _ in 0..3 {
+            assert!(m.check(&input, |l| {
+                calls += 1;
+                l.contains_key("job")
+            }));
+        }
+        assert_eq!(calls, 1);
         // Full: old slots are replaced, results stay right.
         for i in 0..40 {
             let v = format!("v{i}");

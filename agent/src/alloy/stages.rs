@@ -383,7 +383,7 @@ impl Stage {
                 }
             }
             Stage::Match(m) => {
-                if !m.selector.matches(&e) {
+                if !m.selector.matches_memo(&e, memo) {
                     out.push(e);
                 } else if m.drop {
                     count_drop(dropped, &m.reason);
@@ -855,22 +855,33 @@ impl Selector {
     }
 
     pub fn matches(&self, e: &Entry) -> bool {
-        let labels_ok = self.matchers.iter().all(|(n, op, v, re)| {
-            let have = e.labels.get(n).map(String::as_str).unwrap_or("");
+        self.labels_match(&e.labels) && self.line_matches(e)
+    }
+
+    /// [`Selector::matches`] with the label matchers' result remembered per label set.
+    fn matches_memo(&self, e: &Entry, memo: &mut LabelMemo) -> bool {
+        memo.check(&e.labels, |l| self.labels_match(l)) && self.line_matches(e)
+    }
+
+    fn labels_match(&self, labels: &Labels) -> bool {
+        self.matchers.iter().all(|(n, op, v, re)| {
+            let have = labels.get(n).map(String::as_str).unwrap_or("");
             match op {
                 MatchOp::Eq => have == v,
                 MatchOp::Neq => have != v,
                 MatchOp::Re => re.as_ref().is_some_and(|r| r.is_match(have)),
                 MatchOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(have)),
             }
-        });
-        labels_ok
-            && self.filters.iter().all(|(op, v, re)| match op {
-                FilterOp::Contains => e.line.contains(v.as_str()),
-                FilterOp::NotContains => !e.line.contains(v.as_str()),
-                FilterOp::Re => re.as_ref().is_some_and(|r| r.is_match(&e.line)),
-                FilterOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(&e.line)),
-            })
+        })
+    }
+
+    fn line_matches(&self, e: &Entry) -> bool {
+        self.filters.iter().all(|(op, v, re)| match op {
+            FilterOp::Contains => e.line.contains(v.as_str()),
+            FilterOp::NotContains => !e.line.contains(v.as_str()),
+            FilterOp::Re => re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+            FilterOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+        })
     }
 }
 

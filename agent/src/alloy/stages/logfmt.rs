@@ -1,5 +1,6 @@
 //! `stage.logfmt`: a borrowing `key=value key="quoted value"` scanner, so a stage that maps a
-//! few keys allocates only the values it keeps (the rest of the line is scanned, not copied).
+//! few keys allocates only the values it keeps (the rest of the line is scanned, not copied),
+//! and stops once every mapped key is found and none can occur again.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,79 +11,124 @@ use crate::alloy::pipeline::Entry;
 /// borrowed unless it is quoted and holds a backslash escape (`\n` is a newline, `\x` is `x`);
 /// a key without `=` has the empty value; an unterminated quote runs to the end of the line.
 pub fn scan<'a>(s: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>)) {
+    scan_while(s, |k, v, _| {
+        f(k, v);
+        true
+    });
+}
+
+/// Whitespace as `char::is_whitespace` says, at byte `i`: its length, 0 when none.
+#[inline]
+fn space_at(s: &str, i: usize) -> usize {
+    match s.as_bytes().get(i) {
+        None => 0,
+        Some(&x) if x < 0x80 => usize::from(x == b' ' || (b'\t'..=b'\r').contains(&x)),
+        Some(_) => s[i..]
+            .chars()
+            .next()
+            .filter(|c| c.is_whitespace())
+            .map_or(0, char::len_utf8),
+    }
+}
+
+/// The byte after the run starting at `i` of chars that are not whitespace (nor `=` when
+/// `stop_at_eq`).
+#[inline]
+fn run_end(s: &str, mut i: usize, stop_at_eq: bool) -> usize {
     let b = s.as_bytes();
-    // The char at byte `i` and its length; ASCII without decoding.
-    let next = |i: usize| -> Option<(char, usize)> {
-        let &x = b.get(i)?;
+    while let Some(&x) = b.get(i) {
         if x < 0x80 {
-            Some((char::from(x), 1))
+            if (stop_at_eq && x == b'=') || x == b' ' || (b'\t'..=b'\r').contains(&x) {
+                break;
+            }
+            i += 1;
         } else {
-            s[i..].chars().next().map(|c| (c, c.len_utf8()))
+            if space_at(s, i) > 0 {
+                break;
+            }
+            // A multi-byte char: step over its continuation bytes.
+            i += 1;
+            while b.get(i).is_some_and(|&c| c & 0xC0 == 0x80) {
+                i += 1;
+            }
         }
-    };
+    }
+    i
+}
+
+/// [`scan`], stopping when `f` returns false; `f` also gets the byte offset where the rest of
+/// the line starts.
+pub fn scan_while<'a>(s: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>, usize) -> bool) {
+    let b = s.as_bytes();
     let mut i = 0;
     loop {
-        while let Some((_, n)) = next(i).filter(|(c, _)| c.is_whitespace()) {
+        loop {
+            let n = space_at(s, i);
+            if n == 0 {
+                break;
+            }
             i += n;
         }
         let key_start = i;
-        while let Some((_, n)) = next(i).filter(|&(c, _)| c != '=' && !c.is_whitespace()) {
-            i += n;
-        }
+        i = run_end(s, i, true);
         let key = &s[key_start..i];
         if key.is_empty() {
             // Only a lone `=` gets here (whitespace was skipped): step over it.
-            match next(i) {
-                None => return,
-                Some((_, n)) => {
-                    i += n;
-                    continue;
-                }
+            if i >= b.len() {
+                return;
             }
+            i += 1;
+            continue;
         }
         let mut value = Cow::Borrowed("");
         if b.get(i) == Some(&b'=') {
             i += 1;
             if b.get(i) == Some(&b'"') {
                 i += 1;
-                let start = i;
-                let mut end = s.len();
-                let mut owned: Option<String> = None;
-                while let Some((c, n)) = next(i) {
-                    i += n;
-                    match c {
-                        '\\' => {
-                            let o = owned.get_or_insert_with(|| s[start..i - 1].to_string());
-                            if let Some((e, n)) = next(i) {
-                                i += n;
-                                o.push(if e == 'n' { '\n' } else { e });
-                            }
-                        }
-                        '"' => {
-                            end = i - 1;
-                            break;
-                        }
-                        c => {
-                            if let Some(o) = owned.as_mut() {
-                                o.push(c);
-                            }
-                        }
-                    }
-                }
-                value = match owned {
-                    Some(o) => Cow::Owned(o),
-                    None => Cow::Borrowed(&s[start..end]),
-                };
+                value = quoted(s, &mut i);
             } else {
                 let start = i;
-                while let Some((_, n)) = next(i).filter(|(c, _)| !c.is_whitespace()) {
-                    i += n;
-                }
+                i = run_end(s, i, false);
                 value = Cow::Borrowed(&s[start..i]);
             }
         }
-        f(key, value);
+        if !f(key, value, i) {
+            return;
+        }
     }
+}
+
+/// A quoted value starting at `*i` (after the opening quote); leaves `*i` after the closing
+/// one (or at the end). Borrowed when it holds no backslash.
+fn quoted<'a>(s: &'a str, i: &mut usize) -> Cow<'a, str> {
+    let start = *i;
+    match memchr::memchr2(b'"', b'\\', &s.as_bytes()[start..]) {
+        None => {
+            *i = s.len();
+            return Cow::Borrowed(&s[start..]);
+        }
+        Some(n) if s.as_bytes()[start + n] == b'"' => {
+            *i = start + n + 1;
+            return Cow::Borrowed(&s[start..start + n]);
+        }
+        Some(_) => {}
+    }
+    let mut owned = String::new();
+    let mut it = s[start..].char_indices();
+    while let Some((_, c)) = it.next() {
+        match c {
+            '\\' => {
+                if let Some((_, e)) = it.next() {
+                    owned.push(if e == 'n' { '\n' } else { e });
+                }
+            }
+            '"' => break,
+            c => owned.push(c),
+        }
+    }
+    // The char after the closing quote (or the end) is where the scan goes on.
+    *i = it.next().map_or(s.len(), |(at, _)| start + at);
+    Cow::Owned(owned)
 }
 
 /// Every pair of `s`; a repeated key keeps its last value.
@@ -94,34 +140,75 @@ pub fn logfmt(s: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// `stage.logfmt` on one entry: `mapping` is (extracted name, logfmt key; empty = the name). A
-/// key's last value wins, as when Alloy's decoder overwrites it, so the whole source is scanned,
-/// but only mapped values are copied.
-pub fn extract(mapping: &[(String, String)], source: Option<&str>, e: &mut Entry) {
-    let src = match source {
-        None | Some("") => Some(e.line.as_str()),
-        Some(s) => e.extracted.get(s).map(String::as_str),
-    };
-    let Some(src) = src else { return };
-    let mut found: Vec<Option<String>> = vec![None; mapping.len()];
-    scan(src, |k, v| {
-        for (slot, (name, key)) in found.iter_mut().zip(mapping) {
-            let key = if key.is_empty() { name } else { key };
-            if key == k {
-                *slot = Some(v.to_string());
-            }
+/// The logfmt key a mapping entry reads: its own, or the extracted name when empty.
+fn key_of((name, key): &(String, String)) -> &str {
+    if key.is_empty() {
+        name
+    } else {
+        key
+    }
+}
+
+/// Sets `name` in `out`, reusing the old value's buffer.
+fn set(out: &mut BTreeMap<String, String>, name: &str, v: &str) {
+    match out.get_mut(name) {
+        Some(slot) => {
+            slot.clear();
+            slot.push_str(v);
         }
-    });
-    for (v, (name, _)) in found.into_iter().zip(mapping) {
-        if let Some(v) = v {
-            match e.extracted.get_mut(name) {
-                Some(slot) => *slot = v,
-                None => {
-                    e.extracted.insert(name.clone(), v);
-                }
-            }
+        None => {
+            out.insert(name.to_string(), v.to_string());
         }
     }
+}
+
+/// `stage.logfmt` on one entry: `mapping` is (extracted name, logfmt key; empty = the name). A
+/// key's last value wins, as when Alloy's decoder overwrites it; only mapped values are copied.
+pub fn extract(mapping: &[(String, String)], source: Option<&str>, e: &mut Entry) {
+    match source {
+        None | Some("") => extract_into(mapping, &e.line, &mut e.extracted),
+        Some(s) => {
+            // The source is itself an extracted value: read it before writing any.
+            let Some(src) = e.extracted.get(s) else {
+                return;
+            };
+            let mut found = BTreeMap::new();
+            extract_into(mapping, src, &mut found);
+            e.extracted.extend(found);
+        }
+    }
+}
+
+/// Writes the mapped keys of `src` into `out`. Once every key has a value the scan stops,
+/// unless one of the keys occurs again in the rest of the line (a later pair with that key
+/// would win): a pair's key is a substring of the line, so where none occurs, none follows.
+fn extract_into(mapping: &[(String, String)], src: &str, out: &mut BTreeMap<String, String>) {
+    let all: u64 = match mapping.len() {
+        0 => return,
+        n @ 1..=63 => (1u64 << n) - 1,
+        // Too many keys for the mask: never stop early.
+        _ => u64::MAX,
+    };
+    let mut seen = 0u64;
+    scan_while(src, |k, v, rest| {
+        let mut hit = false;
+        for (j, m) in mapping.iter().enumerate() {
+            if key_of(m) == k {
+                set(out, &m.0, &v);
+                if j < 63 {
+                    seen |= 1 << j;
+                }
+                hit = true;
+            }
+        }
+        if hit && seen == all {
+            let rest = &src.as_bytes()[rest..];
+            return mapping
+                .iter()
+                .any(|m| memchr::memmem::find(rest, key_of(m).as_bytes()).is_some());
+        }
+        true
+    });
 }
 
 #[cfg(test)]
@@ -218,12 +305,52 @@ mod tests {
         assert_eq!(e.extracted, want);
     }
 
+    #[test]
+    fn a_key_quoted_later_in_the_line_does_not_override_but_a_later_pair_does() {
+        let mapping = vec![("level".to_string(), String::new())];
+        for (line, want) in [
+            (r#"level=info msg="then level=warn" n=1"#, "info"),
+            (r#"level=info msg="x" level=warn"#, "warn"),
+            (r#"level="a\"b" xlevel=c"#, "a\"b"),
+        ] {
+            let mut e = Entry::new(Default::default(), 0, line);
+            extract(&mapping, None, &mut e);
+            assert_eq!(
+                e.extracted.get("level").map(String::as_str),
+                Some(want),
+                "{line}"
+            );
+        }
+    }
+
     proptest! {
         /// For any text (logfmt-ish alphabet, unicode whitespace and multi-byte chars included),
         /// the borrowing scanner finds what the old char parser found.
         #[test]
         fn scanner_agrees_with_the_reference(s in r#"[a-z=" \\\t\u{a0}é\n]{0,40}"#) {
             prop_assert_eq!(logfmt(&s), reference(&s));
+        }
+
+        /// For any text and mapping, extraction (which may stop early) gives the mapped
+        /// values of the full reference parse.
+        #[test]
+        fn extract_agrees_with_the_full_parse(
+            s in r#"[ab=" \\\u{a0}é]{0,40}"#,
+            keys in prop::collection::vec("a|b|ab|ba", 1..4),
+        ) {
+            let mapping: Vec<(String, String)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("n{i}"), k.clone()))
+                .collect();
+            let full = reference(&s);
+            let want: BTreeMap<String, String> = mapping
+                .iter()
+                .filter_map(|(n, k)| full.get(k).map(|v| (n.clone(), v.clone())))
+                .collect();
+            let mut e = Entry::new(Default::default(), 0, s.as_str());
+            extract(&mapping, None, &mut e);
+            prop_assert_eq!(e.extracted, want);
         }
     }
 }
