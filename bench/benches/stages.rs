@@ -1,14 +1,14 @@
 //! `loki.process` hot paths in config mode: each stage alone and the whole component of each
 //! named pipeline (`bench/pipelines/*.alloy`), loaded from Alloy text as the agent loads it and
-//! fed entries as the router makes them (labels of the file, the line after the agent's own CRI
-//! parsing). A counting allocator reports heap allocations per entry next to the timings.
+//! fed entries as the router makes them (the file's shared label set, the line after the agent's
+//! own CRI parsing). A counting allocator reports heap allocations per entry next to the timings.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use agent::alloy::{check_source, Entry, Route, Scope};
+use agent::alloy::{check_source, Entry, Route, Scope, SharedLabels};
 use bench::data::TsFormatter;
 use bench::pipelines::{self, write_body};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -41,7 +41,7 @@ static GLOBAL: Counting = Counting;
 const LINES: usize = 1_000;
 
 /// Labels a `local.file_match` target gives a pod file.
-fn file_labels(pod: usize, container: &str) -> BTreeMap<String, String> {
+fn file_labels(pod: usize, container: &str) -> SharedLabels {
     [
         ("namespace", "bench".to_string()),
         (
@@ -56,7 +56,8 @@ fn file_labels(pod: usize, container: &str) -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect::<BTreeMap<_, _>>()
+    .into()
 }
 
 /// `LINES` line bodies (logfmt or JSON), 180 bytes each.
@@ -102,11 +103,11 @@ loki.write "w" {{
 }
 
 /// Runs every body through `route` as entries of a few pods; returns what came out.
-fn run(route: &mut Route, bodies: &[String], labels: &[BTreeMap<String, String>]) -> usize {
+fn run(route: &mut Route, bodies: &[String], labels: &[SharedLabels]) -> usize {
     let mut out = Vec::with_capacity(4);
     let mut n = 0;
     for (i, b) in bodies.iter().enumerate() {
-        let e = Entry::new(labels[i % labels.len()].clone(), i as i64, b.as_str());
+        let e = Entry::shared(labels[i % labels.len()].clone(), i as i64, b.as_str());
         route.process_into(e, 1_700_000_001_000_000_000, &mut out);
         n += out.len();
         out.clear();
@@ -118,7 +119,7 @@ fn run(route: &mut Route, bodies: &[String], labels: &[BTreeMap<String, String>]
 fn allocs_per_entry(
     route: &mut Route,
     bodies: &[String],
-    labels: &[BTreeMap<String, String>],
+    labels: &[SharedLabels],
 ) -> f64 {
     run(route, bodies, labels); // warm: plans, per-stream state, scratch vectors
     let before = ALLOCS.load(Ordering::Relaxed);
@@ -132,7 +133,7 @@ fn bench_case(
     name: &str,
     mut route: Route,
     bodies: &[String],
-    labels: &[BTreeMap<String, String>],
+    labels: &[SharedLabels],
 ) {
     let a = allocs_per_entry(&mut route, bodies, labels);
     eprintln!("{group}/{name}: {a:.1} allocations per entry (entry creation included)");
