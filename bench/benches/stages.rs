@@ -1,42 +1,15 @@
 //! `loki.process` hot paths in config mode: each stage alone and the whole component of each
 //! named pipeline (`bench/pipelines/*.alloy`), loaded from Alloy text as the agent loads it and
 //! fed entries as the router makes them (the file's shared label set, the line after the agent's
-//! own CRI parsing). A counting allocator reports heap allocations per entry next to the timings.
+//! own CRI parsing).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use agent::alloy::{check_source, Entry, Route, Scope, SharedLabels};
 use bench::data::TsFormatter;
 use bench::pipelines::{self, write_body};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-
-/// The system allocator, counting allocations (reallocations included).
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc`/`realloc` above with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const LINES: usize = 1_000;
 
@@ -115,18 +88,6 @@ fn run(route: &mut Route, bodies: &[String], labels: &[SharedLabels]) -> usize {
     n
 }
 
-/// Heap allocations per entry of one pass.
-fn allocs_per_entry(
-    route: &mut Route,
-    bodies: &[String],
-    labels: &[SharedLabels],
-) -> f64 {
-    run(route, bodies, labels); // warm: plans, per-stream state, scratch vectors
-    let before = ALLOCS.load(Ordering::Relaxed);
-    black_box(run(route, bodies, labels));
-    (ALLOCS.load(Ordering::Relaxed) - before) as f64 / bodies.len() as f64
-}
-
 fn bench_case(
     c: &mut Criterion,
     group: &str,
@@ -135,8 +96,7 @@ fn bench_case(
     bodies: &[String],
     labels: &[SharedLabels],
 ) {
-    let a = allocs_per_entry(&mut route, bodies, labels);
-    eprintln!("{group}/{name}: {a:.1} allocations per entry (entry creation included)");
+    run(&mut route, bodies, labels); // warm: plans, per-stream state, memos
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(bodies.len() as u64));
     g.bench_function(name, |b| {
