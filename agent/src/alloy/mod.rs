@@ -17,6 +17,7 @@ pub mod module_files;
 pub mod pipeline;
 pub mod relabel;
 pub mod router;
+pub mod shared_labels;
 pub mod stages;
 pub mod targets;
 
@@ -30,6 +31,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use eval::Scope;
 pub use load::{Plan, SourcePlan};
 pub use pipeline::{Entry, Pipeline, Route, Step};
+pub use shared_labels::SharedLabels;
 
 /// Reads, validates and loads a config file; every problem is reported with file:line:col.
 pub fn check(path: impl AsRef<Path>) -> Result<Plan, Diagnostics> {

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::pipeline::{Entry, Route};
 use super::relabel::Labels;
+use super::shared_labels::SharedLabels;
 use super::stages::TENANT_LABEL;
 use crate::chunk::{Chunk, FileMeta, Stream};
 use crate::metrics::Metrics;
@@ -89,7 +90,8 @@ struct Current {
     /// Index of the next entry to process.
     next: usize,
     source: usize,
-    parsed: [Labels; 3],
+    /// Shared by every entry of the chunk until a stage changes an entry's labels.
+    parsed: [SharedLabels; 3],
 }
 
 /// An entry leaving a route, with the writer the route ends at.
@@ -112,8 +114,12 @@ pub struct Router {
     outputs: HashMap<(usize, Arc<str>), mpsc::Sender<Chunk>>,
     /// Parsed input labels per file, indexed by [`Stream`]; evicted once the tailer and every
     /// chunk let go of the file meta.
-    labels: HashMap<u64, (Arc<FileMeta>, usize, [Labels; 3])>,
+    labels: HashMap<u64, (Arc<FileMeta>, usize, [SharedLabels; 3])>,
     dropped_reported: BTreeMap<String, u64>,
+    /// Reused per entry: what its routes emitted, with their writers.
+    routed: Vec<Routed>,
+    /// Reused per route: what one route emitted.
+    emitted: Vec<Entry>,
 }
 
 fn now_ns() -> i64 {
@@ -172,46 +178,64 @@ struct Output {
 
 type Outputs = Vec<Output>;
 
-/// Output entries grouped into chunks by (writer, tenant, label string), in arrival order.
+/// How many (writer, label set) → group results [`Outgoing`] keeps; a chunk comes from one
+/// file, so its entries have few label sets.
+const RECENT_SETS: usize = 32;
+
+/// Output entries grouped into chunks by (writer, tenant, label set), in arrival order.
 #[derive(Default)]
 struct Outgoing {
     groups: Vec<Output>,
-    index: HashMap<(usize, Arc<str>, Arc<str>), usize>,
-    /// The group of the previous entry, by (writer, tenant, labels): consecutive entries
-    /// mostly share it, and comparing label maps is cheaper than formatting and hashing them.
-    last: Option<(usize, Arc<str>, Labels, usize)>,
+    /// Groups by (writer, tenant), then by label map: an entry finds its group by hashing its
+    /// labels, and the label string is formatted once per new group, not per entry.
+    index: HashMap<(usize, Arc<str>), HashMap<Labels, usize>>,
+    /// Groups by (writer, tenant, label string): label maps that write the same string
+    /// (as a map with an empty value does) share a group, as one stream.
+    by_string: HashMap<(usize, Arc<str>, Arc<str>), usize>,
+    /// Groups by (writer, entry label set) for the sets seen lately, compared by pointer:
+    /// entries of one file share their set (or the set a stage made for them), so most find
+    /// their group without the tenant, `__` and external-label work or any hashing.
+    recent: Vec<(usize, SharedLabels, usize)>,
 }
 
 impl Outgoing {
     /// The index of the group for (writer, tenant, labels), made when new.
     fn group_of(&mut self, writer: usize, tenant: &Arc<str>, labels: &Labels, path: &str) -> usize {
+        let by_labels = self.index.entry((writer, tenant.clone())).or_default();
+        if let Some(&i) = by_labels.get(labels) {
+            return i;
+        }
         let ls: Arc<str> = Arc::from(
             LabelSet::from_pairs(labels.iter().map(|(k, v)| (k.clone(), v.clone()))).to_string(),
         );
-        let key = (writer, tenant.clone(), ls.clone());
         let groups = &mut self.groups;
-        *self.index.entry(key).or_insert_with(|| {
-            let meta = Arc::new(FileMeta {
-                id: VIRTUAL_FILE_ID,
-                path: path.to_string(),
-                tenant: tenant.clone(),
-                labels: [ls.clone(), ls.clone(), ls],
+        let i = *self
+            .by_string
+            .entry((writer, tenant.clone(), ls.clone()))
+            .or_insert_with(|| {
+                let meta = Arc::new(FileMeta {
+                    id: VIRTUAL_FILE_ID,
+                    path: path.to_string(),
+                    tenant: tenant.clone(),
+                    labels: [ls.clone(), ls.clone(), ls],
+                });
+                groups.push(Output {
+                    writer,
+                    tenant: tenant.clone(),
+                    chunk: Chunk {
+                        file: meta,
+                        data: Vec::new(),
+                        entries: Vec::new(),
+                        commit_offset: 0,
+                        line_bytes: 0,
+                        metadata: Vec::new(),
+                    },
+                    origin: u64::MAX,
+                });
+                groups.len() - 1
             });
-            groups.push(Output {
-                writer,
-                tenant: tenant.clone(),
-                chunk: Chunk {
-                    file: meta,
-                    data: Vec::new(),
-                    entries: Vec::new(),
-                    commit_offset: 0,
-                    line_bytes: 0,
-                    metadata: Vec::new(),
-                },
-                origin: u64::MAX,
-            });
-            groups.len() - 1
-        })
+        by_labels.insert(labels.clone(), i);
+        i
     }
 }
 
@@ -226,6 +250,8 @@ impl Router {
             outputs: HashMap::new(),
             labels: HashMap::new(),
             dropped_reported: BTreeMap::new(),
+            routed: Vec::new(),
+            emitted: Vec::new(),
         }
     }
 
@@ -279,7 +305,7 @@ impl Router {
                     parsed[0] = parsed[2].clone();
                     parsed[1] = parsed[2].clone();
                 }
-                (meta.clone(), source, parsed)
+                (meta.clone(), source, parsed.map(SharedLabels::from))
             });
             (entry.1, entry.2.clone())
         };
@@ -309,9 +335,12 @@ impl Router {
         let Some(mut cur) = self.current.take() else {
             return (self.finish(out), None);
         };
+        // One vector of results for the whole chunk, emptied after each entry.
+        let mut res = std::mem::take(&mut self.routed);
         while let Some(ce) = cur.chunk.entries.get(cur.next).copied() {
             cur.next += 1;
-            let (res, ready_at) = self.run_entry(&cur, &ce, now);
+            res.clear();
+            let ready_at = self.run_entry(&cur, &ce, now, &mut res);
             match ready_at {
                 Some(at) if at > now => {
                     self.waiting.push_back(Waiting {
@@ -324,30 +353,35 @@ impl Router {
                     }
                     return (self.finish(out), Some(at));
                 }
-                _ => self.collect(res, &cur.chunk.file.path, &mut out),
+                _ => self.collect(res.drain(..), &cur.chunk.file.path, &mut out),
             }
         }
+        self.routed = res;
         (self.finish(out), None)
     }
 
-    /// One input entry through every route of its source: the outputs, and when they may
-    /// leave if a rate limit made them wait.
+    /// One input entry through every route of its source: the outputs (appended to `res`),
+    /// and when they may leave if a rate limit made them wait.
     fn run_entry(
         &mut self,
         cur: &Current,
         ce: &crate::chunk::Entry,
         now: i64,
-    ) -> (Vec<Routed>, Option<i64>) {
-        let line = String::from_utf8_lossy(cur.chunk.line(ce)).into_owned();
-        let mut e = Entry::new(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
+        res: &mut Vec<Routed>,
+    ) -> Option<i64> {
+        let bytes = cur.chunk.line(ce);
+        // Checking valid UTF-8 (the usual case) is much faster than the lossy conversion.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        };
+        let mut e = Entry::shared(cur.parsed[ce.stream as usize].clone(), ce.ts_ns, line);
         e.origin = cur.seq;
         // A source whose forward_to leads to no writer sends nowhere (as in Alloy): the
         // entry is handled.
-        let Some(routes) = self.ctx.routes.get_mut(cur.source) else {
-            return (Vec::new(), None);
-        };
+        let routes = self.ctx.routes.get_mut(cur.source)?;
         let n_routes = routes.len();
-        let mut res = Vec::new();
+        let emitted = &mut self.emitted;
         let mut ready_at: Option<i64> = None;
         for (r, route) in routes.iter_mut().enumerate() {
             // forward_to fans out copies; the last route takes the entry itself.
@@ -357,10 +391,11 @@ impl Router {
                 e.clone()
             };
             let w = route.writer;
-            res.extend(route.process(e, now).into_iter().map(|e| (w, e)));
+            route.process_into(e, now, emitted);
+            res.extend(emitted.drain(..).map(|e| (w, e)));
             ready_at = ready_at.max(route.take_ready_at());
         }
-        (res, ready_at)
+        ready_at
     }
 
     /// Runs one input chunk to the end, treating every rate-limit wait as already over
@@ -410,31 +445,38 @@ impl Router {
         self.finish(out)
     }
 
-    fn collect(&self, entries: Vec<Routed>, path: &str, out: &mut Outgoing) {
-        for (writer, mut e) in entries {
-            let tenant: Arc<str> = match e.labels.remove(TENANT_LABEL) {
-                Some(t) => Arc::from(t),
-                None => self.ctx.tenant.clone(),
-            };
-            e.labels.retain(|k, _| !k.starts_with("__"));
-            // Alloy's loki.write: externalLabels.Merge(entry labels), the entry's win.
-            if let Some(ext) = self.ctx.external_labels.get(writer) {
-                for (k, v) in ext {
-                    if !e.labels.contains_key(k) {
-                        e.labels.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            let cached = out
-                .last
-                .as_ref()
-                .filter(|(w, t, l, _)| *w == writer && *t == tenant && *l == e.labels)
-                .map(|(_, _, _, i)| *i);
-            let i = match cached {
-                Some(i) => i,
+    fn collect(&self, entries: impl IntoIterator<Item = Routed>, path: &str, out: &mut Outgoing) {
+        for (writer, e) in entries {
+            let i = match out
+                .recent
+                .iter()
+                .find(|(w, l, _)| *w == writer && l.ptr_eq(&e.labels))
+            {
+                Some(&(_, _, i)) => i,
                 None => {
-                    let i = out.group_of(writer, &tenant, &e.labels, path);
-                    out.last = Some((writer, tenant, std::mem::take(&mut e.labels), i));
+                    let tenant: Arc<str> = match e.labels.get(TENANT_LABEL) {
+                        Some(t) => Arc::from(t.as_str()),
+                        None => self.ctx.tenant.clone(),
+                    };
+                    let mut labels: Labels = e
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with("__"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    // Alloy's loki.write: externalLabels.Merge(entry labels), the entry's win.
+                    if let Some(ext) = self.ctx.external_labels.get(writer) {
+                        for (k, v) in ext {
+                            if !labels.contains_key(k) {
+                                labels.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    let i = out.group_of(writer, &tenant, &labels, path);
+                    if out.recent.len() >= RECENT_SETS {
+                        out.recent.clear();
+                    }
+                    out.recent.push((writer, e.labels.clone(), i));
                     i
                 }
             };

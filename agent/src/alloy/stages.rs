@@ -6,7 +6,10 @@ pub mod decolorize;
 pub mod gotemplate;
 pub mod gotime;
 pub mod json;
+pub mod json_keys;
+pub mod logfmt;
 pub mod pack;
+pub mod reads;
 pub mod replace;
 pub mod template;
 pub mod timestamp;
@@ -19,6 +22,7 @@ use chrono::DateTime;
 use regex::Regex;
 
 pub use json::JsonStage;
+pub use logfmt::logfmt;
 pub use replace::ReplaceStage;
 pub use template::TemplateStage;
 pub use timestamp::{OnFailure, TimeFormat, Timestamp};
@@ -26,6 +30,7 @@ pub use truncate::{TruncateRule, TruncateSource};
 
 use super::pipeline::{Entry, Pipeline};
 use super::relabel::Labels;
+use super::shared_labels::LabelMemo;
 
 /// The label Loki clients read the tenant from.
 pub const TENANT_LABEL: &str = "__tenant_id__";
@@ -174,10 +179,24 @@ impl Stage {
     /// Processes one entry, pushing what continues to `out`.
     pub fn process(
         &mut self,
+        e: Entry,
+        now: i64,
+        out: &mut Vec<Entry>,
+        dropped: &mut BTreeMap<String, u64>,
+    ) {
+        self.run(e, now, out, dropped, &mut LabelMemo::default())
+    }
+
+    /// [`Stage::process`] with the stage's memo of label sets it made (see [`LabelMemo`]):
+    /// a stage that sets labels reuses the set it made for an earlier entry with the same
+    /// labels and values instead of copying them again.
+    pub fn run(
+        &mut self,
         mut e: Entry,
         now: i64,
         out: &mut Vec<Entry>,
         dropped: &mut BTreeMap<String, u64>,
+        memo: &mut LabelMemo,
     ) {
         match self {
             Stage::SecretFilter(f) => {
@@ -194,7 +213,7 @@ impl Stage {
                 pack::pack(labels, *ingest_timestamp, &mut e, now);
                 out.push(e);
             }
-            Stage::Cri(c) => cri(c, e, out),
+            Stage::Cri(c) => cri_memo(c, e, out, memo),
             Stage::Docker => {
                 docker(&mut e);
                 out.push(e);
@@ -222,15 +241,7 @@ impl Stage {
                 out.push(e);
             }
             Stage::Logfmt { mapping, source } => {
-                if let Some(s) = e.source(source.as_deref()) {
-                    let kv = logfmt(&s);
-                    for (name, key) in mapping.iter() {
-                        let key = if key.is_empty() { name } else { key };
-                        if let Some(v) = kv.get(key.as_str()) {
-                            e.extracted.insert(name.clone(), v.clone());
-                        }
-                    }
-                }
+                logfmt::extract(mapping, source.as_deref(), &mut e);
                 out.push(e);
             }
             Stage::Regex {
@@ -256,30 +267,53 @@ impl Stage {
                 values,
                 from_structured_metadata,
             } => {
-                for (label, src) in values.iter() {
-                    let src = if src.is_empty() { label } else { src };
-                    let v = if *from_structured_metadata {
-                        e.structured_metadata.get(src)
-                    } else {
-                        e.extracted.get(src)
-                    };
-                    if let Some(v) = v.cloned() {
-                        e.labels.insert(label.clone(), v);
-                    }
+                let pool = if *from_structured_metadata {
+                    &e.structured_metadata
+                } else {
+                    &e.extracted
+                };
+                // (label, value) for every configured label whose source has a value.
+                let found = || {
+                    values.iter().filter_map(|(label, src)| {
+                        let src = if src.is_empty() { label } else { src };
+                        pool.get(src).map(|v| (label, v))
+                    })
+                };
+                if !found().all(|(l, v)| e.labels.get(l) == Some(v)) {
+                    e.labels = memo.apply(
+                        &e.labels,
+                        found().flat_map(|(l, v)| [l.as_str(), v.as_str()]),
+                        |labels| {
+                            for (l, v) in found() {
+                                labels.insert(l.clone(), v.clone());
+                            }
+                        },
+                    );
                 }
                 out.push(e);
             }
             Stage::StaticLabels(l) => {
-                e.labels
-                    .extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                if !l.iter().all(|(k, v)| e.labels.get(k) == Some(v)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    });
+                }
                 out.push(e);
             }
             Stage::LabelDrop(names) => {
-                e.labels.retain(|k, _| !names.contains(k));
+                if e.labels.keys().any(|k| names.contains(k)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.retain(|k, _| !names.contains(k));
+                    });
+                }
                 out.push(e);
             }
             Stage::LabelKeep(names) => {
-                e.labels.retain(|k, _| names.contains(k));
+                if !e.labels.keys().all(|k| names.contains(k)) {
+                    e.labels = memo.apply(&e.labels, std::iter::empty(), |labels| {
+                        labels.retain(|k, _| names.contains(k));
+                    });
+                }
                 out.push(e);
             }
             Stage::StructuredMetadata { values, regex } => {
@@ -298,6 +332,17 @@ impl Stage {
                             e.structured_metadata.insert(k.clone(), v.clone());
                         }
                     }
+                }
+                // Labels move only when one is named or matched: the set stays shared otherwise.
+                let moves = values.iter().any(|(name, src)| {
+                    e.labels
+                        .contains_key(if src.is_empty() { name } else { src })
+                }) || regex
+                    .as_ref()
+                    .is_some_and(|re| e.labels.keys().any(|k| re.is_match(k)));
+                if !moves {
+                    out.push(e);
+                    return;
                 }
                 for (name, src) in values.iter() {
                     let src = if src.is_empty() { name } else { src };
@@ -338,12 +383,12 @@ impl Stage {
                 }
             }
             Stage::Match(m) => {
-                if !m.selector.matches(&e) {
+                if !m.selector.matches_memo(&e, memo) {
                     out.push(e);
                 } else if m.drop {
                     count_drop(dropped, &m.reason);
                 } else {
-                    out.extend(m.pipeline.process(e, now));
+                    m.pipeline.process_into(e, now, out);
                 }
             }
             Stage::Multiline(m) => m.process(e, now, out),
@@ -354,7 +399,9 @@ impl Stage {
                     TenantFrom::Value(v) => Some(v.clone()),
                 };
                 if let Some(v) = v.filter(|v| !v.is_empty()) {
-                    e.labels.insert(TENANT_LABEL.into(), v);
+                    if e.labels.get(TENANT_LABEL) != Some(&v) {
+                        e.labels.insert(TENANT_LABEL.into(), v);
+                    }
                 }
                 out.push(e);
             }
@@ -406,8 +453,15 @@ impl Stage {
     }
 }
 
-/// `TS STREAM FLAGS CONTENT`; `P` chunks are held per stream until the `F` chunk.
-fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
+/// `stage.cri` without a memo (the unit tests').
+#[cfg(test)]
+fn cri(c: &mut Cri, e: Entry, out: &mut Vec<Entry>) {
+    cri_memo(c, e, out, &mut LabelMemo::default())
+}
+
+/// `TS STREAM FLAGS CONTENT`; `P` chunks are held per stream until the `F` chunk. `memo`
+/// keeps the label sets its `stream` label made.
+fn cri_memo(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>, memo: &mut LabelMemo) {
     let Some(p) = crate_cri_split(&e.line) else {
         out.push(e); // not CRI: pass through unchanged
         return;
@@ -416,13 +470,22 @@ fn cri(c: &mut Cri, mut e: Entry, out: &mut Vec<Entry>) {
     if let Some(t) = ts {
         e.ts = t;
     }
-    e.labels.insert("stream".into(), stream.clone());
+    if e.labels.get("stream") != Some(&stream) {
+        e.labels = memo.apply(&e.labels, std::iter::once(stream.as_str()), |l| {
+            l.insert("stream".into(), stream.clone());
+        });
+    }
     e.extracted.insert("stream".into(), stream);
     e.extracted.insert("flags".into(), flags.clone());
     e.extracted.insert("content".into(), content.clone());
     e.line = content;
-    let key = e.stream_key();
     let partial = flags.split(':').any(|f| f == "P");
+    if !partial && c.partials.is_empty() {
+        // Nothing held and nothing to hold: no need for the stream key.
+        out.push(e);
+        return;
+    }
+    let key = e.stream_key();
     if let Some(mut held) = c.partials.remove(&key) {
         held.line.push_str(&e.line);
         if c.max_partial_line_size > 0
@@ -493,63 +556,13 @@ fn docker(e: &mut Entry) {
     {
         e.ts = t;
     }
-    e.labels.insert("stream".into(), stream.into());
+    if e.labels.get("stream").map(String::as_str) != Some(stream) {
+        e.labels.insert("stream".into(), stream.into());
+    }
     e.extracted.insert("stream".into(), stream.into());
     e.extracted.insert("output".into(), log.into());
     // Alloy keeps the trailing newline of `log`.
     e.line = log.to_string();
-}
-
-/// `key=value key="quoted value"` pairs.
-pub fn logfmt(s: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut it = s.chars().peekable();
-    loop {
-        while it.peek().is_some_and(|c| c.is_whitespace()) {
-            it.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = it.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            it.next();
-        }
-        if key.is_empty() {
-            if it.next().is_none() {
-                return out;
-            }
-            continue;
-        }
-        let mut val = String::new();
-        if it.peek() == Some(&'=') {
-            it.next();
-            if it.peek() == Some(&'"') {
-                it.next();
-                while let Some(c) = it.next() {
-                    match c {
-                        '\\' => {
-                            if let Some(n) = it.next() {
-                                val.push(if n == 'n' { '\n' } else { n });
-                            }
-                        }
-                        '"' => break,
-                        c => val.push(c),
-                    }
-                }
-            } else {
-                while let Some(&c) = it.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    val.push(c);
-                    it.next();
-                }
-            }
-        }
-        out.insert(key, val);
-    }
 }
 
 impl DropStage {
@@ -557,31 +570,34 @@ impl DropStage {
     fn matches(&self, e: &Entry, now: i64) -> bool {
         let mut any = false;
         if self.expression.is_some() || self.value.is_some() {
-            let v = if self.source.is_empty() {
-                Some(e.line.clone())
-            } else {
-                let parts: Vec<Option<&String>> =
-                    self.source.iter().map(|s| e.extracted.get(s)).collect();
-                if parts.iter().any(Option::is_none) {
-                    return false;
-                }
-                Some(
+            let v: std::borrow::Cow<'_, str> = match self.source.as_slice() {
+                [] => e.line.as_str().into(),
+                [one] => match e.extracted.get(one) {
+                    Some(v) => v.as_str().into(),
+                    None => return false,
+                },
+                many => {
+                    let parts: Vec<Option<&String>> =
+                        many.iter().map(|s| e.extracted.get(s)).collect();
+                    if parts.iter().any(Option::is_none) {
+                        return false;
+                    }
                     parts
                         .into_iter()
                         .flatten()
                         .cloned()
                         .collect::<Vec<_>>()
-                        .join(&self.separator),
-                )
+                        .join(&self.separator)
+                        .into()
+                }
             };
-            let Some(v) = v else { return false };
             if let Some(re) = &self.expression {
                 if !re.is_match(&v) {
                     return false;
                 }
             }
             if let Some(want) = &self.value {
-                if &v != want {
+                if v.as_ref() != want.as_str() {
                     return false;
                 }
             }
@@ -839,22 +855,33 @@ impl Selector {
     }
 
     pub fn matches(&self, e: &Entry) -> bool {
-        let labels_ok = self.matchers.iter().all(|(n, op, v, re)| {
-            let have = e.labels.get(n).map(String::as_str).unwrap_or("");
+        self.labels_match(&e.labels) && self.line_matches(e)
+    }
+
+    /// [`Selector::matches`] with the label matchers' result remembered per label set.
+    fn matches_memo(&self, e: &Entry, memo: &mut LabelMemo) -> bool {
+        memo.check(&e.labels, |l| self.labels_match(l)) && self.line_matches(e)
+    }
+
+    fn labels_match(&self, labels: &Labels) -> bool {
+        self.matchers.iter().all(|(n, op, v, re)| {
+            let have = labels.get(n).map(String::as_str).unwrap_or("");
             match op {
                 MatchOp::Eq => have == v,
                 MatchOp::Neq => have != v,
                 MatchOp::Re => re.as_ref().is_some_and(|r| r.is_match(have)),
                 MatchOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(have)),
             }
-        });
-        labels_ok
-            && self.filters.iter().all(|(op, v, re)| match op {
-                FilterOp::Contains => e.line.contains(v.as_str()),
-                FilterOp::NotContains => !e.line.contains(v.as_str()),
-                FilterOp::Re => re.as_ref().is_some_and(|r| r.is_match(&e.line)),
-                FilterOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(&e.line)),
-            })
+        })
+    }
+
+    fn line_matches(&self, e: &Entry) -> bool {
+        self.filters.iter().all(|(op, v, re)| match op {
+            FilterOp::Contains => e.line.contains(v.as_str()),
+            FilterOp::NotContains => !e.line.contains(v.as_str()),
+            FilterOp::Re => re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+            FilterOp::NotRe => !re.as_ref().is_some_and(|r| r.is_match(&e.line)),
+        })
     }
 }
 

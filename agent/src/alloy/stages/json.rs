@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use jmespath::{Expression, Rcvar, Variable};
 
+use super::json_keys;
 use crate::alloy::pipeline::Entry;
 
 /// A compiled `stage.json`.
@@ -42,6 +43,9 @@ impl JsonStage {
     /// Extracts into `e.extracted`. A `source` that was never extracted leaves the entry
     /// alone (Alloy does not count that as malformed).
     pub fn process(&self, e: &mut Entry) -> Result<(), Malformed> {
+        if json_keys::all_plain(&self.expressions) {
+            return self.process_plain_keys(e);
+        }
         let data = match &self.source {
             Some(s) => match e.extracted.get(s) {
                 Some(v) => parse_object(v)?,
@@ -55,6 +59,32 @@ impl JsonStage {
                 continue;
             };
             match render(&found) {
+                Some(v) => {
+                    e.extracted.insert(name.clone(), v);
+                }
+                None => {
+                    e.extracted.remove(name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JsonStage {
+    /// [`JsonStage::process`] when every expression is a bare key: only those values are
+    /// built (see [`json_keys`]); the results are the same.
+    fn process_plain_keys(&self, e: &mut Entry) -> Result<(), Malformed> {
+        let text = match &self.source {
+            Some(s) => match e.extracted.get(s) {
+                Some(v) => v.as_str(),
+                None => return Ok(()),
+            },
+            None => e.line.as_str(),
+        };
+        let found = json_keys::extract(text, &self.expressions).ok_or(Malformed)?;
+        for ((name, _), v) in self.expressions.iter().zip(found) {
+            match v.as_ref().and_then(render) {
                 Some(v) => {
                     e.extracted.insert(name.clone(), v);
                 }

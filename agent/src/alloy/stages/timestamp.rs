@@ -10,6 +10,7 @@ use lru::LruCache;
 
 use super::gotime::{self, Layout, Location};
 use crate::alloy::pipeline::Entry;
+use crate::alloy::shared_labels::SharedLabels;
 
 /// Alloy's `maxLastKnownTimestampsCacheSize`: label sets whose last time `fudge` remembers.
 pub const FUDGE_CACHE_SIZE: usize = 10_000;
@@ -140,6 +141,9 @@ pub struct Timestamp {
     pub action_on_failure: OnFailure,
     /// Last time set per label set (only kept for `fudge`, like Alloy).
     last_known: Option<LruCache<String, i64>>,
+    /// The label set of the previous entry and its cache key: consecutive entries mostly
+    /// share labels, and comparing them is cheaper than writing the key again.
+    last_key: Option<(SharedLabels, String)>,
 }
 
 impl Timestamp {
@@ -152,6 +156,7 @@ impl Timestamp {
             formats,
             action_on_failure,
             last_known,
+            last_key: None,
         }
     }
 
@@ -169,16 +174,26 @@ impl Timestamp {
             }
             return;
         };
-        let key = e.stream_key();
+        if self.last_key.as_ref().is_none_or(|(l, _)| *l != e.labels) {
+            self.last_key = Some((e.labels.clone(), e.stream_key()));
+        }
+        let Some((_, key)) = self.last_key.as_ref() else {
+            return;
+        };
         match parsed {
             Some(ts) => e.ts = ts,
-            None => match cache.get(&key) {
+            None => match cache.get(key.as_str()) {
                 Some(last) => e.ts = last.saturating_add(1),
                 // Nothing parsed yet for these labels: the entry keeps its time.
                 None => return,
             },
         }
-        cache.put(key, e.ts);
+        match cache.get_mut(key.as_str()) {
+            Some(slot) => *slot = e.ts,
+            None => {
+                cache.put(key.clone(), e.ts);
+            }
+        }
     }
 }
 
