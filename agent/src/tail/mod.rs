@@ -14,8 +14,10 @@
 //! directory files are read in rotation order (`N`, then the kubelet timestamp, the live file
 //! last): a newer file waits while an older one still has data.
 //!
-//! A tenant whose queue is full parks one chunk and its files are skipped until it drains, so
-//! a stuck tenant never stops the others and memory stays bounded.
+//! Chunks of a pass leave together at its end (an outbox of at most 64 KiB or one queue's
+//! worth), so a pass wakes each pipeline once. A tenant whose queue is full parks what the
+//! outbox held for it and its files are skipped until it drains, so a stuck tenant never
+//! stops the others and memory stays bounded.
 //!
 //! Descriptors: at most a budget of files is open (see [`fdlimit`]); beyond it the least
 //! recently active idle file is closed, and reopened when a scan sees it change — by path,
@@ -33,7 +35,7 @@ pub mod legacy;
 pub mod positions;
 pub mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
@@ -64,6 +66,10 @@ pub type SinkFactory = Box<dyn FnMut(&Arc<str>) -> mpsc::Sender<Chunk> + Send>;
 const CHUNKS_PER_PASS: usize = 4;
 /// Room for the CRI/docker prefix on top of `max_line_bytes` in a raw line.
 const RAW_LINE_OVERHEAD: usize = 4096;
+/// Chunks read in a pass wait in an outbox and leave together at its end (or once this many
+/// bytes gathered), so the pipeline wakes about once per pass rather than once per file that
+/// grew a line: at everyday rates each hand-off to a parked thread cost more than the line.
+const OUTBOX_BYTES: usize = 64 * 1024;
 /// With files closed for the budget, file events ask for a scan (which sees what changed in
 /// them) at most this often.
 const CLOSED_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
@@ -129,7 +135,11 @@ pub struct Tailer {
     metrics: Arc<Metrics>,
     factory: SinkFactory,
     sinks: HashMap<Arc<str>, mpsc::Sender<Chunk>>,
-    blocked: HashMap<Arc<str>, Chunk>,
+    /// Chunks of a tenant whose queue was full, in order (at most one outbox's worth).
+    blocked: HashMap<Arc<str>, VecDeque<Chunk>>,
+    /// Chunks of this pass not handed over yet (see [`OUTBOX_BYTES`]).
+    outbox: Vec<Chunk>,
+    outbox_bytes: usize,
     files: HashMap<u64, Tailed>,
     by_inode: HashMap<(u64, u64), u64>,
     /// `.gz` files already identified, so they are not decompressed on every scan.
@@ -219,6 +229,8 @@ impl Tailer {
             factory,
             sinks: HashMap::new(),
             blocked: HashMap::new(),
+            outbox: Vec::new(),
+            outbox_bytes: 0,
             files: HashMap::new(),
             by_inode: HashMap::new(),
             gz_seen: HashMap::new(),
@@ -804,14 +816,20 @@ impl Tailer {
     /// more is waiting to be read at once (a file left with data after its share of this
     /// pass, or a closed file that could be reopened now that others went idle).
     fn pass(&mut self) -> bool {
+        let more = self.read_pass();
+        self.flush_outbox();
+        more
+    }
+
+    fn read_pass(&mut self) -> bool {
         self.passes += 1;
         let mut progressed = false;
         let mut more = false;
         let mut deferred = false;
         let parked: Vec<Arc<str>> = self.blocked.keys().cloned().collect();
         for tenant in parked {
-            if let Some(chunk) = self.blocked.remove(&tenant) {
-                progressed |= self.deliver(chunk);
+            for chunk in self.blocked.remove(&tenant).unwrap_or_default() {
+                progressed |= self.send(chunk);
             }
         }
         // Rotation order within a group; a file that still has data holds back the newer
@@ -918,9 +936,31 @@ impl Tailer {
         more || (deferred && progressed)
     }
 
-    /// Hands a chunk to its tenant; parks it when the queue is full. Returns false when parked.
-    fn deliver(&mut self, chunk: Chunk) -> bool {
+    /// Puts a chunk in the outbox, handing the outbox over once it holds enough.
+    fn deliver(&mut self, chunk: Chunk) {
+        self.outbox_bytes += chunk.data.len();
+        self.outbox.push(chunk);
+        if self.outbox_bytes >= OUTBOX_BYTES || self.outbox.len() >= self.settings.queue_chunks {
+            self.flush_outbox();
+        }
+    }
+
+    /// Hands the outbox to the tenants' queues, in order.
+    fn flush_outbox(&mut self) {
+        self.outbox_bytes = 0;
+        for c in std::mem::take(&mut self.outbox) {
+            self.send(c);
+        }
+    }
+
+    /// Hands a chunk to its tenant; parks it (behind any parked before) when the queue is
+    /// full. Returns false when parked.
+    fn send(&mut self, chunk: Chunk) -> bool {
         let tenant = chunk.file.tenant.clone();
+        if let Some(parked) = self.blocked.get_mut(&tenant) {
+            parked.push_back(chunk);
+            return false;
+        }
         let factory = &mut self.factory;
         let tx = self
             .sinks
@@ -929,7 +969,7 @@ impl Tailer {
         match tx.try_send(chunk) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(c)) => {
-                self.blocked.insert(tenant, c);
+                self.blocked.insert(tenant, VecDeque::from([c]));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

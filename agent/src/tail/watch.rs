@@ -4,8 +4,8 @@
 //! Paced: a thread woken per write would cost a context switch per log line at everyday
 //! rates. When an event arrives after a quiet spell, the watcher thread wakes the tailer and
 //! then sleeps `pace` (the tailer's `min_read_interval`) so the kernel gathers the writes of
-//! that time; on waking it handles them back to back (no sleep within `pace / 10` of the
-//! last one), so both threads wake about once per interval however many writes there were.
+//! that time; on waking it handles them back to back (see [`Pacer`]), so both threads wake
+//! about once per interval however many writes there were.
 //! A queue overflow while it sleeps is an event like any other: a rescan.
 
 use std::path::Path;
@@ -46,6 +46,44 @@ pub fn ask(event: &notify::Result<notify::Event>) -> Ask {
     }
 }
 
+/// Events closer together than this are a queue being drained (read back to back), not new
+/// writes.
+const BACKLOG_GAP: Duration = Duration::from_micros(200);
+
+/// When the watcher thread sleeps: at an event after a quiet spell (a new write), or once
+/// it has been awake for a tenth of `pace` under a steady stream; never in the middle of
+/// the backlog that built up while it slept.
+#[derive(Debug)]
+pub struct Pacer {
+    pace: Duration,
+    last_event: Instant,
+    awake_since: Instant,
+}
+
+impl Pacer {
+    pub fn new(pace: Duration) -> Self {
+        let now = Instant::now();
+        Pacer {
+            pace,
+            last_event: now,
+            awake_since: now,
+        }
+    }
+
+    /// An event at `now`: whether to sleep `pace` after handling it.
+    pub fn event(&mut self, now: Instant) -> bool {
+        let quiet = now.saturating_duration_since(self.last_event) >= BACKLOG_GAP;
+        self.last_event = now;
+        quiet || now.saturating_duration_since(self.awake_since) >= self.pace / 10
+    }
+
+    /// The sleep ended at `now`.
+    pub fn slept(&mut self, now: Instant) {
+        self.last_event = now;
+        self.awake_since = now;
+    }
+}
+
 /// Watches `root` recursively; `None` (with a WARN) when inotify is unavailable.
 pub fn start(
     root: &Path,
@@ -53,7 +91,7 @@ pub fn start(
     rescan: Arc<AtomicBool>,
     pace: Duration,
 ) -> Option<notify::RecommendedWatcher> {
-    let mut slept_until = Instant::now();
+    let mut pacer = Pacer::new(pace);
     let handler = move |res: notify::Result<notify::Event>| {
         let a = ask(&res);
         if a == Ask::Rescan {
@@ -63,10 +101,9 @@ pub fn start(
             return;
         }
         let _ = wake.try_send(());
-        // Events queued during the last sleep are handled without another one.
-        if slept_until.elapsed() >= pace / 10 {
+        if pacer.event(Instant::now()) {
             std::thread::sleep(pace);
-            slept_until = Instant::now();
+            pacer.slept(Instant::now());
         }
     };
     let mut w = match notify::recommended_watcher(handler) {
@@ -90,6 +127,34 @@ mod tests {
 
     fn ev(kind: EventKind) -> notify::Result<notify::Event> {
         Ok(notify::Event::new(kind))
+    }
+
+    #[test]
+    fn the_watcher_sleeps_at_a_new_write_not_inside_the_backlog_of_its_sleep() {
+        let pace = Duration::from_millis(50);
+        let t0 = Instant::now();
+        let mut p = Pacer::new(pace);
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        // A write after a quiet spell: wake the tailer, then sleep.
+        assert!(p.event(at(10_000)));
+        p.slept(at(60_000));
+        // The events queued meanwhile come back to back: no sleep between them.
+        assert!(!p.event(at(60_010)));
+        assert!(!p.event(at(60_020)));
+        // The next write, a millisecond later: sleep again.
+        assert!(p.event(at(61_000)));
+        p.slept(at(111_000));
+        // A steady stream (every 100 µs) still sleeps once awake for pace / 10.
+        let mut t = 111_000;
+        let mut slept = false;
+        while t < 111_000 + 6_000 {
+            t += 100;
+            if p.event(at(t)) {
+                slept = true;
+                break;
+            }
+        }
+        assert!(slept && t >= 116_000, "slept at {t}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use fake_loki::StoredEntry;
+
 use crate::helpers::*;
 
 /// Descriptors of this process open on files under `root`.
@@ -15,6 +17,30 @@ fn open_under(root: &std::path::Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Polls until `n` entries are stored; on timeout prints the agent's log and returns what
+/// arrived.
+async fn wait_entries_or_log(w: &World, n: usize, log: &std::path::Path) -> Vec<StoredEntry> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let e = w.entries();
+        if e.len() >= n {
+            return e;
+        }
+        if Instant::now() >= deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            // The caller's exact check says which lines are missing.
+            eprintln!(
+                "timed out: {} of {n} entries arrived; agent log, last lines first:\n{}",
+                e.len(),
+                tail.join("\n")
+            );
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn lines(tag: &str, from: u64, count: u64) -> (String, Vec<String>) {
@@ -99,11 +125,13 @@ async fn many_more_files_than_the_budget_arrive_once_and_closed_files_reopen_by_
     agent.stop().await;
 }
 
-/// With the hard fd limit far below the number of files, the agent (raising its soft limit,
-/// deriving its budget from it) still ships every line and saves its positions.
+/// With the fd limit far below the number of files (2,000 files, a soft limit of 64 and a
+/// hard one of 256), the agent raises its soft limit to the hard one, derives its budget from
+/// it, warns, and still ships every line exactly once and saves its positions. Before the
+/// budget, the opens took every descriptor and the pushes and positions saves failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_fd_limit_starves_neither_the_push_nor_the_positions_save() {
-    const FILES: usize = 200;
+    const FILES: usize = 2000;
     let w = World::new().await;
     let containers: Vec<Container> = (0..FILES)
         .map(|i| w.container("ns", &format!("q{i}"), "c"))
@@ -115,10 +143,9 @@ async fn a_low_fd_limit_starves_neither_the_push_nor_the_positions_save() {
         want[i].extend(exp);
     }
     let log = w.dir.path().join("agent.log");
-    // `ulimit -n` in sh sets the soft and the hard limit: 96 descriptors in all.
     let mut child = std::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"ulimit -n 96 && exec "$@""#)
+        .arg(r#"ulimit -Sn 64 && ulimit -Hn 256 && exec "$@""#)
         .arg("sh")
         .arg(env!("CARGO_BIN_EXE_agent"))
         .args([
@@ -145,8 +172,7 @@ async fn a_low_fd_limit_starves_neither_the_push_nor_the_positions_save() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("spawn agent");
-    let got = w.wait_entries(FILES * 5).await;
-    let _ = got;
+    wait_entries_or_log(&w, FILES * 5, &log).await;
     // More lines, and a rotation of some (now closed) files.
     for (i, c) in containers.iter().enumerate() {
         let (text, exp) = lines(&format!("q{i}"), 5, 2);
@@ -160,7 +186,7 @@ async fn a_low_fd_limit_starves_neither_the_push_nor_the_positions_save() {
         }
     }
     let total: usize = want.iter().map(Vec::len).sum();
-    let got = w.wait_entries(total).await;
+    let got = wait_entries_or_log(&w, total, &log).await;
     let expected: Vec<(&str, Vec<String>)> = containers
         .iter()
         .zip(&want)
@@ -191,5 +217,13 @@ async fn a_low_fd_limit_starves_neither_the_push_nor_the_positions_save() {
     assert!(
         !text.contains("Too many open files"),
         "descriptors ran out: {text}"
+    );
+    assert!(
+        text.contains("raised the soft open-file limit to the hard limit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("more log files than the open-file budget"),
+        "{text}"
     );
 }
