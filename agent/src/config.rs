@@ -306,7 +306,7 @@ impl Default for Settings {
             auth: Auth::None,
             headers: BTreeMap::new(),
             poll_interval: Duration::from_millis(250),
-            min_read_interval: Duration::from_millis(50),
+            min_read_interval: Duration::from_millis(100),
             max_open_files: 0,
             rescan_interval: Duration::from_secs(5),
             rotated_grace: Duration::from_secs(2),

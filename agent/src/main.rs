@@ -200,7 +200,7 @@ struct RunArgs {
     /// After a file event the tailer reads no sooner than this after its previous pass, so
     /// slowly growing files cost one pass per interval, not a wake-up per write (adds at most
     /// this much latency; a backlog is read without waiting).
-    #[arg(long, value_parser = duration, default_value = "50ms")]
+    #[arg(long, value_parser = duration, default_value = "100ms")]
     min_read_interval: Duration,
     /// Log files kept open at once; idle files beyond it are closed and reopened when they
     /// change. 0: the open-file limit (raised to the hard limit at start) minus a reserve

@@ -120,6 +120,9 @@ struct Tailed {
     wants_open: bool,
     /// Closed and no longer on disk: finished without reading more.
     gone: bool,
+    /// Scans in a row that found it nowhere while it was closed (one is not enough: a scan
+    /// that lists a directory before a rename and looks after it misses the renamed file).
+    unseen_scans: u8,
 }
 
 enum Step {
@@ -362,9 +365,12 @@ impl Tailer {
                     .is_some_and(|d| targets_dirs.contains(d) || !d.exists())
             };
             if closed && !t.gone && !all_keys.contains(&t.key) && dir_listed(&t.path) {
-                tracing::debug!(path = %t.path.display(), "closed file left the disk; finishing it");
-                t.gone = true;
-                t.wants_open = true;
+                t.unseen_scans = t.unseen_scans.saturating_add(1);
+                if t.unseen_scans >= 2 {
+                    tracing::debug!(path = %t.path.display(), "closed file left the disk; finishing it");
+                    t.gone = true;
+                    t.wants_open = true;
+                }
             }
         }
         self.metrics.files_active.set(self.files.len() as i64);
@@ -407,6 +413,7 @@ impl Tailer {
                 if matches!(f.source, Source::Closed) && md.len() != f.size {
                     f.wants_open = true;
                 }
+                f.unseen_scans = 0;
             }
             let id = *id;
             self.follow_labels(id, t);
@@ -689,6 +696,7 @@ impl Tailer {
                 at_eof: false,
                 wants_open: false,
                 gone: false,
+                unseen_scans: 0,
             },
         );
         self.open_files += 1;
