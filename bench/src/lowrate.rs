@@ -126,7 +126,7 @@ fn context_switches(pid: u32) -> u64 {
 
 /// Runs the low-rate measurement.
 pub async fn run(cfg: &LowRateConfig) -> Result<LowRateReport> {
-    if cfg.files == 0 || !(cfg.rate > 0.0) {
+    if cfg.files == 0 || cfg.rate.is_nan() || cfg.rate <= 0.0 {
         bail!("--files and --rate must be > 0");
     }
     let tmp;
