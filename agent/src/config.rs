@@ -248,6 +248,12 @@ pub struct Settings {
     pub headers: BTreeMap<String, String>,
     /// Poll interval of the tailer when no inotify event arrives.
     pub poll_interval: Duration,
+    /// After a file event, the tailer waits until this long after its previous pass before
+    /// reading, so the writes of that time are read in one pass (not one wake-up per write).
+    pub min_read_interval: Duration,
+    /// Log files kept open at once; idle ones are closed and reopened by identity
+    /// (0: the soft fd limit minus a reserve, see [`crate::tail::fdlimit`]).
+    pub max_open_files: usize,
     /// Full rescan of the pods root (safety net for lost inotify events).
     pub rescan_interval: Duration,
     /// How long a renamed/deleted file is kept open at EOF before it is considered finished.
@@ -300,6 +306,8 @@ impl Default for Settings {
             auth: Auth::None,
             headers: BTreeMap::new(),
             poll_interval: Duration::from_millis(250),
+            min_read_interval: Duration::from_millis(100),
+            max_open_files: 0,
             rescan_interval: Duration::from_secs(5),
             rotated_grace: Duration::from_secs(2),
             positions_sync_interval: Duration::from_millis(100),

@@ -31,7 +31,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use notify::Watcher;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -231,7 +230,12 @@ async fn run_inner(
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let rescan = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let _watcher = start_watcher(&discovery.watch_root(), wake_tx.clone(), rescan.clone());
+    let _watcher = tail::watch::start(
+        &discovery.watch_root(),
+        wake_tx.clone(),
+        rescan.clone(),
+        settings.min_read_interval,
+    );
 
     let pipelines: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let aborts: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
@@ -437,44 +441,6 @@ fn save_positions(positions: &Positions, metrics: &Metrics) {
         tracing::error!(error = %e, "saving positions failed");
     }
     metrics.set_lags(&positions.lags());
-}
-
-/// Watches the pods root with inotify; any event wakes the tailer, a create/remove/rename
-/// also asks for a rescan. Without a watcher the tailer still polls and rescans.
-fn start_watcher(
-    root: &std::path::Path,
-    wake: std::sync::mpsc::SyncSender<()>,
-    rescan: Arc<AtomicBool>,
-) -> Option<notify::RecommendedWatcher> {
-    let handler = move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            use notify::EventKind;
-            if matches!(
-                ev.kind,
-                EventKind::Create(_)
-                    | EventKind::Remove(_)
-                    | EventKind::Modify(notify::event::ModifyKind::Name(_))
-            ) {
-                rescan.store(true, Ordering::Relaxed);
-            }
-        } else {
-            // Overflow or error: a rescan finds whatever was missed.
-            rescan.store(true, Ordering::Relaxed);
-        }
-        let _ = wake.try_send(());
-    };
-    let mut w = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "inotify unavailable; polling only");
-            return None;
-        }
-    };
-    if let Err(e) = w.watch(root, notify::RecursiveMode::Recursive) {
-        tracing::warn!(root = %root.display(), error = %e, "cannot watch pods root; polling only");
-        return None;
-    }
-    Some(w)
 }
 
 /// Hands each new endpoint value to its client until the sender is gone.

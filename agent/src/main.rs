@@ -197,6 +197,16 @@ struct RunArgs {
     /// Tailer poll interval when no inotify event arrives.
     #[arg(long, value_parser = duration, default_value = "250ms")]
     poll_interval: Duration,
+    /// After a file event the tailer reads no sooner than this after its previous pass, so
+    /// slowly growing files cost one pass per interval, not a wake-up per write (adds at most
+    /// this much latency; a backlog is read without waiting).
+    #[arg(long, value_parser = duration, default_value = "100ms")]
+    min_read_interval: Duration,
+    /// Log files kept open at once; idle files beyond it are closed and reopened when they
+    /// change. 0: the open-file limit (raised to the hard limit at start) minus a reserve
+    /// for connections and the positions file.
+    #[arg(long, default_value_t = 0)]
+    max_open_files: usize,
     /// Full directory rescan interval.
     #[arg(long, value_parser = duration, default_value = "5s")]
     rescan_interval: Duration,
@@ -275,6 +285,8 @@ impl RunArgs {
             plan.settings.listen = Some(a);
         }
         plan.settings.positions_reset_on_corrupt = self.positions_reset_on_corrupt;
+        plan.settings.min_read_interval = self.min_read_interval;
+        plan.settings.max_open_files = self.max_open_files;
         plan.settings.docker_containers_dir = (!self.docker_containers_dir.as_os_str().is_empty())
             .then(|| self.docker_containers_dir.clone());
         Ok((plan, loaded))
@@ -351,6 +363,8 @@ impl RunArgs {
             docker_containers_dir: (!self.docker_containers_dir.as_os_str().is_empty())
                 .then(|| self.docker_containers_dir.clone()),
             poll_interval: self.poll_interval,
+            min_read_interval: self.min_read_interval,
+            max_open_files: self.max_open_files,
             rescan_interval: self.rescan_interval,
             drain_timeout: self.drain_timeout,
             listen: Some(listen),
@@ -485,6 +499,18 @@ fn run_cli() -> anyhow::Result<()> {
         Cmd::Run(args) => args,
         other => return alloy_cmd(other),
     };
+    // One descriptor per tailed file: take all the kernel allows before counting the budget.
+    match agent::tail::fdlimit::raise_soft_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                ?before,
+                ?after,
+                "raised the soft open-file limit to the hard limit"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft open-file limit"),
+    }
     // Two worker threads: the tailer has its own thread; the runtime only batches and pushes.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

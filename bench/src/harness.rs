@@ -204,18 +204,18 @@ pub fn comparison_table(reports: &[E2eReport]) -> String {
 }
 
 /// A child process killed (and reaped) when dropped.
-struct Guard {
+pub(crate) struct Guard {
     name: &'static str,
-    child: Child,
+    pub(crate) child: Child,
 }
 
 impl Guard {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, wait up to `grace`, then SIGKILL.
-    fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
@@ -242,7 +242,7 @@ impl Drop for Guard {
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -364,7 +364,7 @@ fn stats_entries(v: &serde_json::Value) -> (u64, u64) {
     )
 }
 
-async fn fetch_stats(loki: &HttpLoki) -> Result<(u64, u64)> {
+pub(crate) async fn fetch_stats(loki: &HttpLoki) -> Result<(u64, u64)> {
     let (status, body) = loki.get("/fake-loki/api/v1/stats", None).await?;
     if status != 200 {
         bail!("stats answered {status}");
@@ -373,7 +373,7 @@ async fn fetch_stats(loki: &HttpLoki) -> Result<(u64, u64)> {
     Ok(stats_entries(&v))
 }
 
-fn spawn_logged(name: &'static str, mut cmd: Command, log: &Path) -> Result<Guard> {
+pub(crate) fn spawn_logged(name: &'static str, mut cmd: Command, log: &Path) -> Result<Guard> {
     let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
     let child = cmd
@@ -383,6 +383,43 @@ fn spawn_logged(name: &'static str, mut cmd: Command, log: &Path) -> Result<Guar
         .spawn()
         .with_context(|| format!("starting {name}"))?;
     Ok(Guard { name, child })
+}
+
+/// Starts the fake-loki binary with limits that never throttle a run and waits until it is
+/// ready; returns its guard, a client and its base URL.
+pub(crate) async fn start_fake_loki(
+    scratch: &Path,
+    loki_bin: &Path,
+) -> Result<(Guard, HttpLoki, String)> {
+    let limits = scratch.join("limits.yaml");
+    std::fs::write(
+        &limits,
+        "limits_config:\n  ingestion_rate_mb: 1000000\n  ingestion_burst_size_mb: 1000000\n  per_stream_rate_limit: 100GB\n  per_stream_rate_limit_burst: 100GB\n  max_global_streams_per_user: 0\n  reject_old_samples: false\n  discover_log_levels: false\n  discover_service_name: []\n",
+    )?;
+    let loki_port = free_port()?;
+    let url = format!("http://127.0.0.1:{loki_port}");
+    let mut cmd = Command::new(loki_bin);
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{loki_port}"))
+        .arg("--limits")
+        .arg(&limits)
+        .env("RUST_LOG", "warn");
+    let mut loki_proc = spawn_logged("fake-loki", cmd, &scratch.join("fake-loki.log"))?;
+    let loki = HttpLoki::new(&url);
+    let ready_by = Instant::now() + Duration::from_secs(20);
+    while !loki.ready().await {
+        if let Ok(Some(st)) = loki_proc.child.try_wait() {
+            bail!(
+                "fake-loki exited ({st}); see {}",
+                scratch.join("fake-loki.log").display()
+            );
+        }
+        if Instant::now() > ready_by {
+            bail!("fake-loki not ready within 20s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((loki_proc, loki, url))
 }
 
 /// Runs the whole measurement.
@@ -434,34 +471,7 @@ pub async fn run(cfg: &E2eConfig) -> Result<E2eReport> {
     report.floor_s = floor_s;
 
     // 2. fake-loki with limits that never throttle the run.
-    let limits = scratch.join("limits.yaml");
-    std::fs::write(
-        &limits,
-        "limits_config:\n  ingestion_rate_mb: 1000000\n  ingestion_burst_size_mb: 1000000\n  per_stream_rate_limit: 100GB\n  per_stream_rate_limit_burst: 100GB\n  max_global_streams_per_user: 0\n  reject_old_samples: false\n  discover_log_levels: false\n  discover_service_name: []\n",
-    )?;
-    let loki_port = free_port()?;
-    let url = format!("http://127.0.0.1:{loki_port}");
-    let mut cmd = Command::new(&loki_bin);
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{loki_port}"))
-        .arg("--limits")
-        .arg(&limits)
-        .env("RUST_LOG", "warn");
-    let mut loki_proc = spawn_logged("fake-loki", cmd, &scratch.join("fake-loki.log"))?;
-    let loki = HttpLoki::new(&url);
-    let ready_by = Instant::now() + Duration::from_secs(20);
-    while !loki.ready().await {
-        if let Ok(Some(st)) = loki_proc.child.try_wait() {
-            bail!(
-                "fake-loki exited ({st}); see {}",
-                scratch.join("fake-loki.log").display()
-            );
-        }
-        if Instant::now() > ready_by {
-            bail!("fake-loki not ready within 20s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut loki_proc, loki, url) = start_fake_loki(&scratch, &loki_bin).await?;
 
     // 3. The agent: CLI mode, or `agent run CONFIG` with the pipeline's Alloy file (which
     // reads the push URL from $LOKI_URL).

@@ -50,6 +50,20 @@ enum Cmd {
         /// Skip reading every entry back (trust fake-loki's entry count).
         #[arg(long)]
         no_check: bool,
+        /// Low-rate mode: a writer adds this many lines per second (over `--files` files,
+        /// with rotation) for `--duration` while the agent tails them; reports the agent's
+        /// CPU and wake-ups per line and the lag. `--lines`/`--pods`/`--pipeline` do not apply.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Low-rate mode: files written.
+        #[arg(long, default_value_t = 36)]
+        files: usize,
+        /// Low-rate mode: how long the writer runs.
+        #[arg(long, value_parser = seconds, default_value = "20s")]
+        duration: Duration,
+        /// Low-rate mode: `0.log` is rotated at this many bytes.
+        #[arg(long, default_value_t = 32 * 1024)]
+        rotate_bytes: u64,
     },
     /// Ingest N entries into an in-process fake-loki and report heap bytes per entry.
     Mem {
@@ -58,6 +72,20 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         line_bytes: usize,
     },
+}
+
+/// `20s`, `500ms` or plain seconds.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (e.g. 20s, 500ms)");
+    let (num, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (s.strip_suffix('s').unwrap_or(s), 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(v * unit))
 }
 
 /// The pipelines `spec` names (`all`, or names separated by commas), in that order.
@@ -90,11 +118,32 @@ fn main() -> Result<()> {
             stall_secs,
             selector,
             no_check,
+            rate,
+            files,
+            duration,
+            rotate_bytes,
         } => {
-            let chosen = pipelines_named(&pipeline)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            if let Some(rate) = rate {
+                let cfg = bench::lowrate::LowRateConfig {
+                    rate,
+                    files,
+                    duration,
+                    rotate_bytes,
+                    agent_cmd,
+                    scratch,
+                    stall_timeout: Duration::from_secs(stall_secs),
+                };
+                let report = rt.block_on(bench::lowrate::run(&cfg))?;
+                print!("{}", report.to_text());
+                if !report.complete() {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
+            let chosen = pipelines_named(&pipeline)?;
             let mut reports = Vec::new();
             for p in chosen {
                 let cfg = bench::harness::E2eConfig {

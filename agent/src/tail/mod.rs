@@ -14,15 +14,28 @@
 //! directory files are read in rotation order (`N`, then the kubelet timestamp, the live file
 //! last): a newer file waits while an older one still has data.
 //!
-//! A tenant whose queue is full parks one chunk and its files are skipped until it drains, so
-//! a stuck tenant never stops the others and memory stays bounded.
+//! Chunks of a pass leave together at its end (an outbox of at most 64 KiB or one queue's
+//! worth), so a pass wakes each pipeline once. A tenant whose queue is full parks what the
+//! outbox held for it and its files are skipped until it drains, so a stuck tenant never
+//! stops the others and memory stays bounded.
+//!
+//! Descriptors: at most a budget of files is open (see [`fdlimit`]); beyond it the least
+//! recently active idle file is closed, and reopened when a scan sees it change — by path,
+//! only if it is still the same device+inode (and the read path's fingerprint check still
+//! holds), so a rotated or replaced file is never mis-resumed.
+//!
+//! Wake-ups: after a file event the tailer lets `min_read_interval` pass since its previous
+//! pass before reading, so a trickle of small writes costs one pass per interval, not one
+//! per write; a backlog or a parked chunk is read on at once.
 
 pub mod confine;
+pub mod fdlimit;
 pub mod fingerprint;
 pub mod legacy;
 pub mod positions;
+pub mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
@@ -53,6 +66,13 @@ pub type SinkFactory = Box<dyn FnMut(&Arc<str>) -> mpsc::Sender<Chunk> + Send>;
 const CHUNKS_PER_PASS: usize = 4;
 /// Room for the CRI/docker prefix on top of `max_line_bytes` in a raw line.
 const RAW_LINE_OVERHEAD: usize = 4096;
+/// Chunks read in a pass wait in an outbox and leave together at its end (or once this many
+/// bytes gathered), so the pipeline wakes about once per pass rather than once per file that
+/// grew a line: at everyday rates each hand-off to a parked thread cost more than the line.
+const OUTBOX_BYTES: usize = 64 * 1024;
+/// With files closed for the budget, file events ask for a scan (which sees what changed in
+/// them) at most this often.
+const CLOSED_RESCAN: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Source {
     Plain(File),
@@ -60,6 +80,8 @@ enum Source {
         dec: Box<flate2::read::MultiGzDecoder<io::BufReader<File>>>,
         carry: Vec<u8>,
     },
+    /// A plain file closed to stay within the descriptor budget.
+    Closed,
 }
 
 struct Tailed {
@@ -90,6 +112,17 @@ struct Tailed {
     provisional: bool,
     /// Not read before this instant, waiting for its pod's metadata.
     hold_until: Option<Instant>,
+    /// The tailer's pass counter when it last yielded data (idle files close first).
+    last_active: u64,
+    /// Its last read ended at the end of the file: it may be closed for the budget.
+    at_eof: bool,
+    /// Closed, and a scan saw it change (or rotate): reopen it to read.
+    wants_open: bool,
+    /// Closed and no longer on disk: finished without reading more.
+    gone: bool,
+    /// Scans in a row that found it nowhere while it was closed (one is not enough: a scan
+    /// that lists a directory before a rename and looks after it misses the renamed file).
+    unseen_scans: u8,
 }
 
 enum Step {
@@ -105,7 +138,11 @@ pub struct Tailer {
     metrics: Arc<Metrics>,
     factory: SinkFactory,
     sinks: HashMap<Arc<str>, mpsc::Sender<Chunk>>,
-    blocked: HashMap<Arc<str>, Chunk>,
+    /// Chunks of a tenant whose queue was full, in order (at most one outbox's worth).
+    blocked: HashMap<Arc<str>, VecDeque<Chunk>>,
+    /// Chunks of this pass not handed over yet (see [`OUTBOX_BYTES`]).
+    outbox: Vec<Chunk>,
+    outbox_bytes: usize,
     files: HashMap<u64, Tailed>,
     by_inode: HashMap<(u64, u64), u64>,
     /// `.gz` files already identified, so they are not decompressed on every scan.
@@ -122,6 +159,14 @@ pub struct Tailer {
     roots: confine::Roots,
     /// Paths refused and already warned about (once per path while it exists).
     refused: HashSet<PathBuf>,
+    /// Log files that may be open at once, and how many are.
+    budget: usize,
+    open_files: usize,
+    /// Passes so far (the clock of [`Tailed::last_active`]).
+    passes: u64,
+    budget_warned: bool,
+    /// A reopen found the path changed: scan before the next pass.
+    need_scan: bool,
 }
 
 /// A `.gz` already identified: its stamp (size, mtime) tells a reused inode apart, its
@@ -187,6 +232,8 @@ impl Tailer {
             factory,
             sinks: HashMap::new(),
             blocked: HashMap::new(),
+            outbox: Vec::new(),
+            outbox_bytes: 0,
             files: HashMap::new(),
             by_inode: HashMap::new(),
             gz_seen: HashMap::new(),
@@ -200,6 +247,14 @@ impl Tailer {
                 settings.docker_containers_dir.as_deref(),
             ),
             refused: HashSet::new(),
+            budget: match settings.max_open_files {
+                0 => fdlimit::budget(fdlimit::soft_limit()),
+                n => n,
+            },
+            open_files: 0,
+            passes: 0,
+            budget_warned: false,
+            need_scan: false,
             settings,
         }
     }
@@ -212,6 +267,9 @@ impl Tailer {
         rescan: Arc<AtomicBool>,
         stop: Arc<AtomicBool>,
     ) {
+        if self.budget != usize::MAX {
+            tracing::debug!(budget = self.budget, "open-file budget for log files");
+        }
         self.scan();
         self.initial_scan = false;
         self.legacy = None;
@@ -227,15 +285,38 @@ impl Tailer {
         }
         let mut last_scan = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            if rescan.swap(false, Ordering::Relaxed)
-                || last_scan.elapsed() >= self.settings.rescan_interval
-                || self.metadata_moved()
-            {
+            // Scans asked for by file events run at most once per poll interval: a rotation
+            // is a burst of creates and renames, and an open file is followed by inode anyway.
+            let since = last_scan.elapsed();
+            let asked = since >= self.settings.poll_interval
+                && (rescan.swap(false, Ordering::Relaxed) || std::mem::take(&mut self.need_scan));
+            if asked || since >= self.settings.rescan_interval || self.metadata_moved() {
                 self.scan();
                 last_scan = Instant::now();
             }
-            if !self.pass() {
-                let _ = wake.recv_timeout(self.settings.poll_interval);
+            let pass_started = Instant::now();
+            if self.pass() {
+                // A backlog: read on at once.
+                continue;
+            }
+            if wake.recv_timeout(self.settings.poll_interval).is_err() {
+                continue;
+            }
+            // A parked chunk got room: no waiting (that would throttle a backlog).
+            if !self.blocked.is_empty() {
+                continue;
+            }
+            // A file event: let the writes of `min_read_interval` gather so one pass reads
+            // them (pacing, not synchronisation: a write during the wait is read after it).
+            let due = pass_started + self.settings.min_read_interval;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            while wake.try_recv().is_ok() {}
+            // Closed files are seen changing by a scan only.
+            if self.open_files < self.files.len() && last_scan.elapsed() >= CLOSED_RESCAN {
+                self.need_scan = true;
             }
         }
         // Register files that appeared since the last scan (offset 0), so that a rotation
@@ -268,15 +349,39 @@ impl Tailer {
         self.refused.retain(|p| listed.contains(p.as_path()));
         let now = Instant::now();
         for t in self.files.values_mut() {
+            let closed = matches!(t.source, Source::Closed);
             if t.rotated_at.is_none()
                 && !live_keys.contains(&t.key)
-                && matches!(t.source, Source::Plain(_))
+                && !matches!(t.source, Source::Gz { .. })
             {
                 tracing::debug!(path = %t.path.display(), "file rotated or deleted; reading it to the end");
                 t.rotated_at = Some(now);
+                // A closed one is reopened to be read to its end (and finished).
+                t.wants_open |= closed;
+            }
+            // Closed, and neither at its path nor anywhere listed: nothing left to read.
+            let dir_listed = |p: &Path| {
+                p.parent()
+                    .is_some_and(|d| targets_dirs.contains(d) || !d.exists())
+            };
+            if closed && !t.gone && !all_keys.contains(&t.key) && dir_listed(&t.path) {
+                t.unseen_scans = t.unseen_scans.saturating_add(1);
+                if t.unseen_scans >= 2 {
+                    tracing::debug!(path = %t.path.display(), "closed file left the disk; finishing it");
+                    t.gone = true;
+                    t.wants_open = true;
+                }
             }
         }
         self.metrics.files_active.set(self.files.len() as i64);
+        if self.files.len() > self.budget && !self.budget_warned {
+            self.budget_warned = true;
+            tracing::warn!(
+                files = self.files.len(),
+                budget = self.budget,
+                "more log files than the open-file budget: idle files are closed and reopened when they change, which delays their lines by up to a rescan; raise the fd limit or --max-open-files"
+            );
+        }
     }
 
     fn consider(
@@ -304,6 +409,11 @@ impl Tailer {
                 // The size on disk, also while reading is paused (the lag gauge).
                 self.positions
                     .observe(*id, Some(&t.path.to_string_lossy()), md.len(), None);
+                // Closed for the budget: a change in size means something to read.
+                if matches!(f.source, Source::Closed) && md.len() != f.size {
+                    f.wants_open = true;
+                }
+                f.unseen_scans = 0;
             }
             let id = *id;
             self.follow_labels(id, t);
@@ -484,10 +594,22 @@ impl Tailer {
             if f.fp.is_complete() || f.path.parent() != Some(dir) {
                 continue;
             }
-            let Source::Plain(file) = &f.source else {
-                continue;
+            let head = match &f.source {
+                Source::Plain(file) => read_head(file),
+                // Closed for the budget: look through a short-lived descriptor of the same file.
+                Source::Closed => match confine::open(&f.path, &self.roots) {
+                    Ok(Ok(file))
+                        if file
+                            .metadata()
+                            .is_ok_and(|md| (md.dev(), md.ino()) == f.key) =>
+                    {
+                        read_head(&file)
+                    }
+                    _ => continue,
+                },
+                Source::Gz { .. } => continue,
             };
-            let Ok(head) = read_head(file) else {
+            let Ok(head) = head else {
                 continue;
             };
             // Only growth: replaced content is the read path's business.
@@ -570,8 +692,105 @@ impl Tailer {
                 target: (t.labels.clone(), t.namespace.clone()),
                 provisional: t.pending.is_some(),
                 hold_until: t.pending,
+                last_active: self.passes,
+                at_eof: false,
+                wants_open: false,
+                gone: false,
+                unseen_scans: 0,
             },
         );
+        self.open_files += 1;
+        self.keep_budget(id);
+    }
+
+    /// Closes idle files until at most `budget` are open. When none is idle, the file just
+    /// opened (`newest`) is closed again, marked to be reopened once others went idle.
+    fn keep_budget(&mut self, newest: u64) {
+        while self.open_files > self.budget {
+            if self.close_idle() {
+                continue;
+            }
+            if let Some(t) = self.files.get_mut(&newest) {
+                if matches!(t.source, Source::Plain(_)) {
+                    t.source = Source::Closed;
+                    t.wants_open = true;
+                    self.open_files -= 1;
+                }
+            }
+            break;
+        }
+    }
+
+    /// Closes the least recently active file that is at its end and not being finished.
+    /// Returns false when no open file may be closed.
+    fn close_idle(&mut self) -> bool {
+        let victim = self
+            .files
+            .iter()
+            .filter(|(_, t)| {
+                matches!(t.source, Source::Plain(_)) && t.at_eof && t.rotated_at.is_none()
+            })
+            .min_by_key(|(_, t)| t.last_active)
+            .map(|(id, _)| *id);
+        let Some(t) = victim.and_then(|id| self.files.get_mut(&id)) else {
+            return false;
+        };
+        tracing::debug!(path = %t.path.display(), "closing an idle file (open-file budget)");
+        t.source = Source::Closed;
+        t.wants_open = false;
+        self.open_files -= 1;
+        true
+    }
+
+    /// Closes an open live file of `group` that comes after `order` in rotation order: it
+    /// waits for the older file anyway, and holding its descriptor while the older one cannot
+    /// open would stop the group for good (with every descriptor held that way, the tailer).
+    fn close_younger_sibling(&mut self, group: u64, order: &(u64, u8, String)) -> bool {
+        let victim = self
+            .files
+            .iter()
+            .filter(|(_, t)| {
+                t.group == group
+                    && &t.order > order
+                    && matches!(t.source, Source::Plain(_))
+                    && t.rotated_at.is_none()
+            })
+            .max_by(|a, b| a.1.order.cmp(&b.1.order))
+            .map(|(id, _)| *id);
+        let Some(t) = victim.and_then(|id| self.files.get_mut(&id)) else {
+            return false;
+        };
+        tracing::debug!(path = %t.path.display(), "closing a file that waits for an older one (open-file budget)");
+        t.source = Source::Closed;
+        // It may hold unread data: open it again when its turn comes.
+        t.wants_open = true;
+        self.open_files -= 1;
+        true
+    }
+
+    /// Opens a closed file again at its known path if it is still the same device+inode
+    /// (content replaced under the same inode is the read path's fingerprint check).
+    /// Returns false when it cannot be opened now (no descriptor free, or its path has moved
+    /// on: a scan is asked for, which finds it by inode).
+    fn reopen(&mut self, t: &mut Tailed) -> bool {
+        if self.open_files >= self.budget
+            && !self.close_idle()
+            && !self.close_younger_sibling(t.group, &t.order)
+        {
+            return false;
+        }
+        match self.open_checked(&t.path, t.key) {
+            Ok(Some(file)) => {
+                t.source = Source::Plain(file);
+                t.wants_open = false;
+                self.open_files += 1;
+                true
+            }
+            Ok(None) | Err(_) => {
+                self.need_scan = true;
+                false
+            }
+        }
     }
 
     /// Whether the pod metadata changed since the last scan (labels may be stale).
@@ -602,13 +821,23 @@ impl Tailer {
     }
 
     /// Retries parked chunks, then reads every file whose tenant has room. Returns whether
-    /// anything was read or delivered.
+    /// more is waiting to be read at once (a file left with data after its share of this
+    /// pass, or a closed file that could be reopened now that others went idle).
     fn pass(&mut self) -> bool {
+        let more = self.read_pass();
+        self.flush_outbox();
+        more
+    }
+
+    fn read_pass(&mut self) -> bool {
+        self.passes += 1;
         let mut progressed = false;
+        let mut more = false;
+        let mut deferred = false;
         let parked: Vec<Arc<str>> = self.blocked.keys().cloned().collect();
         for tenant in parked {
-            if let Some(chunk) = self.blocked.remove(&tenant) {
-                progressed |= self.deliver(chunk);
+            for chunk in self.blocked.remove(&tenant).unwrap_or_default() {
+                progressed |= self.send(chunk);
             }
         }
         // Rotation order within a group; a file that still has data holds back the newer
@@ -634,6 +863,18 @@ impl Tailer {
                 self.files.insert(id, t);
                 continue;
             }
+            // Closed for the budget: idle until a scan saw it change; a gone one is finished.
+            if matches!(t.source, Source::Closed) && !t.gone {
+                let ready = t.wants_open && self.reopen(&mut t);
+                if !ready {
+                    if t.wants_open {
+                        deferred = true;
+                        behind.insert(group);
+                    }
+                    self.files.insert(id, t);
+                    continue;
+                }
+            }
             let mut caught_up = false;
             for _ in 0..CHUNKS_PER_PASS {
                 if self.blocked.contains_key(&t.meta.tenant) {
@@ -642,6 +883,8 @@ impl Tailer {
                 match self.read(&mut t) {
                     Ok(Step::Chunk(mut c)) => {
                         progressed = true;
+                        t.at_eof = false;
+                        t.last_active = self.passes;
                         if self.metadata_moved() {
                             // Lines written after a pod became known must carry its labels:
                             // relabel before this chunk leaves, then start a new pass.
@@ -651,12 +894,13 @@ impl Tailer {
                                 c.file = t.meta.clone();
                             }
                             self.deliver(c);
-                            return progressed;
+                            return true;
                         }
                         self.deliver(c);
                     }
                     Ok(Step::Eof) => {
                         caught_up = true;
+                        t.at_eof = true;
                         if let Some(c) = self.maybe_finish(&mut t) {
                             progressed = true;
                             self.deliver(c);
@@ -673,8 +917,12 @@ impl Tailer {
             }
             if !caught_up {
                 behind.insert(group);
+                more |= !self.blocked.contains_key(&t.meta.tenant);
             }
             if t.finished {
+                if !matches!(t.source, Source::Closed) {
+                    self.open_files -= 1;
+                }
                 self.by_inode.remove(&t.key);
                 self.metrics
                     .read_lines
@@ -691,12 +939,36 @@ impl Tailer {
             }
         }
         self.metrics.files_active.set(self.files.len() as i64);
-        progressed
+        // Files opened past the budget by a scan are closed once they went idle.
+        while self.open_files > self.budget && self.close_idle() {}
+        more || (deferred && progressed)
     }
 
-    /// Hands a chunk to its tenant; parks it when the queue is full. Returns false when parked.
-    fn deliver(&mut self, chunk: Chunk) -> bool {
+    /// Puts a chunk in the outbox, handing the outbox over once it holds enough.
+    fn deliver(&mut self, chunk: Chunk) {
+        self.outbox_bytes += chunk.data.len();
+        self.outbox.push(chunk);
+        if self.outbox_bytes >= OUTBOX_BYTES || self.outbox.len() >= self.settings.queue_chunks {
+            self.flush_outbox();
+        }
+    }
+
+    /// Hands the outbox to the tenants' queues, in order.
+    fn flush_outbox(&mut self) {
+        self.outbox_bytes = 0;
+        for c in std::mem::take(&mut self.outbox) {
+            self.send(c);
+        }
+    }
+
+    /// Hands a chunk to its tenant; parks it (behind any parked before) when the queue is
+    /// full. Returns false when parked.
+    fn send(&mut self, chunk: Chunk) -> bool {
         let tenant = chunk.file.tenant.clone();
+        if let Some(parked) = self.blocked.get_mut(&tenant) {
+            parked.push_back(chunk);
+            return false;
+        }
         let factory = &mut self.factory;
         let tx = self
             .sinks
@@ -705,7 +977,7 @@ impl Tailer {
         match tx.try_send(chunk) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(c)) => {
-                self.blocked.insert(tenant, c);
+                self.blocked.insert(tenant, VecDeque::from([c]));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -717,6 +989,7 @@ impl Tailer {
     fn maybe_finish(&mut self, t: &mut Tailed) -> Option<Chunk> {
         let gz = matches!(t.source, Source::Gz { .. });
         let due = gz
+            || t.gone
             || t.rotated_at
                 .is_some_and(|at| at.elapsed() >= self.settings.rotated_grace);
         if !due || t.finished {
@@ -732,6 +1005,8 @@ impl Tailer {
                 buf
             }
             Source::Gz { carry, .. } => std::mem::take(carry),
+            // Left the disk while closed: what was not read is out of reach.
+            Source::Closed => Vec::new(),
         };
         let len = data.len();
         if len > 0 && !t.skipping {

@@ -187,7 +187,7 @@ pub struct Positions {
     /// Serialises writers of the file (periodic saver vs. the final save at shutdown), which
     /// share one temp file name.
     save_lock: Mutex<()>,
-    /// Signalled on every change that a save would write.
+    /// Signalled on every acknowledgement (and `ignore`); other changes ride along.
     changed: tokio::sync::Notify,
     /// Whether a previous run left a positions file (even an empty one).
     prior_run: bool,
@@ -358,9 +358,11 @@ impl Positions {
                 size,
             },
         );
+        // Written with the next acknowledgement (or the periodic save), not on its own: a
+        // record lost to a crash says what its absence says (read from where the old one or
+        // the rules point), and a save per new or rotated file was most of the positions
+        // work at everyday rates.
         g.dirty = true;
-        drop(g);
-        self.changed.notify_one();
     }
 
     /// Updates a file's known path, size and fingerprint (tailer side).
@@ -413,9 +415,9 @@ impl Positions {
         if done {
             g.retire(id);
         }
+        // Saved with the next acknowledgement or periodic save, like `register`: until
+        // then a restart resumes the file at its acknowledged offset and finds its end.
         g.dirty = true;
-        drop(g);
-        self.changed.notify_one();
     }
 
     /// The acknowledged offset of a tracked file.
