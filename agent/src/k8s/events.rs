@@ -34,28 +34,6 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Ids of one source: `ID_BASE + source index << 32 + n`.
 const IDS_PER_SOURCE: u64 = 1 << 32;
 
-/// An API client for `client { kubeconfig_file }`, else in-cluster or `$KUBECONFIG`.
-pub async fn client_for(kubeconfig: Option<&Path>) -> Result<Client, K8sError> {
-    match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
-            let cfg = kube::Config::from_custom_kubeconfig(
-                kc,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await
-            .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
-            Ok(super::with_user_agent(kube::client::ClientBuilder::try_from(cfg)?).build())
-        }
-        None => super::client_from_env().await?.ok_or_else(|| {
-            K8sError::Config(
-                "no Kubernetes API configured (no in-cluster service environment, no KUBECONFIG, no client { kubeconfig_file })".into(),
-            )
-        }),
-    }
-}
-
 /// One `loki.source.kubernetes_events` component at run time.
 pub struct EventsSource {
     spec: EventsSpec,
@@ -92,7 +70,7 @@ impl EventsSource {
         tenant: &str,
         positions: &Path,
     ) -> Result<EventsSource, K8sError> {
-        let client = client_for(spec.kubeconfig_file.as_deref()).await?;
+        let client = super::client_for(spec.kubeconfig_file.as_deref()).await?;
         Self::with_client(spec, source, tenant, positions, client)
     }
 

@@ -218,6 +218,28 @@ pub async fn client_from_env() -> Result<Option<Client>, K8sError> {
     ))
 }
 
+/// An API client for `client { kubeconfig_file }`, else in-cluster or `$KUBECONFIG`.
+pub async fn client_for(kubeconfig: Option<&std::path::Path>) -> Result<Client, K8sError> {
+    match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
+            let cfg = kube::Config::from_custom_kubeconfig(
+                kc,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
+            Ok(with_user_agent(kube::client::ClientBuilder::try_from(cfg)?).build())
+        }
+        None => client_from_env().await?.ok_or_else(|| {
+            K8sError::Config(
+                "no Kubernetes API configured (no in-cluster service environment, no KUBECONFIG, no client { kubeconfig_file })".into(),
+            )
+        }),
+    }
+}
+
 /// The node to watch: `$NODE_NAME` (the downward API's `spec.nodeName`).
 pub fn node_name_from_env() -> Option<String> {
     std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty())

@@ -7,37 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client};
+use kube::Api;
 use parking_lot::Mutex;
 
-use super::{client_from_env, K8sError};
+use super::K8sError;
 use crate::alloy::components::remote::{Fetched, Kind, RemoteSpec};
-
-/// A client for one component.
-async fn client_for(spec: &RemoteSpec) -> Result<Client, K8sError> {
-    match &spec.kubeconfig_file {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
-            let cfg = kube::Config::from_custom_kubeconfig(
-                kc,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await
-            .map_err(|e| K8sError::Config(format!("{}: {e}", path.display())))?;
-            Ok(Client::try_from(cfg)?)
-        }
-        None => client_from_env().await?.ok_or_else(|| {
-            K8sError::Config(
-                "no Kubernetes API configured (no in-cluster service environment, no KUBECONFIG, no client { kubeconfig_file })".into(),
-            )
-        }),
-    }
-}
 
 /// The data of one object, values decoded to strings (secret bytes as UTF-8, lossy).
 pub async fn fetch_one(spec: &RemoteSpec) -> Result<BTreeMap<String, String>, K8sError> {
-    let client = client_for(spec).await?;
+    let client = super::client_for(spec.kubeconfig_file.as_deref()).await?;
     let get = async {
         match spec.kind {
             Kind::Secret => {
