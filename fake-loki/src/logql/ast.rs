@@ -149,7 +149,7 @@ pub enum JsonPathPart {
     Index(usize),
 }
 
-/// Range aggregation functions supported without unwrap.
+/// Range aggregation functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeOp {
     Count,
@@ -157,9 +157,37 @@ pub enum RangeOp {
     Bytes,
     BytesRate,
     Absent,
+    RateCounter,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+    Quantile,
+    First,
+    Last,
 }
 
 impl RangeOp {
+    pub const ALL: [RangeOp; 15] = [
+        RangeOp::Count,
+        RangeOp::Rate,
+        RangeOp::Bytes,
+        RangeOp::BytesRate,
+        RangeOp::Absent,
+        RangeOp::RateCounter,
+        RangeOp::Sum,
+        RangeOp::Avg,
+        RangeOp::Min,
+        RangeOp::Max,
+        RangeOp::Stddev,
+        RangeOp::Stdvar,
+        RangeOp::Quantile,
+        RangeOp::First,
+        RangeOp::Last,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RangeOp::Count => "count_over_time",
@@ -167,6 +195,100 @@ impl RangeOp {
             RangeOp::Bytes => "bytes_over_time",
             RangeOp::BytesRate => "bytes_rate",
             RangeOp::Absent => "absent_over_time",
+            RangeOp::RateCounter => "rate_counter",
+            RangeOp::Sum => "sum_over_time",
+            RangeOp::Avg => "avg_over_time",
+            RangeOp::Min => "min_over_time",
+            RangeOp::Max => "max_over_time",
+            RangeOp::Stddev => "stddev_over_time",
+            RangeOp::Stdvar => "stdvar_over_time",
+            RangeOp::Quantile => "quantile_over_time",
+            RangeOp::First => "first_over_time",
+            RangeOp::Last => "last_over_time",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RangeOp> {
+        RangeOp::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// Loki's rule: only these may carry `by`/`without`.
+    pub fn allows_grouping(self) -> bool {
+        matches!(
+            self,
+            RangeOp::Avg
+                | RangeOp::Stddev
+                | RangeOp::Stdvar
+                | RangeOp::Quantile
+                | RangeOp::Max
+                | RangeOp::Min
+                | RangeOp::First
+                | RangeOp::Last
+        )
+    }
+
+    /// Loki's rule: what may read an unwrapped value.
+    pub fn allows_unwrap(self) -> bool {
+        !matches!(self, RangeOp::Count | RangeOp::Bytes | RangeOp::BytesRate)
+    }
+
+    /// Loki's rule: what may count lines without an unwrap.
+    pub fn allows_lines(self) -> bool {
+        matches!(
+            self,
+            RangeOp::Count | RangeOp::Rate | RangeOp::Bytes | RangeOp::BytesRate | RangeOp::Absent
+        )
+    }
+}
+
+/// How `unwrap` turns a label value into a sample value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// Go's `strconv.ParseFloat`.
+    Float,
+    /// Go's `time.ParseDuration`, in seconds (`duration` and `duration_seconds`).
+    Duration,
+    /// go-humanize's `ParseBytes`.
+    Bytes,
+}
+
+/// `| unwrap [conv(]label[)]` and the label filters after it.
+#[derive(Debug, Clone)]
+pub struct Unwrap {
+    pub label: String,
+    pub conv: Conv,
+    pub post: Vec<LabelFilter>,
+}
+
+/// Which side of a vector-vector operation may repeat a match group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Card {
+    OneToOne,
+    /// `group_left`: the left side is the "many".
+    ManyToOne,
+    /// `group_right`: the right side is the "many".
+    OneToMany,
+}
+
+/// `on(..)`/`ignoring(..)` with `group_left(..)`/`group_right(..)`.
+#[derive(Debug, Clone)]
+pub struct VectorMatching {
+    pub card: Card,
+    /// `on` when true, `ignoring` otherwise.
+    pub on: bool,
+    pub labels: Vec<String>,
+    /// Labels copied from the "one" side.
+    pub include: Vec<String>,
+}
+
+impl Default for VectorMatching {
+    /// No modifier: one-to-one on every label.
+    fn default() -> Self {
+        VectorMatching {
+            card: Card::OneToOne,
+            on: false,
+            labels: Vec::new(),
+            include: Vec::new(),
         }
     }
 }
@@ -202,6 +324,10 @@ pub enum MetricExpr {
         log: LogExpr,
         range: i64,
         offset: i64,
+        unwrap: Option<Unwrap>,
+        grouping: Option<Grouping>,
+        /// `quantile_over_time`'s φ.
+        param: Option<f64>,
     },
     Vector {
         op: VecOp,
@@ -213,8 +339,17 @@ pub enum MetricExpr {
     Binary {
         op: BinOp,
         bool_mod: bool,
+        matching: VectorMatching,
         lhs: Box<MetricExpr>,
         rhs: Box<MetricExpr>,
+    },
+    /// `label_replace(inner, dst, replacement, src, regex)`; the regex is anchored.
+    LabelReplace {
+        inner: Box<MetricExpr>,
+        dst: String,
+        replacement: String,
+        src: String,
+        regex: Regex,
     },
 }
 
@@ -269,7 +404,10 @@ impl BinOp {
             BinOp::Add => a + b,
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
+            // Loki answers NaN, not ±Inf, for a zero divisor.
+            BinOp::Div if b == 0.0 => f64::NAN,
             BinOp::Div => a / b,
+            BinOp::Mod if b == 0.0 => f64::NAN,
             BinOp::Mod => a % b,
             BinOp::Pow => a.powf(b),
             BinOp::Eq => t(a == b),
@@ -288,7 +426,9 @@ impl MetricExpr {
     pub fn selectors(&self) -> Vec<&[Matcher]> {
         match self {
             MetricExpr::Range { log, .. } => vec![&log.matchers],
-            MetricExpr::Vector { inner, .. } => inner.selectors(),
+            MetricExpr::Vector { inner, .. } | MetricExpr::LabelReplace { inner, .. } => {
+                inner.selectors()
+            }
             MetricExpr::Literal(_) => vec![],
             MetricExpr::Binary { lhs, rhs, .. } => {
                 let mut v = lhs.selectors();

@@ -9,6 +9,7 @@ use loki_wire::LabelSet;
 use super::ast::*;
 use super::matcher::MatchOp;
 use super::pipeline::{Lbs, Pipeline, ERROR_LABEL};
+use super::{matching, range_fns, unwrap};
 use super::{Direction, Error, ExecStats, Source, SourceStream};
 use crate::store::EntryRef;
 
@@ -210,18 +211,28 @@ struct SeriesSamples {
     ts: Vec<i64>,
     /// Prefix sums of the sample values (len = ts.len() + 1).
     sums: Vec<f64>,
+    /// The values themselves, kept for the unwrapped functions that need each one.
+    vals: Vec<f64>,
+}
+
+/// What a range aggregation reads: which entries, and what value each gives.
+struct SampleSpec<'e> {
+    op: RangeOp,
+    log: &'e LogExpr,
+    unwrap: Option<&'e Unwrap>,
+    grouping: Option<&'e Grouping>,
 }
 
 /// Reads every sample a range aggregation needs for windows ending in [first, last].
 fn collect_samples(
-    op: RangeOp,
-    log: &LogExpr,
+    spec: &SampleSpec<'_>,
     src: &dyn Source,
     lo: i64,
     hi: i64,
     stats: &mut ExecStats,
 ) -> Vec<SeriesSamples> {
-    let bytes = matches!(op, RangeOp::Bytes | RangeOp::BytesRate);
+    let bytes = matches!(spec.op, RangeOp::Bytes | RangeOp::BytesRate);
+    let log = spec.log;
     let pipeline = Pipeline::new(&log.stages);
     let mut index: HashMap<LabelSet, usize> = HashMap::new();
     let mut series: Vec<(LabelSet, Vec<(i64, f64)>)> = Vec::new();
@@ -253,6 +264,17 @@ fn collect_samples(
             if !pipeline.prefilter(e.line) {
                 continue;
             }
+            if let Some(u) = spec.unwrap {
+                let mut l = Lbs::new(labels, e.metadata);
+                if pipeline.run_rest(e.ts, e.line, &mut l).is_none() {
+                    continue;
+                }
+                if let Some(v) = unwrap::extract(u, &mut l) {
+                    let key = unwrap::series_labels(u, spec.grouping, &l);
+                    add(&mut series, &mut index, key, e.ts, v);
+                }
+                continue;
+            }
             if pipeline.is_filter_only() {
                 let v = if bytes { e.line.len() as f64 } else { 1.0 };
                 let k = (e.metadata.as_ptr() as usize, e.metadata.len());
@@ -278,6 +300,7 @@ fn collect_samples(
             }
         }
     }
+    let keep_vals = spec.unwrap.is_some();
     series
         .into_iter()
         .map(|(labels, mut samples)| {
@@ -289,10 +312,16 @@ fn collect_samples(
                 acc += v;
                 sums.push(acc);
             }
+            let vals = if keep_vals {
+                samples.iter().map(|(_, v)| *v).collect()
+            } else {
+                Vec::new()
+            };
             SeriesSamples {
                 labels,
                 ts: samples.into_iter().map(|(t, _)| t).collect(),
                 sums,
+                vals,
             }
         })
         .collect()
@@ -341,6 +370,9 @@ pub fn eval_steps(
             log,
             range,
             offset,
+            unwrap,
+            grouping,
+            param,
         } => {
             let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
                 return Ok(Vec::new());
@@ -351,7 +383,13 @@ pub fn eval_steps(
                 .saturating_sub(*range)
                 .saturating_add(1);
             let hi = last.saturating_sub(*offset).saturating_add(1);
-            let series = collect_samples(*op, log, src, lo, hi, stats);
+            let spec = SampleSpec {
+                op: *op,
+                log,
+                unwrap: unwrap.as_ref(),
+                grouping: grouping.as_ref(),
+            };
+            let series = collect_samples(&spec, src, lo, hi, stats);
             let secs = *range as f64 / 1e9;
             let mut out = Vec::with_capacity(steps.len());
             for &t in steps {
@@ -376,10 +414,11 @@ pub fn eval_steps(
                     let sum = s.sums[b] - s.sums[a];
                     let v = match op {
                         RangeOp::Count => count,
-                        RangeOp::Rate => count / secs,
-                        RangeOp::Bytes => sum,
-                        RangeOp::BytesRate => sum / secs,
-                        RangeOp::Absent => 1.0,
+                        RangeOp::Rate | RangeOp::BytesRate => sum / secs,
+                        RangeOp::Bytes | RangeOp::Sum => sum,
+                        _ => {
+                            range_fns::over_window(*op, *param, *range, &s.ts[a..b], &s.vals[a..b])
+                        }
                     };
                     vec.push((s.labels.clone(), v));
                 }
@@ -393,15 +432,33 @@ pub fn eval_steps(
         MetricExpr::Binary {
             op,
             bool_mod,
+            matching,
             lhs,
             rhs,
         } => {
             let l = eval_steps(lhs, src, steps, stats)?;
             let r = eval_steps(rhs, src, steps, stats)?;
             let (ls, rs) = (lhs.is_scalar(), rhs.is_scalar());
-            Ok(l.into_iter()
+            l.into_iter()
                 .zip(r)
-                .map(|(lv, rv)| binary(*op, *bool_mod, lv, ls, rv, rs))
+                .map(|(lv, rv)| binary(*op, *bool_mod, matching, lv, ls, rv, rs))
+                .collect()
+        }
+        MetricExpr::LabelReplace {
+            inner,
+            dst,
+            replacement,
+            src: src_label,
+            regex,
+        } => {
+            let inner = eval_steps(inner, src, steps, stats)?;
+            Ok(inner
+                .into_iter()
+                .map(|v| {
+                    v.into_iter()
+                        .map(|(l, x)| (label_replace(l, dst, replacement, src_label, regex), x))
+                        .collect()
+                })
                 .collect())
         }
         MetricExpr::Vector {
@@ -413,6 +470,7 @@ pub fn eval_steps(
             **inner,
             MetricExpr::Range {
                 op: RangeOp::Rate | RangeOp::BytesRate,
+                grouping: None,
                 ..
             }
         ) =>
@@ -424,19 +482,24 @@ pub fn eval_steps(
                 log,
                 range,
                 offset,
+                unwrap,
+                ..
             } = &**inner
             else {
                 return Ok(Vec::new());
             };
             let counting = MetricExpr::Range {
-                op: if *op == RangeOp::Rate {
-                    RangeOp::Count
-                } else {
-                    RangeOp::Bytes
+                op: match (op, unwrap) {
+                    (_, Some(_)) => RangeOp::Sum,
+                    (RangeOp::Rate, None) => RangeOp::Count,
+                    _ => RangeOp::Bytes,
                 },
                 log: log.clone(),
                 range: *range,
                 offset: *offset,
+                unwrap: unwrap.clone(),
+                grouping: None,
+                param: None,
             };
             let secs = *range as f64 / 1e9;
             let inner = eval_steps(&counting, src, steps, stats)?;
@@ -466,72 +529,68 @@ pub fn eval_steps(
 }
 
 /// One step of a binary operation. Scalars are one-element vectors with empty labels.
-fn binary(op: BinOp, bool_mod: bool, lv: StepVec, ls: bool, rv: StepVec, rs: bool) -> StepVec {
+fn binary(
+    op: BinOp,
+    bool_mod: bool,
+    matching: &VectorMatching,
+    lv: StepVec,
+    ls: bool,
+    rv: StepVec,
+    rs: bool,
+) -> Result<StepVec, Error> {
     let scalar = |v: &StepVec| v.first().map_or(f64::NAN, |x| x.1);
     // Comparisons without `bool` filter, keeping the vector's own value.
     let cmp_filter = op.is_comparison() && !bool_mod;
     if ls && rs {
-        return vec![(LabelSet::default(), op.apply(scalar(&lv), scalar(&rv)))];
+        return Ok(vec![(
+            LabelSet::default(),
+            op.apply(scalar(&lv), scalar(&rv)),
+        )]);
     }
-    if rs {
-        let b = scalar(&rv);
-        return lv
+    if rs || ls {
+        let (vector, k) = if rs {
+            (lv, scalar(&rv))
+        } else {
+            (rv, scalar(&lv))
+        };
+        return Ok(vector
             .into_iter()
-            .filter_map(|(l, a)| {
-                let v = op.apply(a, b);
+            .filter_map(|(l, x)| {
+                let v = if rs { op.apply(x, k) } else { op.apply(k, x) };
                 if cmp_filter {
-                    (v != 0.0).then_some((l, a))
+                    (v != 0.0).then_some((l, x))
                 } else {
                     Some((l, v))
                 }
             })
-            .collect();
+            .collect());
     }
-    if ls {
-        let a = scalar(&lv);
-        return rv
-            .into_iter()
-            .filter_map(|(l, b)| {
-                let v = op.apply(a, b);
-                if cmp_filter {
-                    (v != 0.0).then_some((l, b))
-                } else {
-                    Some((l, v))
-                }
-            })
-            .collect();
+    if op.is_set() {
+        return Ok(matching::set_op(op, matching, lv, rv));
     }
-    let index: HashMap<&LabelSet, f64> = rv.iter().map(|(l, v)| (l, *v)).collect();
-    match op {
-        BinOp::And => lv
-            .iter()
-            .filter(|(l, _)| index.contains_key(l))
-            .cloned()
-            .collect(),
-        BinOp::Unless => lv
-            .iter()
-            .filter(|(l, _)| !index.contains_key(l))
-            .cloned()
-            .collect(),
-        BinOp::Or => {
-            let left: std::collections::HashSet<&LabelSet> = lv.iter().map(|(l, _)| l).collect();
-            let mut out = lv.clone();
-            out.extend(rv.iter().filter(|(l, _)| !left.contains(l)).cloned());
-            out
+    matching::vector_op(op, bool_mod, matching, lv, rv)
+}
+
+/// Prometheus' `label_replace` on one series: when the anchored regex matches the source
+/// label's value, the expanded replacement becomes `dst` (an empty result removes it).
+fn label_replace(
+    mut labels: LabelSet,
+    dst: &str,
+    replacement: &str,
+    src: &str,
+    regex: &regex::Regex,
+) -> LabelSet {
+    let value = labels.get(src).unwrap_or("").to_string();
+    if let Some(caps) = regex.captures(&value) {
+        let mut out = String::new();
+        caps.expand(replacement, &mut out);
+        if out.is_empty() {
+            labels.remove(dst);
+        } else {
+            labels.set(dst, &out);
         }
-        _ => lv
-            .iter()
-            .filter_map(|(l, a)| {
-                let b = *index.get(l)?;
-                let v = op.apply(*a, b);
-                if cmp_filter {
-                    (v != 0.0).then(|| (l.clone(), *a))
-                } else {
-                    Some((l.clone(), v))
-                }
-            })
-            .collect(),
     }
+    labels
 }
 
 fn group_key(labels: &LabelSet, g: Option<&Grouping>) -> LabelSet {

@@ -4,10 +4,13 @@ mod ast;
 mod eval;
 mod lexer;
 pub mod matcher;
+mod matching;
 mod parser;
 mod pattern;
 mod pipeline;
+mod range_fns;
 mod template;
+mod unwrap;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.

@@ -222,13 +222,55 @@ impl Parser {
                 | Tok::Npa => {
                     stages.push(Stage::LineFilter(self.line_filter()?));
                 }
-                Tok::Pipe => {
+                Tok::Pipe if !self.at_unwrap() => {
                     self.bump();
                     stages.push(self.stage()?);
                 }
                 _ => return Ok(stages),
             }
         }
+    }
+
+    /// Whether the next tokens are `| unwrap` (it ends a pipeline inside a range function).
+    fn at_unwrap(&self) -> bool {
+        self.is(Tok::Pipe)
+            && self
+                .toks
+                .get(self.i + 1)
+                .is_some_and(|t| t.tok == Tok::Keyword && t.text == "unwrap")
+    }
+
+    /// `| unwrap label`, `| unwrap bytes(label)`, `| unwrap duration(label)`, with the label
+    /// filters that follow it (`| unwrap x | __error__=""`).
+    fn unwrap_expr(&mut self) -> R<Unwrap> {
+        self.bump();
+        self.bump();
+        let t = self.peek().clone();
+        let (label, conv) = if t.tok == Tok::Func {
+            let conv = match t.text.as_str() {
+                "bytes" => Conv::Bytes,
+                "duration" | "duration_seconds" => Conv::Duration,
+                _ => return Err(self.unexpected(&["IDENTIFIER"])),
+            };
+            self.bump();
+            self.expect(Tok::LParen, &["("])?;
+            let label = self.expect(Tok::Ident, &["IDENTIFIER"])?.text;
+            self.expect(Tok::RParen, &[")"])?;
+            (label, conv)
+        } else {
+            (self.expect(Tok::Ident, &["IDENTIFIER"])?.text, Conv::Float)
+        };
+        let mut post = Vec::new();
+        while self.is(Tok::Pipe)
+            && self
+                .toks
+                .get(self.i + 1)
+                .is_some_and(|t| matches!(t.tok, Tok::Ident | Tok::LParen))
+        {
+            self.bump();
+            post.push(self.label_filter_or()?);
+        }
+        Ok(Unwrap { label, conv, post })
     }
 
     fn stage(&mut self) -> R<Stage> {
@@ -351,7 +393,6 @@ impl Parser {
                         Stage::Keep(items)
                     })
                 }
-                "unwrap" => Err(plain("unwrap is not supported by fake-loki")),
                 _ => Err(self.unexpected(&[])),
             },
             Tok::Ident | Tok::LParen => Ok(Stage::LabelFilter(self.label_filter_or()?)),
@@ -495,13 +536,18 @@ impl Parser {
         Ok(LogExpr { matchers, stages })
     }
 
-    /// The argument of a range function: selector, pipeline and `[range]` in Loki's orders.
-    fn log_range(&mut self) -> R<(LogExpr, i64, i64)> {
+    /// The argument of a range function: selector, pipeline, `unwrap` and `[range]` in any
+    /// of the orders Loki's grammar accepts.
+    fn log_range(&mut self) -> R<(LogExpr, i64, i64, Option<Unwrap>)> {
         let paren = self.is(Tok::LParen);
         if paren {
             self.bump();
         }
         let mut log = self.log_expr()?;
+        let mut unwrap = None;
+        if self.at_unwrap() {
+            unwrap = Some(self.unwrap_expr()?);
+        }
         if paren {
             self.expect(Tok::RParen, &[")"])?;
         }
@@ -511,11 +557,14 @@ impl Parser {
             self.bump();
             offset = self.expect(Tok::Duration, &["DURATION"])?.num;
         }
-        if !paren {
+        if !paren && unwrap.is_none() {
             let more = self.stages()?;
             log.stages.extend(more);
+            if self.at_unwrap() {
+                unwrap = Some(self.unwrap_expr()?);
+            }
         }
-        Ok((log, range, offset))
+        Ok((log, range, offset, unwrap))
     }
 
     fn grouping(&mut self) -> R<Grouping> {
@@ -582,11 +631,7 @@ impl Parser {
                 self.bump();
                 bool_mod = true;
             }
-            if self.is_kw("on") || self.is_kw("ignoring") {
-                return Err(plain(
-                    "vector matching (on/ignoring) is not supported by fake-loki",
-                ));
-            }
+            let matching = self.vector_matching()?;
             let mut rhs = self.metric_unary()?;
             while let Some(next) = self.peek_binop() {
                 // `^` is right-associative; everything else is left-associative.
@@ -612,6 +657,7 @@ impl Parser {
             lhs = MetricExpr::Binary {
                 op,
                 bool_mod,
+                matching,
                 lhs: Box::new(lhs),
                 rhs: Box::new(rhs),
             };
@@ -630,6 +676,7 @@ impl Parser {
                 e if neg => MetricExpr::Binary {
                     op: BinOp::Mul,
                     bool_mod: false,
+                    matching: VectorMatching::default(),
                     lhs: Box::new(MetricExpr::Literal(-1.0)),
                     rhs: Box::new(e),
                 },
@@ -671,34 +718,11 @@ impl Parser {
 
     /// A range function (`rate(...)`) or an aggregation (`sum by (x) (...)`) at `t`.
     fn function(&mut self, t: Token) -> R<MetricExpr> {
-        let range_op = match t.text.as_str() {
-            "count_over_time" => Some(RangeOp::Count),
-            "rate" => Some(RangeOp::Rate),
-            "bytes_over_time" => Some(RangeOp::Bytes),
-            "bytes_rate" => Some(RangeOp::BytesRate),
-            "absent_over_time" => Some(RangeOp::Absent),
-            _ => None,
-        };
-        if let Some(op) = range_op {
-            self.bump();
-            self.expect(Tok::LParen, &["("])?;
-            let (log, range, offset) = self.log_range()?;
-            self.expect(Tok::RParen, &[")"])?;
-            if self.is_kw("by") || self.is_kw("without") {
-                self.grouping()?;
-                if op != RangeOp::Absent {
-                    return Err(plain(format!(
-                        "grouping not allowed for {} aggregation",
-                        op.name()
-                    )));
-                }
-            }
-            return Ok(MetricExpr::Range {
-                op,
-                log,
-                range,
-                offset,
-            });
+        if let Some(op) = RangeOp::from_name(&t.text) {
+            return self.range_function(op);
+        }
+        if t.text == "label_replace" {
+            return self.label_replace();
         }
         let vec_op = match t.text.as_str() {
             "sum" => VecOp::Sum,
@@ -727,14 +751,6 @@ impl Parser {
                     grouping: None,
                     inner: Box::new(MetricExpr::Literal(v)),
                 });
-            }
-            "avg_over_time" | "sum_over_time" | "min_over_time" | "max_over_time"
-            | "stdvar_over_time" | "stddev_over_time" | "quantile_over_time"
-            | "first_over_time" | "last_over_time" | "rate_counter" => {
-                return Err(plain(format!(
-                    "invalid aggregation {} without unwrap",
-                    t.text
-                )));
             }
             _ => return Err(plain(format!("{} is not supported by fake-loki", t.text))),
         };
@@ -778,6 +794,147 @@ impl Parser {
             grouping,
             inner: Box::new(inner),
         })
+    }
+
+    /// `op([φ,] log-range) [by|without (..)]` with Loki's validation order: grouping, then
+    /// unwrap.
+    fn range_function(&mut self, op: RangeOp) -> R<MetricExpr> {
+        self.bump();
+        self.expect(Tok::LParen, &["("])?;
+        let mut raw_param = None;
+        if self.is(Tok::Number) {
+            raw_param = Some(self.bump().text);
+            self.expect(Tok::Comma, &[","])?;
+        }
+        let (log, range, offset, unwrap) = self.log_range()?;
+        self.expect(Tok::RParen, &[")"])?;
+        let mut grouping = None;
+        if self.is_kw("by") || self.is_kw("without") {
+            grouping = Some(self.grouping()?);
+        }
+        let param = match raw_param {
+            Some(raw) if op != RangeOp::Quantile => {
+                return Err(plain(format!(
+                    "parameter {raw} not supported for operation {}",
+                    op.name()
+                )));
+            }
+            Some(raw) => Some(raw.parse::<f64>().map_err(|_| {
+                plain(format!(
+                    "invalid parameter for operation {}: strconv.ParseFloat: parsing {}: invalid syntax",
+                    op.name(),
+                    loki_wire::labels::go_quote(&raw)
+                ))
+            })?),
+            None if op == RangeOp::Quantile => {
+                return Err(plain(
+                    "parameter required for operation quantile_over_time",
+                ));
+            }
+            None => None,
+        };
+        if grouping.is_some() && !op.allows_grouping() {
+            return Err(plain(format!(
+                "grouping not allowed for {} aggregation",
+                op.name()
+            )));
+        }
+        match &unwrap {
+            Some(_) if !op.allows_unwrap() => {
+                return Err(plain(format!(
+                    "invalid aggregation {} with unwrap",
+                    op.name()
+                )));
+            }
+            None if !op.allows_lines() => {
+                return Err(plain(format!(
+                    "invalid aggregation {} without unwrap",
+                    op.name()
+                )));
+            }
+            _ => {}
+        }
+        Ok(MetricExpr::Range {
+            op,
+            log,
+            range,
+            offset,
+            unwrap,
+            grouping,
+            param,
+        })
+    }
+
+    /// `label_replace(expr, "dst", "replacement", "src", "regex")`.
+    fn label_replace(&mut self) -> R<MetricExpr> {
+        self.bump();
+        self.expect(Tok::LParen, &["("])?;
+        let inner = self.metric()?;
+        let mut args = Vec::with_capacity(4);
+        for _ in 0..4 {
+            self.expect(Tok::Comma, &[","])?;
+            args.push(self.expect(Tok::Str, &["STRING"])?.text);
+        }
+        self.expect(Tok::RParen, &[")"])?;
+        let [dst, replacement, src, re] = <[String; 4]>::try_from(args)
+            .map_err(|_| plain("label_replace needs four arguments"))?;
+        let regex = Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+            plain(format!(
+                "invalid regex in label_replace(): {}",
+                regex_err(&e)
+            ))
+        })?;
+        if !loki_wire::labels::is_valid_label_name(&dst) {
+            return Err(plain(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        Ok(MetricExpr::LabelReplace {
+            inner: Box::new(inner),
+            dst,
+            replacement,
+            src,
+            regex,
+        })
+    }
+
+    /// `on(..)`/`ignoring(..)` and `group_left(..)`/`group_right(..)` after an operator.
+    fn vector_matching(&mut self) -> R<VectorMatching> {
+        let mut m = VectorMatching::default();
+        if !(self.is_kw("on") || self.is_kw("ignoring")) {
+            return Ok(m);
+        }
+        m.on = self.bump().text == "on";
+        m.labels = self.label_list()?;
+        if self.is_kw("group_left") || self.is_kw("group_right") {
+            m.card = if self.bump().text == "group_left" {
+                Card::ManyToOne
+            } else {
+                Card::OneToMany
+            };
+            if self.is(Tok::LParen) {
+                m.include = self.label_list()?;
+            }
+        }
+        Ok(m)
+    }
+
+    /// `(a, b, ...)`, possibly empty.
+    fn label_list(&mut self) -> R<Vec<String>> {
+        self.expect(Tok::LParen, &["("])?;
+        let mut labels = Vec::new();
+        if !self.is(Tok::RParen) {
+            loop {
+                labels.push(self.expect(Tok::Ident, &["IDENTIFIER"])?.text);
+                if self.is(Tok::Comma) {
+                    self.bump();
+                    continue;
+                }
+                break;
+            }
+        }
+        self.expect(Tok::RParen, &[",", ")"])?;
+        Ok(labels)
     }
 
     fn query(&mut self) -> R<Query> {

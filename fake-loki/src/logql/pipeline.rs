@@ -374,7 +374,7 @@ pub fn sanitize_key(k: &str) -> String {
     out
 }
 
-fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
+pub(super) fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
     match f {
         LabelFilter::Matcher(m) => m.matches(lbs.get(&m.name).unwrap_or("")),
         LabelFilter::Num {

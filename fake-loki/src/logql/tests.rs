@@ -614,3 +614,306 @@ fn binary_operations() {
         "parse error : comparisons between scalars must use BOOL modifier"
     );
 }
+
+// ---- unwrap, range functions over values, label_replace, vector matching ----
+
+fn latency_source() -> Mem {
+    let s = 1_000_000_000;
+    Mem(vec![
+        stream(
+            &[("app", "api"), ("pod", "p1")],
+            &[
+                (s, "path=/a latency=100ms size=1KiB n=4", &[]),
+                (2 * s, "path=/b latency=300ms size=2KiB n=1", &[]),
+                (3 * s, "path=/a latency=bad size=3KiB n=3", &[]),
+                (4 * s, "path=/a size=4KiB n=2", &[]),
+            ],
+        ),
+        stream(
+            &[("app", "api"), ("pod", "p2")],
+            &[(2 * s, "path=/a latency=1s size=10B n=10", &[])],
+        ),
+        stream(
+            &[("app", "web"), ("pod", "p3")],
+            &[(2 * s, "path=/a latency=2s n=7", &[])],
+        ),
+    ])
+}
+
+fn instant(q: &str, src: &Mem, t: i64) -> Result<Value, Error> {
+    Ok(exec_instant(&parse(q)?, src, t, 100, Direction::Backward)?.to_json(false))
+}
+
+#[test]
+fn unwrap_functions_over_values() {
+    let s = 1_000_000_000;
+    let src = latency_source();
+    let at = |q: &str| instant(q, &src, 10 * s).map(|v| series_values(&v));
+    // The unwrapped label leaves the series; every other label stays.
+    assert_eq!(
+        at(r#"sum_over_time({app="api"} | logfmt | unwrap n [10s])"#).unwrap(),
+        vec![
+            (
+                r#"app=api,latency=100ms,path=/a,pod=p1,size=1KiB"#.into(),
+                "4".into()
+            ),
+            (
+                r#"app=api,latency=1s,path=/a,pod=p2,size=10B"#.into(),
+                "10".into()
+            ),
+            (
+                r#"app=api,latency=300ms,path=/b,pod=p1,size=2KiB"#.into(),
+                "1".into()
+            ),
+            (
+                r#"app=api,latency=bad,path=/a,pod=p1,size=3KiB"#.into(),
+                "3".into()
+            ),
+            (r#"app=api,path=/a,pod=p1,size=4KiB"#.into(), "2".into()),
+        ]
+    );
+    // Grouping: by keeps only the listed labels; without drops them and the unwrapped one.
+    let q = |f: &str, g: &str| format!(r#"{f}({{app="api"}} | logfmt | unwrap n [10s]) {g}"#);
+    assert_eq!(
+        at(&q("max_over_time", "by (pod)")).unwrap(),
+        vec![
+            ("pod=p1".into(), "4".into()),
+            ("pod=p2".into(), "10".into())
+        ]
+    );
+    assert_eq!(
+        at(&q("avg_over_time", "by (pod)")).unwrap(),
+        vec![
+            ("pod=p1".into(), "2.5".into()),
+            ("pod=p2".into(), "10".into())
+        ]
+    );
+    assert_eq!(
+        at(&q("min_over_time", "without (latency, size, path)")).unwrap(),
+        vec![
+            ("app=api,pod=p1".into(), "1".into()),
+            ("app=api,pod=p2".into(), "10".into())
+        ]
+    );
+    assert_eq!(
+        at(&q("first_over_time", "by (pod)")).unwrap(),
+        vec![
+            ("pod=p1".into(), "4".into()),
+            ("pod=p2".into(), "10".into())
+        ]
+    );
+    assert_eq!(
+        at(&q("last_over_time", "by (pod)")).unwrap(),
+        vec![
+            ("pod=p1".into(), "2".into()),
+            ("pod=p2".into(), "10".into())
+        ]
+    );
+    assert_eq!(
+        at(&q("stdvar_over_time", "by (pod)")).unwrap(),
+        vec![
+            ("pod=p1".into(), "1.25".into()),
+            ("pod=p2".into(), "0".into())
+        ]
+    );
+    assert_eq!(
+        at(r#"quantile_over_time(0.5, {app="api"} | logfmt | unwrap n [10s]) by (app)"#).unwrap(),
+        vec![("app=api".into(), "3".into())]
+    );
+    // rate over unwrapped values is their sum per second of the range.
+    assert_eq!(
+        at(r#"sum(rate({app="api"} | logfmt | unwrap n [10s]))"#).unwrap(),
+        vec![("".into(), "2".into())]
+    );
+    // Conversions: duration in seconds, bytes in bytes; a line without the label is skipped.
+    assert_eq!(
+        at(r#"sum by (app) (sum_over_time({app=~"api|web"} | logfmt | unwrap duration(latency) | __error__="" [10s]))"#)
+            .unwrap(),
+        vec![("app=api".into(), "1.4".into()), ("app=web".into(), "2".into())]
+    );
+    assert_eq!(
+        at(r#"sum(sum_over_time({app="api"} | logfmt | unwrap bytes(size) [10s]))"#).unwrap(),
+        vec![("".into(), "10250".into())]
+    );
+    // A value that does not convert fails the query, naming the series, unless filtered.
+    let e =
+        at(r#"sum(sum_over_time({app="api"} | logfmt | unwrap duration_seconds(latency) [10s]))"#)
+            .unwrap_err();
+    assert!(
+        e.message.starts_with("pipeline error: 'SampleExtractionErr' for series: '{__error__=\"SampleExtractionErr\", __error_details__=\"time: invalid duration \\\"bad\\\"\""),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn unwrap_parse_rules_match_loki() {
+    let ok = [
+        r#"sum_over_time({a="b"} | unwrap x [1m])"#,
+        r#"sum_over_time({a="b"} [1m] | unwrap x)"#,
+        r#"sum_over_time({a="b"} [1m] offset 5m | json | unwrap x | __error__="")"#,
+        r#"avg_over_time(({a="b"} | logfmt | unwrap bytes(x))[1m]) by (a)"#,
+        r#"quantile_over_time(0.99, {a="b"} | unwrap duration(x) | x > 1 [5m]) without (b)"#,
+        r#"rate_counter({a="b"} | unwrap x [1m])"#,
+        r#"absent_over_time({a="b"} | unwrap x [1m])"#,
+        r#"label_replace(rate({a="b"}[1m]), "dst", "$1", "a", "(.*)")"#,
+        r#"sum by (a) (rate({a="b"}[1m])) / on (a) group_left (c) sum by (a, c) (rate({a="b"}[1m]))"#,
+        r#"rate({a="b"}[1m]) > bool ignoring (x) group_right rate({a="c"}[1m])"#,
+    ];
+    for q in ok {
+        assert!(parse(q).is_ok(), "{q}: {:?}", parse(q).err());
+    }
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"count_over_time({a="b"} | unwrap x [1m])"#,
+            "parse error : invalid aggregation count_over_time with unwrap",
+        ),
+        (
+            r#"sum_over_time({a="b"} | unwrap x [1m]) by (a)"#,
+            "parse error : grouping not allowed for sum_over_time aggregation",
+        ),
+        (
+            r#"max_over_time({a="b"}[1m]) by (a)"#,
+            "parse error : invalid aggregation max_over_time without unwrap",
+        ),
+        (
+            r#"absent_over_time({a="b"}[1m]) by (a)"#,
+            "parse error : grouping not allowed for absent_over_time aggregation",
+        ),
+        (
+            r#"quantile_over_time({a="b"} | unwrap x [1m])"#,
+            "parse error : parameter required for operation quantile_over_time",
+        ),
+        (
+            r#"sum_over_time(2, {a="b"} | unwrap x [1m])"#,
+            "parse error : parameter 2 not supported for operation sum_over_time",
+        ),
+        (
+            r#"label_replace(rate({a="b"}[1m]), "1dst", "$1", "a", "(.*)")"#,
+            "parse error : invalid destination label name in label_replace(): 1dst",
+        ),
+    ];
+    for (q, want) in cases {
+        let got = parse(q).err().map(|e| e.message);
+        assert_eq!(got.as_deref(), Some(*want), "query {q}");
+    }
+    assert!(
+        parse(r#"label_replace(rate({a="b"}[1m]), "d", "$1", "a", "(")"#)
+            .unwrap_err()
+            .message
+            .starts_with("parse error : invalid regex in label_replace(): error parsing regexp")
+    );
+}
+
+#[test]
+fn rate_counter_extrapolates_like_loki() {
+    let s = 1_000_000_000;
+    let src = Mem(vec![stream(
+        &[("app", "c")],
+        &[(s, "v=10", &[]), (2 * s, "v=20", &[]), (3 * s, "v=5", &[])],
+    )]);
+    let got = instant(
+        r#"rate_counter({app="c"} | logfmt | unwrap v [60s])"#,
+        &src,
+        10 * s,
+    )
+    .unwrap();
+    // Increase 15 (a reset after 20); Loki's nanosecond-based extrapolation adds the
+    // range's 60 "seconds" to a 2e6 sampled interval.
+    let want = 15.0 * ((2e6 + 60.0) / 2e6) / 60.0;
+    assert_eq!(series_values(&got), vec![("app=c".into(), go_float(want))]);
+}
+
+#[test]
+fn label_replace_and_vector_matching() {
+    let s = 1_000_000_000;
+    let src = latency_source();
+    let at = |q: &str| instant(q, &src, 10 * s).map(|v| series_values(&v));
+    assert_eq!(
+        at(r#"label_replace(sum by (pod) (count_over_time({app="api"}[10s])), "node", "n-$1", "pod", "p(.)")"#)
+            .unwrap(),
+        vec![("node=n-1,pod=p1".into(), "4".into()), ("node=n-2,pod=p2".into(), "1".into())]
+    );
+    // A non-matching regex leaves the series as it was; an empty result removes dst.
+    assert_eq!(
+        at(r#"label_replace(sum by (pod) (count_over_time({app="api"}[10s])), "pod", "", "pod", "p1")"#)
+            .unwrap(),
+        vec![("".into(), "4".into()), ("pod=p2".into(), "1".into())]
+    );
+    let per_pod = r#"sum by (app, pod) (count_over_time({app=~"api|web"}[10s]))"#;
+    let per_app = r#"sum by (app) (count_over_time({app=~"api|web"}[10s]))"#;
+    // Each pod's share of its app: many-to-one needs group_left.
+    assert_eq!(
+        at(&format!("{per_pod} / on (app) group_left {per_app}")).unwrap(),
+        vec![
+            ("app=api,pod=p1".into(), "0.8".into()),
+            ("app=api,pod=p2".into(), "0.2".into()),
+            ("app=web,pod=p3".into(), "1".into()),
+        ]
+    );
+    assert_eq!(
+        at(&format!("{per_pod} / on (app) {per_app}")).unwrap_err().message,
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    );
+    assert_eq!(
+        at(&format!("{per_app} / ignoring (pod) group_right {per_pod}")).unwrap(),
+        vec![
+            ("app=api,pod=p1".into(), "1.25".into()),
+            ("app=api,pod=p2".into(), "5".into()),
+            ("app=web,pod=p3".into(), "1".into()),
+        ]
+    );
+    assert_eq!(
+        at(&format!("{per_pod} > on (app) group_left {per_app} * 0.5")).unwrap(),
+        vec![
+            ("app=api,pod=p1".into(), "4".into()),
+            ("app=web,pod=p3".into(), "1".into())
+        ]
+    );
+    assert_eq!(
+        at(&format!(
+            "{per_pod} and on (pod) sum by (pod) (count_over_time({{pod=\"p2\"}}[10s]))"
+        ))
+        .unwrap(),
+        vec![("app=api,pod=p2".into(), "1".into())]
+    );
+    // Division by zero is NaN in Loki, not infinity.
+    assert_eq!(at(&format!("{per_app} / 0")).unwrap()[0].1, "NaN");
+    // offset shifts the window back.
+    assert_eq!(
+        at(r#"sum(count_over_time({app="api"}[2s] offset 7s))"#).unwrap(),
+        vec![("".into(), "3".into())]
+    );
+}
+
+/// `(labels as k=v joined by commas, value)` for each series of an instant vector, sorted.
+fn series_values(v: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|item| {
+                    let mut labels: Vec<String> = item["metric"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    labels.sort();
+                    (
+                        labels.join(","),
+                        item["value"][1].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn go_float(x: f64) -> String {
+    super::format_value(x)
+}
