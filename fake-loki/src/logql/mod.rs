@@ -2,6 +2,7 @@
 
 mod ast;
 mod eval;
+mod jsonwalk;
 mod lexer;
 pub mod matcher;
 mod matching;

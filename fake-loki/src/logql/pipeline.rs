@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use loki_wire::LabelSet;
 
 use super::ast::*;
+use super::jsonwalk::{object_each, string_value, unescape, Kind, WalkError};
 
 /// Where a label came from; the derive order is the folding precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -622,50 +623,48 @@ fn json_text(v: &JVal<'_>) -> Option<String> {
     }
 }
 
-fn flatten(prefix: &str, items: &[(String, JVal<'_>)], lbs: &mut Lbs) {
-    for (k, v) in items {
+/// Loki's `json` without parameters: every member, nested objects flattened with `_`,
+/// arrays skipped. Members before a syntax error keep their labels, as in Loki.
+fn json_all(prefix: &str, data: &[u8], lbs: &mut Lbs) -> Result<(), WalkError> {
+    object_each(data, &mut |k, v, kind| {
         let key = if prefix.is_empty() {
             sanitize_key(k)
         } else {
             format!("{prefix}_{}", sanitize_key(k))
         };
         if key.is_empty() {
-            continue;
+            return Ok(());
         }
-        match v {
-            JVal::Obj(inner, _) => flatten(&key, inner, lbs),
-            JVal::Arr(..) | JVal::Null => {}
-            JVal::Str(s) => lbs.set_parsed(&key, s),
-            JVal::Raw(r) => lbs.set_parsed(&key, r),
+        match kind {
+            Kind::Object => json_all(&key, v, lbs),
+            Kind::String => {
+                lbs.set_parsed(&key, &string_value(v));
+                Ok(())
+            }
+            Kind::Number | Kind::Boolean => {
+                lbs.set_parsed(&key, &String::from_utf8_lossy(v));
+                Ok(())
+            }
+            Kind::Array | Kind::Null => Ok(()),
         }
-    }
+    })
 }
 
 fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs) {
-    let v = match parse_json(line) {
-        Ok(v @ JVal::Obj(..)) => v,
-        Ok(_) => {
-            if params.is_empty() {
-                lbs.set_err(
-                    "JSONParserErr",
-                    Some("Value looks like object, but can't find closing '}' symbol".into()),
-                );
-            }
-            return;
-        }
-        Err(e) => {
-            lbs.set_err("JSONParserErr", Some(e));
-            return;
-        }
-    };
     if params.is_empty() {
-        if let JVal::Obj(items, _) = &v {
-            flatten("", items, lbs);
+        if let Err(e) = json_all("", line.as_bytes(), lbs) {
+            lbs.set_err("JSONParserErr", Some(e.message().to_string()));
         }
         return;
     }
+    // With expressions Loki only checks the first byte; a value it cannot find is "".
+    if !line.starts_with(['"', '{', '[']) {
+        lbs.set_err("JSONParserErr", None);
+        return;
+    }
+    let v = parse_json(line).ok();
     for (name, path) in params {
-        let mut cur = Some(&v);
+        let mut cur = v.as_ref();
         for part in path {
             cur = match (cur, part) {
                 (Some(JVal::Obj(items, _)), JsonPathPart::Key(k)) => {
@@ -680,29 +679,42 @@ fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs)
     }
 }
 
+/// Loki's `unpack`: string members become labels (none on a syntax error), `_entry`
+/// replaces the line.
 fn unpack_stage(line: &mut String, lbs: &mut Lbs) {
-    let entry = match parse_json(line) {
-        Ok(JVal::Obj(items, _)) => {
-            let mut entry = None;
-            for (k, v) in &items {
-                if let JVal::Str(s) = v {
-                    if k == "_entry" {
-                        entry = Some(s.clone());
-                    } else {
-                        lbs.set_parsed(k, s);
-                    }
-                }
+    if line.is_empty() {
+        return;
+    }
+    if !line.starts_with('{') {
+        lbs.set_err(
+            "JSONParserErr",
+            Some("expecting json object(6), but it is not".into()),
+        );
+        return;
+    }
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut entry = None;
+    let walked = object_each(line.as_bytes(), &mut |k, v, kind| {
+        if kind != Kind::String {
+            return Ok(());
+        }
+        if k == "_entry" {
+            entry = Some(unescape(v).ok_or(WalkError::MalformedStringEscape)?);
+        } else {
+            labels.push((k.to_string(), string_value(v)));
+        }
+        Ok(())
+    });
+    match walked {
+        Ok(()) => {
+            for (k, v) in labels {
+                lbs.set_parsed(&sanitize_key(&k), &v);
             }
-            entry
+            if let Some(e) = entry {
+                *line = e;
+            }
         }
-        Ok(_) => None,
-        Err(e) => {
-            lbs.set_err("JSONParserErr", Some(e));
-            None
-        }
-    };
-    if let Some(e) = entry {
-        *line = e;
+        Err(e) => lbs.set_err("JSONParserErr", Some(e.message().to_string())),
     }
 }
 
