@@ -173,3 +173,32 @@ mod tests {
         assert_eq!(got, want);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// For any window of finite values: min ≤ quantile ≤ max, min ≤ avg ≤ max,
+        /// first/last are the ends, and variance is never negative.
+        #[test]
+        fn window_functions_are_consistent(vals in prop::collection::vec(-1e9f64..1e9, 1..200), q in 0.0f64..=1.0) {
+            let ts: Vec<i64> = (0..vals.len() as i64).collect();
+            let f = |op, p| over_window(op, p, 60_000_000_000, &ts, &vals);
+            let (min, max) = (f(RangeOp::Min, None), f(RangeOp::Max, None));
+            let slack = 1e-6 * (max.abs() + min.abs() + 1.0);
+            prop_assert!(min <= max);
+            let quant = f(RangeOp::Quantile, Some(q));
+            prop_assert!(quant >= min - slack && quant <= max + slack);
+            let avg = f(RangeOp::Avg, None);
+            prop_assert!(avg >= min - slack && avg <= max + slack);
+            prop_assert_eq!(f(RangeOp::First, None), vals[0]);
+            prop_assert_eq!(f(RangeOp::Last, None), vals[vals.len() - 1]);
+            prop_assert!(f(RangeOp::Stdvar, None) >= -slack);
+            prop_assert_eq!(f(RangeOp::Quantile, Some(0.0)), min);
+            prop_assert_eq!(f(RangeOp::Quantile, Some(1.0)), max);
+        }
+    }
+}
