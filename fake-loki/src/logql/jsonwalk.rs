@@ -167,6 +167,114 @@ where
     }
 }
 
+/// The `index`th element of the array at the start of `d`, jsonparser's `ArrayEach` way.
+fn array_nth(d: &[u8], index: usize) -> Result<Option<(&[u8], Kind)>, WalkError> {
+    let mut i = next_token(d).ok_or(WalkError::MalformedJson)?;
+    if d[i] != b'[' {
+        return Ok(None);
+    }
+    i += 1;
+    i += next_token(&d[i..]).ok_or(WalkError::MalformedJson)?;
+    if d[i] == b']' {
+        return Ok(None);
+    }
+    let mut n = 0;
+    loop {
+        let (value, kind, end) = get(&d[i..])?;
+        if n == index {
+            return Ok(Some((value, kind)));
+        }
+        n += 1;
+        i += end;
+        i += next_token(&d[i..]).ok_or(WalkError::MalformedArray)?;
+        match d[i] {
+            b']' => return Ok(None),
+            b',' => i += 1,
+            _ => return Err(WalkError::MalformedArray),
+        }
+    }
+}
+
+/// One step of a `json` expression path.
+pub enum Step<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+/// The value at `path`, as Loki's expression parser finds it: the first member with a
+/// key, `None` when the path is not there (including when the JSON breaks before it), an
+/// error only when the value found cannot be read.
+pub fn lookup<'d>(d: &'d [u8], path: &[Step<'_>]) -> Result<Option<(&'d [u8], Kind)>, WalkError> {
+    let Some((step, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    let found = match step {
+        Step::Key(k) => member(d, k)?,
+        Step::Index(n) => array_nth(d, *n).unwrap_or(None),
+    };
+    match (found, rest.is_empty()) {
+        (None, _) => Ok(None),
+        (Some(v), true) => Ok(Some(v)),
+        (Some((v, Kind::Object | Kind::Array)), false) => lookup(v, rest),
+        (Some(_), false) => Ok(None),
+    }
+}
+
+/// The first member named `key` of the object at the start of `d`.
+fn member<'d>(d: &'d [u8], key: &str) -> Result<Option<(&'d [u8], Kind)>, WalkError> {
+    let Some(mut i) = next_token(d) else {
+        return Ok(None);
+    };
+    if d[i] != b'{' {
+        return Ok(None);
+    }
+    i += 1;
+    loop {
+        let Some(off) = next_token(&d[i..]) else {
+            return Ok(None);
+        };
+        i += off;
+        if d[i] != b'"' {
+            return Ok(None);
+        }
+        i += 1;
+        let Some((e, escaped)) = string_end(&d[i..]) else {
+            return Ok(None);
+        };
+        let raw_key = &d[i..i + e - 1];
+        i += e;
+        let name = if escaped {
+            unescape(raw_key)
+        } else {
+            Some(String::from_utf8_lossy(raw_key).into_owned())
+        };
+        let Some(off) = next_token(&d[i..]) else {
+            return Ok(None);
+        };
+        i += off;
+        if d[i] != b':' {
+            return Ok(None);
+        }
+        i += 1;
+        if name.as_deref() == Some(key) {
+            let (value, kind, _) = get(&d[i..])?;
+            return Ok(Some((value, kind)));
+        }
+        let Ok((_, _, end)) = get(&d[i..]) else {
+            return Ok(None);
+        };
+        i += end;
+        let Some(off) = next_token(&d[i..]) else {
+            return Ok(None);
+        };
+        i += off;
+        if d[i] != b',' {
+            return Ok(None);
+        }
+        i += 1;
+    }
+}
+
 fn hex4(d: &[u8]) -> Option<u32> {
     let h = std::str::from_utf8(d.get(..4)?).ok()?;
     if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -309,6 +417,40 @@ mod tests {
         let (seen, err) = walk(r#"{"a": 1, "b": nope}"#);
         assert_eq!(seen.len(), 1);
         assert_eq!(err, Some("Unknown value type"));
+    }
+
+    #[test]
+    fn lookup_like_each_key() {
+        let d = br#"{"a": {"b": [10, {"c": "x\u00e9"}]}, "k": 1, "k": 2, "bad": "open"#;
+        let got = |p: &[Step<'_>]| {
+            lookup(d, p).map(|o| o.map(|(v, k)| (String::from_utf8_lossy(v).into_owned(), k)))
+        };
+        assert_eq!(
+            got(&[
+                Step::Key("a"),
+                Step::Key("b"),
+                Step::Index(1),
+                Step::Key("c")
+            ])
+            .unwrap(),
+            Some((r"x\u00e9".to_string(), Kind::String))
+        );
+        assert_eq!(
+            got(&[Step::Key("a"), Step::Key("b"), Step::Index(0)]).unwrap(),
+            Some(("10".to_string(), Kind::Number))
+        );
+        // The first member with the key wins.
+        assert_eq!(
+            got(&[Step::Key("k")]).unwrap(),
+            Some(("1".to_string(), Kind::Number))
+        );
+        assert_eq!(got(&[Step::Key("missing")]).unwrap(), None);
+        // Only reading the value found is an error.
+        assert_eq!(
+            got(&[Step::Key("bad")]).unwrap_err(),
+            WalkError::MalformedString
+        );
+        assert_eq!(lookup(b"{broken", &[Step::Key("a")]).unwrap(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use loki_wire::LabelSet;
 
 use super::ast::*;
-use super::jsonwalk::{object_each, string_value, unescape, Kind, WalkError};
+use super::jsonwalk::{lookup, object_each, string_value, unescape, Kind, Step, WalkError};
 
 /// Where a label came from; the derive order is the folding precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -431,198 +431,6 @@ pub(super) fn label_filter(f: &LabelFilter, lbs: &mut Lbs) -> bool {
 
 // ---- JSON ----
 
-/// A raw JSON value as Loki's parser sees it.
-#[derive(Debug, Clone)]
-enum JVal<'a> {
-    Str(String),
-    /// Numbers and booleans keep their source text.
-    Raw(&'a str),
-    Null,
-    Obj(Vec<(String, JVal<'a>)>, &'a str),
-    Arr(Vec<JVal<'a>>, &'a str),
-}
-
-struct JParser<'a> {
-    s: &'a str,
-    i: usize,
-}
-
-impl<'a> JParser<'a> {
-    fn ws(&mut self) {
-        let b = self.s.as_bytes();
-        while self.i < b.len() && matches!(b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-            self.i += 1;
-        }
-    }
-
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("{what} at offset {}", self.i))
-    }
-
-    fn value(&mut self, depth: usize) -> Result<JVal<'a>, String> {
-        if depth > 128 {
-            return self.err("nesting too deep");
-        }
-        self.ws();
-        let b = self.s.as_bytes();
-        let Some(&c) = b.get(self.i) else {
-            return self.err("unexpected end of input");
-        };
-        match c {
-            b'{' => {
-                let start = self.i;
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if b.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(JVal::Obj(items, &self.s[start..self.i]));
-                }
-                loop {
-                    self.ws();
-                    if b.get(self.i) != Some(&b'"') {
-                        return self.err("expected object key");
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    if b.get(self.i) != Some(&b':') {
-                        return self.err("expected ':'");
-                    }
-                    self.i += 1;
-                    let v = self.value(depth + 1)?;
-                    items.push((k, v));
-                    self.ws();
-                    match b.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(JVal::Obj(items, &self.s[start..self.i]));
-                        }
-                        _ => {
-                            return self
-                                .err("Value looks like object, but can't find closing '}' symbol")
-                        }
-                    }
-                }
-            }
-            b'[' => {
-                let start = self.i;
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if b.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(JVal::Arr(items, &self.s[start..self.i]));
-                }
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match b.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(JVal::Arr(items, &self.s[start..self.i]));
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            b'"' => Ok(JVal::Str(self.string()?)),
-            _ => {
-                let start = self.i;
-                while self.i < b.len()
-                    && !matches!(b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                {
-                    self.i += 1;
-                }
-                let raw = &self.s[start..self.i];
-                match raw {
-                    "null" => Ok(JVal::Null),
-                    "true" | "false" => Ok(JVal::Raw(raw)),
-                    _ if !raw.is_empty() && raw.parse::<f64>().is_ok() => Ok(JVal::Raw(raw)),
-                    _ => self.err("invalid value"),
-                }
-            }
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let b = self.s.as_bytes();
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            let start = self.i;
-            while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' {
-                self.i += 1;
-            }
-            out.push_str(&self.s[start..self.i]);
-            match b.get(self.i) {
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    let e = b.get(self.i + 1).copied();
-                    self.i += 2;
-                    match e {
-                        Some(b'"') => out.push('"'),
-                        Some(b'\\') => out.push('\\'),
-                        Some(b'/') => out.push('/'),
-                        Some(b'b') => out.push('\u{8}'),
-                        Some(b'f') => out.push('\u{c}'),
-                        Some(b'n') => out.push('\n'),
-                        Some(b'r') => out.push('\r'),
-                        Some(b't') => out.push('\t'),
-                        Some(b'u') => {
-                            let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.s[self.i..].starts_with("\\u")
-                            {
-                                self.i += 2;
-                                let lo = self.hex4()?;
-                                cp = 0x10000
-                                    + ((cp - 0xD800) << 10)
-                                    + (lo.wrapping_sub(0xDC00) & 0x3ff);
-                            }
-                            out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
-                        }
-                        _ => return self.err("invalid escape"),
-                    }
-                }
-                _ => return self.err("unterminated string"),
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let h = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or("invalid unicode escape")?;
-        let v = u32::from_str_radix(h, 16).map_err(|_| "invalid unicode escape".to_string())?;
-        self.i += 4;
-        Ok(v)
-    }
-}
-
-fn parse_json(line: &str) -> Result<JVal<'_>, String> {
-    let mut p = JParser { s: line, i: 0 };
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != line.len() {
-        return p.err("unexpected trailing data");
-    }
-    Ok(v)
-}
-
-fn json_text(v: &JVal<'_>) -> Option<String> {
-    match v {
-        JVal::Str(s) => Some(s.clone()),
-        JVal::Raw(r) => Some(r.to_string()),
-        JVal::Null => None,
-        JVal::Obj(_, raw) | JVal::Arr(_, raw) => Some(raw.to_string()),
-    }
-}
-
 /// Loki's `json` without parameters: every member, nested objects flattened with `_`,
 /// arrays skipped. Members before a syntax error keep their labels, as in Loki.
 fn json_all(prefix: &str, data: &[u8], lbs: &mut Lbs) -> Result<(), WalkError> {
@@ -662,19 +470,23 @@ fn json_stage(line: &str, params: &[(String, Vec<JsonPathPart>)], lbs: &mut Lbs)
         lbs.set_err("JSONParserErr", None);
         return;
     }
-    let v = parse_json(line).ok();
     for (name, path) in params {
-        let mut cur = v.as_ref();
-        for part in path {
-            cur = match (cur, part) {
-                (Some(JVal::Obj(items, _)), JsonPathPart::Key(k)) => {
-                    items.iter().rev().find(|(ik, _)| ik == k).map(|(_, v)| v)
-                }
-                (Some(JVal::Arr(items, _)), JsonPathPart::Index(i)) => items.get(*i),
-                _ => None,
-            };
-        }
-        let val = cur.and_then(json_text).unwrap_or_default();
+        let steps: Vec<Step<'_>> = path
+            .iter()
+            .map(|p| match p {
+                JsonPathPart::Key(k) => Step::Key(k),
+                JsonPathPart::Index(i) => Step::Index(*i),
+            })
+            .collect();
+        let val = match lookup(line.as_bytes(), &steps) {
+            Ok(Some((v, Kind::Object))) => String::from_utf8_lossy(v).into_owned(),
+            Ok(Some((v, _))) => string_value(v),
+            Ok(None) => String::new(),
+            Err(e) => {
+                lbs.set_err("JSONParserErr", Some(e.message().to_string()));
+                continue;
+            }
+        };
         lbs.set_parsed(name, &val);
     }
 }
